@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// The ddpm core, in dependency order: each header needs only those above it.
+// The reference network (ddpm/nn/) and file formats (ddpm/io/) are included separately.
+
+#include "ddpm/version.hpp"
+#include "ddpm/error.hpp"
+#include "ddpm/tensor.hpp"
+#include "ddpm/schedule.hpp"
+#include "ddpm/forward.hpp"
+#include "ddpm/posterior.hpp"

@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// The posterior q(x_{t-1} | x_t, x_0) and the conversions between the three things a network may
+// predict (eps, x0, v). These are the sampler's arithmetic.             [docs/math.md, Eqs. (5)-(8)]
+// All accept Tensor, TensorMap and ConstTensorMap arguments and have a form writing into `out`.
+
+#include <span>
+#include <string>
+
+#include "ddpm/detail/per_timestep.hpp"
+#include "ddpm/forward.hpp"
+#include "ddpm/schedule.hpp"
+#include "ddpm/tensor.hpp"
+
+namespace ddpm {
+
+/// The posterior mean alone, written into `out`.                                 [docs/math.md, Eq. (7)]
+template <std::floating_point S, DenseTensor X0, DenseTensor Xt, MutableDenseTensor Out>
+void q_posterior_mean(const NoiseSchedule<S>& schedule, const X0& x0, const Xt& x_t, int t, Out&& out) {
+  detail::check_timesteps("ddpm::q_posterior", schedule, t, x0.dimension(0));
+  detail::combine("ddpm::q_posterior", "x0", x0, detail::Coefficient<S>(schedule.posterior_mean_coef1(), t), "x_t", x_t,
+                  detail::Coefficient<S>(schedule.posterior_mean_coef2(), t), out);
+}
+
+/// The Gaussian posterior q(x_{t-1} | x_t, x_0).                                [docs/math.md, Eq. (7)]
+///   mean = posterior_mean_coef1[t] * x0 + posterior_mean_coef2[t] * x_t
+///   variance = posterior_variance[t],  log_variance = posterior_log_variance_clipped[t]
+/// Throws ddpm::invalid_argument if t is outside [0, T), x0 is empty, or x_t differs in shape from x0.
+template <std::floating_point S, DenseTensor X0, DenseTensor Xt>
+Gaussian<S, rank_v<X0>> q_posterior(const NoiseSchedule<S>& schedule, const X0& x0, const Xt& x_t, int t) {
+  Gaussian<S, rank_v<X0>> g;
+  q_posterior_mean(schedule, x0, x_t, t, g.mean);
+  g.variance = schedule.posterior_variance()[t];
+  g.log_variance = schedule.posterior_log_variance_clipped()[t];
+  return g;
+}
+
+/// x0 from x_t and the noise that made it (Eq. (4) solved for x0).                [docs/math.md, Eq. (8)]
+///   x0 = sqrt(1 / alpha_bar[t]) * x_t - sqrt(1 / alpha_bar[t] - 1) * eps
+/// Throws ddpm::invalid_argument if t is outside [0, T), alpha_bar[t] is 0 (zero terminal SNR: eps does
+/// not determine x0 there; use a v-prediction model), or eps differs in shape from x_t.
+template <std::floating_point S, DenseTensor Xt, DenseTensor E, MutableDenseTensor Out>
+void predict_x0_from_eps(const NoiseSchedule<S>& schedule, const Xt& x_t, int t, const E& eps, Out&& out) {
+  constexpr const char* fn = "ddpm::predict_x0_from_eps";
+  detail::check_timesteps(fn, schedule, t, x_t.dimension(0));
+  if (!(schedule.alphas_cumprod()[t] > S(0))) {
+    detail::throw_invalid_argument(std::string(fn) + ": alpha_bar[" + std::to_string(t) +
+                                   "] is 0 (zero terminal SNR), but eps determines x0 only where alpha_bar > 0");
+  }
+  const std::vector<double>& alpha_bar = schedule.alphas_cumprod_double();
+  const detail::Coefficient<S> a(alpha_bar, t, [](double ab) { return std::sqrt(1.0 / ab); });
+  const detail::Coefficient<S> c(alpha_bar, t, [](double ab) { return -std::sqrt(1.0 / ab - 1.0); });
+  detail::combine(fn, "x_t", x_t, a, "eps", eps, c, out);
+}
+
+template <std::floating_point S, DenseTensor Xt, DenseTensor E>
+plain_tensor_t<Xt> predict_x0_from_eps(const NoiseSchedule<S>& schedule, const Xt& x_t, int t, const E& eps) {
+  plain_tensor_t<Xt> out;
+  predict_x0_from_eps(schedule, x_t, t, eps, out);
+  return out;
+}
+
+/// The noise that took x0 to x_t (Eq. (4) solved for eps).                         [docs/math.md, Eq. (8)]
+///   eps = (sqrt(1 / alpha_bar[t]) * x_t - x0) / sqrt(1 / alpha_bar[t] - 1)
+/// Throws ddpm::invalid_argument if t is outside [0, T) or x0 differs in shape from x_t.
+template <std::floating_point S, DenseTensor Xt, DenseTensor X0, MutableDenseTensor Out>
+void predict_eps_from_x0(const NoiseSchedule<S>& schedule, const Xt& x_t, int t, const X0& x0, Out&& out) {
+  constexpr const char* fn = "ddpm::predict_eps_from_x0";
+  detail::check_timesteps(fn, schedule, t, x_t.dimension(0));
+  const std::vector<double>& alpha_bar = schedule.alphas_cumprod_double();
+  // (sqrt(1/ab) x_t - x0) / sqrt(1/ab - 1) = x_t / sqrt(1 - ab) - x0 / sqrt(1/ab - 1), coefficients in double.
+  const detail::Coefficient<S> a(alpha_bar, t, [](double ab) { return 1.0 / std::sqrt(1.0 - ab); });
+  const detail::Coefficient<S> c(alpha_bar, t, [](double ab) { return -1.0 / std::sqrt(1.0 / ab - 1.0); });
+  detail::combine(fn, "x_t", x_t, a, "x0", x0, c, out);
+}
+
+template <std::floating_point S, DenseTensor Xt, DenseTensor X0>
+plain_tensor_t<Xt> predict_eps_from_x0(const NoiseSchedule<S>& schedule, const Xt& x_t, int t, const X0& x0) {
+  plain_tensor_t<Xt> out;
+  predict_eps_from_x0(schedule, x_t, t, x0, out);
+  return out;
+}
+
+/// The velocity target of Salimans & Ho (2022).                                    [docs/math.md, Eq. (14)]
+///   v = sqrt(alpha_bar[t]) * eps - sqrt(1 - alpha_bar[t]) * x0
+/// Throws ddpm::invalid_argument if t is outside [0, T) or eps differs in shape from x0.
+template <std::floating_point S, DenseTensor X0, DenseTensor E, MutableDenseTensor Out>
+void predict_v(const NoiseSchedule<S>& schedule, const X0& x0, int t, const E& eps, Out&& out) {
+  constexpr const char* fn = "ddpm::predict_v";
+  detail::check_timesteps(fn, schedule, t, x0.dimension(0));
+  const std::vector<double>& alpha_bar = schedule.alphas_cumprod_double();
+  const detail::Coefficient<S> a(alpha_bar, t, [](double ab) { return -std::sqrt(1.0 - ab); });
+  const detail::Coefficient<S> c(schedule.sqrt_alphas_cumprod(), t);
+  detail::combine(fn, "x0", x0, a, "eps", eps, c, out);
+}
+
+template <std::floating_point S, DenseTensor X0, DenseTensor E>
+plain_tensor_t<X0> predict_v(const NoiseSchedule<S>& schedule, const X0& x0, int t, const E& eps) {
+  plain_tensor_t<X0> out;
+  predict_v(schedule, x0, t, eps, out);
+  return out;
+}
+
+/// x0 from x_t and a velocity.                                                     [docs/math.md, Eq. (15)]
+///   x0 = sqrt(alpha_bar[t]) * x_t - sqrt(1 - alpha_bar[t]) * v
+/// Throws ddpm::invalid_argument if t is outside [0, T) or v differs in shape from x_t.
+template <std::floating_point S, DenseTensor Xt, DenseTensor V, MutableDenseTensor Out>
+void predict_x0_from_v(const NoiseSchedule<S>& schedule, const Xt& x_t, int t, const V& v, Out&& out) {
+  constexpr const char* fn = "ddpm::predict_x0_from_v";
+  detail::check_timesteps(fn, schedule, t, x_t.dimension(0));
+  const std::vector<double>& alpha_bar = schedule.alphas_cumprod_double();
+  const detail::Coefficient<S> c(alpha_bar, t, [](double ab) { return -std::sqrt(1.0 - ab); });
+  detail::combine(fn, "x_t", x_t, detail::Coefficient<S>(schedule.sqrt_alphas_cumprod(), t), "v", v, c, out);
+}
+
+template <std::floating_point S, DenseTensor Xt, DenseTensor V>
+plain_tensor_t<Xt> predict_x0_from_v(const NoiseSchedule<S>& schedule, const Xt& x_t, int t, const V& v) {
+  plain_tensor_t<Xt> out;
+  predict_x0_from_v(schedule, x_t, t, v, out);
+  return out;
+}
+
+/// eps from x_t and a velocity.                                                    [docs/math.md, Eq. (15)]
+///   eps = sqrt(1 - alpha_bar[t]) * x_t + sqrt(alpha_bar[t]) * v
+/// Throws ddpm::invalid_argument if t is outside [0, T) or v differs in shape from x_t.
+template <std::floating_point S, DenseTensor Xt, DenseTensor V, MutableDenseTensor Out>
+void predict_eps_from_v(const NoiseSchedule<S>& schedule, const Xt& x_t, int t, const V& v, Out&& out) {
+  constexpr const char* fn = "ddpm::predict_eps_from_v";
+  detail::check_timesteps(fn, schedule, t, x_t.dimension(0));
+  detail::combine(fn, "x_t", x_t, detail::Coefficient<S>(schedule.sqrt_one_minus_alphas_cumprod(), t), "v", v,
+                  detail::Coefficient<S>(schedule.sqrt_alphas_cumprod(), t), out);
+}
+
+template <std::floating_point S, DenseTensor Xt, DenseTensor V>
+plain_tensor_t<Xt> predict_eps_from_v(const NoiseSchedule<S>& schedule, const Xt& x_t, int t, const V& v) {
+  plain_tensor_t<Xt> out;
+  predict_eps_from_v(schedule, x_t, t, v, out);
+  return out;
+}
+
+}  // namespace ddpm

@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// Tensors, views of a caller's buffer, shape checks, and the one fused kernel that almost every
+// per-timestep formula of the library reduces to: out[b] = a[b] * x[b] + c[b] * y[b], where b runs over
+// the batch (dimension 0) and a[b], c[b] are per-sample coefficients.
+
+#include <algorithm>
+#include <concepts>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include <Eigen/Core>
+#include <unsupported/Eigen/CXX11/Tensor>
+
+#include "ddpm/error.hpp"
+
+namespace ddpm {
+
+/// The library's tensor: row-major (C order) so that an NCHW batch has the memory layout of a contiguous
+/// PyTorch tensor and of a safetensors buffer.
+template <class S, int R>
+using Tensor = Eigen::Tensor<S, R, Eigen::RowMajor>;
+
+/// A mutable view of a caller's row-major buffer (no copy), e.g. `TensorMap<float, 4>(ptr, n, c, h, w)`.
+template <class S, int R>
+using TensorMap = Eigen::TensorMap<Tensor<S, R>>;
+
+/// A read-only view of a caller's row-major buffer (e.g. an ONNX Runtime output).
+template <class S, int R>
+using ConstTensorMap = Eigen::TensorMap<const Tensor<S, R>>;
+
+namespace detail {
+template <class T>
+using data_pointer_t = decltype(std::declval<T&>().data());
+template <class T>
+using element_t = std::remove_pointer_t<data_pointer_t<T>>;
+}  // namespace detail
+
+/// A dense, contiguous, row-major Eigen tensor of floating-point scalars: `Tensor<S,R>`, `TensorMap` or
+/// `ConstTensorMap`. Every kernel of the library accepts any of them.
+template <class T>
+concept DenseTensor = requires(T& t) {
+  { t.data() } -> std::convertible_to<const void*>;
+  t.dimensions();
+  t.size();
+} && (int(std::remove_cvref_t<T>::Layout) == int(Eigen::RowMajor)) &&
+                      (std::remove_cvref_t<T>::NumIndices >= 1) &&
+                      std::floating_point<std::remove_cv_t<detail::element_t<T>>>;
+
+/// A DenseTensor whose elements can be written (an output argument).
+template <class T>
+concept MutableDenseTensor = DenseTensor<T> && !std::is_const_v<detail::element_t<T>>;
+
+/// The scalar type of a DenseTensor.
+template <DenseTensor T>
+using scalar_t = std::remove_cv_t<detail::element_t<T>>;
+
+/// The rank (number of dimensions) of a DenseTensor.
+template <DenseTensor T>
+inline constexpr int rank_v = static_cast<int>(std::remove_cvref_t<T>::NumIndices);
+
+/// The plain tensor type that a function returns for an argument of type T.
+template <DenseTensor T>
+using plain_tensor_t = Tensor<scalar_t<T>, rank_v<T>>;
+
+namespace detail {
+
+template <class T>
+inline constexpr bool is_plain_tensor_v = false;
+template <class S, int R>
+inline constexpr bool is_plain_tensor_v<Eigen::Tensor<S, R, Eigen::RowMajor>> = true;
+
+/// "(16, 3, 64, 64)"
+template <DenseTensor T>
+std::string shape_string(const T& t) {
+  std::string s = "(";
+  for (int i = 0; i < rank_v<T>; ++i) {
+    if (i > 0) s += ", ";
+    s += std::to_string(t.dimension(i));
+  }
+  return s + ")";
+}
+
+template <DenseTensor A, DenseTensor B>
+bool same_shape(const A& a, const B& b) {
+  static_assert(rank_v<A> == rank_v<B>, "ddpm: tensors of different rank");
+  for (int i = 0; i < rank_v<A>; ++i) {
+    if (a.dimension(i) != b.dimension(i)) return false;
+  }
+  return true;
+}
+
+/// Throws ddpm::invalid_argument "fn: <b_name> has shape (..), but must match <a_name> (..)".
+template <DenseTensor A, DenseTensor B>
+void require_same_shape(const char* fn, const char* a_name, const A& a, const char* b_name, const B& b) {
+  if (!same_shape(a, b)) {
+    throw_invalid_argument(std::string(fn) + ": " + b_name + " has shape " + shape_string(b) +
+                           ", but must have the shape of " + a_name + " " + shape_string(a));
+  }
+}
+
+/// Throws unless the tensor has at least one element.
+template <DenseTensor T>
+void require_nonempty(const char* fn, const char* name, const T& t) {
+  if (t.size() == 0) {
+    throw_invalid_argument(std::string(fn) + ": " + name + " has shape " + shape_string(t) +
+                           ", but must have at least one element");
+  }
+}
+
+/// Makes `out` ready to receive a result shaped like `like`: a plain Tensor is resized, a map must
+/// already have the shape.
+template <MutableDenseTensor Out, DenseTensor Like>
+void prepare_output(const char* fn, Out& out, const Like& like) {
+  if constexpr (is_plain_tensor_v<std::remove_cvref_t<Out>>) {
+    if (!same_shape(out, like)) out.resize(like.dimensions());
+  } else {
+    require_same_shape(fn, "the input", like, "out", out);
+  }
+}
+
+/// Number of elements per batch element (the product of all dimensions but the first).
+template <DenseTensor T>
+Eigen::Index per_sample_size(const T& t) {
+  return t.dimension(0) == 0 ? 0 : t.size() / t.dimension(0);
+}
+
+// Elementwise work is split over OpenMP threads only when the library was built with OpenMP
+// (DDPM_OPENMP) and the tensor is large enough to pay for the fork; each element is computed by the
+// same expression either way, so the result does not depend on the thread count.
+inline constexpr Eigen::Index kParallelGrain = Eigen::Index{1} << 15;
+
+/// One coefficient per batch element, or one shared by the whole batch (stride 0).
+template <class S>
+struct PerSample {
+  const S* values;
+  Eigen::Index stride;
+  S operator[](Eigen::Index b) const { return values[b * stride]; }
+};
+
+/// out[b] = a[b] * x[b] + c[b] * y[b] for every batch element b, as one fused, vectorised pass.
+/// Shapes are validated by the caller; `out` may alias `x` or `y`.
+template <class S>
+void lincomb2_per_sample(S* out, PerSample<S> a, const S* x, PerSample<S> c, const S* y, Eigen::Index batch,
+                         Eigen::Index per_sample) {
+  using Vec = Eigen::Array<S, Eigen::Dynamic, 1>;
+  using In = Eigen::Map<const Vec, Eigen::Unaligned>;
+  using Out = Eigen::Map<Vec, Eigen::Unaligned>;
+  const Eigen::Index total = batch * per_sample;
+  if (total == 0) return;
+  if (per_sample < 16) {  // tiny samples (points in 2-D): a plain loop beats a map per sample
+    for (Eigen::Index b = 0; b < batch; ++b) {
+      const S ab = a[b], cb = c[b];
+      for (Eigen::Index i = b * per_sample; i < (b + 1) * per_sample; ++i) out[i] = ab * x[i] + cb * y[i];
+    }
+    return;
+  }
+  // Work is cut into chunks of at most kParallelGrain elements that never straddle a batch element.
+  const Eigen::Index chunks_per_sample = (per_sample + kParallelGrain - 1) / kParallelGrain;
+  const Eigen::Index chunk = (per_sample + chunks_per_sample - 1) / chunks_per_sample;
+  const Eigen::Index chunks = batch * chunks_per_sample;
+  auto run_chunk = [&](Eigen::Index k) {
+    const Eigen::Index b = k / chunks_per_sample;
+    const Eigen::Index begin = b * per_sample + (k % chunks_per_sample) * chunk;
+    const Eigen::Index end = std::min(begin + chunk, (b + 1) * per_sample);
+    const Eigen::Index n = end - begin;
+    Out(out + begin, n) = a[b] * In(x + begin, n) + c[b] * In(y + begin, n);
+  };
+#ifdef _OPENMP
+  if (total >= 2 * kParallelGrain) {
+#pragma omp parallel for schedule(static)
+    for (Eigen::Index k = 0; k < chunks; ++k) run_chunk(k);
+    return;
+  }
+#endif
+  for (Eigen::Index k = 0; k < chunks; ++k) run_chunk(k);
+}
+
+}  // namespace detail
+}  // namespace ddpm
