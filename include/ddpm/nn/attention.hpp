@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// AttentionBlock: the residual spatial self-attention of diffusers' UNet blocks (an Attention module built
+// with _from_deprecated_attn_block): GroupNorm, q/k/v projections of every pixel, multi-head scaled
+// dot-product attention over the pixels of each image, an output projection, the residual, and a
+// rescale. Parameters: group_norm, to_q, to_k, to_v, to_out.0 (older files: query, key, value, proj_attn;
+// the loader maps those names).
+
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <optional>
+#include <string>
+
+#include <Eigen/Core>
+
+#include "ddpm/error.hpp"
+#include "ddpm/nn/context.hpp"
+#include "ddpm/nn/detail/gemm.hpp"
+#include "ddpm/nn/feature_map.hpp"
+#include "ddpm/nn/group_norm.hpp"
+#include "ddpm/nn/parameter.hpp"
+#include "ddpm/tensor.hpp"
+
+namespace ddpm::nn {
+
+template <std::floating_point S>
+class AttentionBlock {
+ public:
+  using Matrix = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Vector = Eigen::Matrix<S, Eigen::Dynamic, 1>;
+
+  AttentionBlock() = default;
+  /// Attention over `channels` channels with heads = channels / head_dim heads of head_dim each (diffusers'
+  /// attention_head_dim; inner width heads * head_dim), a GroupNorm of norm_groups groups first (none when
+  /// empty), and out = (attention + residual) / rescale_output_factor. Weights start at zero.
+  /// Throws ddpm::invalid_argument unless 1 <= head_dim <= channels, the groups divide the channels, eps > 0
+  /// and rescale_output_factor != 0.
+  AttentionBlock(Eigen::Index channels, Eigen::Index head_dim, std::optional<Eigen::Index> norm_groups, double eps,
+                 double rescale_output_factor = 1.0)
+      : head_dim_(head_dim), rescale_(rescale_output_factor) {
+    if (channels < 1 || head_dim < 1 || head_dim > channels) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::AttentionBlock: head_dim is " + std::to_string(head_dim) +
+                                           ", but must be in [1, channels = " + std::to_string(channels) + "]");
+    }
+    if (!(rescale_output_factor != 0.0) || !std::isfinite(rescale_output_factor)) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::AttentionBlock: rescale_output_factor is " +
+                                           std::to_string(rescale_output_factor) + ", but must be finite and != 0");
+    }
+    heads_ = channels / head_dim;
+    if (norm_groups) group_norm_ = GroupNorm<S>(*norm_groups, channels, eps);
+    const Eigen::Index inner = heads_ * head_dim_;
+    qkv_weight_ = Matrix::Zero(3 * inner, channels);
+    qkv_bias_ = Vector::Zero(3 * inner);
+    out_weight_ = Matrix::Zero(channels, inner);
+    out_bias_ = Vector::Zero(channels);
+  }
+
+  Eigen::Index channels() const { return out_weight_.rows(); }
+  Eigen::Index heads() const { return heads_; }
+  Eigen::Index head_dim() const { return head_dim_; }
+  Eigen::Index inner_dim() const { return heads_ * head_dim_; }
+  bool has_group_norm() const { return group_norm_.has_value(); }
+  double rescale_output_factor() const { return rescale_; }
+
+  /// For each image (pixels as tokens, L = H * W), with xn = GroupNorm(x) [L, C]:   [docs/unet.md, Eq. (U5)]
+  ///   q, k, v = xn Wq^T + bq, xn Wk^T + bk, xn Wv^T + bv, split into heads of head_dim columns
+  ///   o_h = softmax(q_h k_h^T / sqrt(head_dim)) v_h      (softmax over the keys, at least in float32)
+  ///   out = ([o_1 .. o_heads] Wo^T + bo + x) / rescale_output_factor
+  /// `out` must have the shape of `in` and not alias it.
+  void forward(Context<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out) const {
+    if (in.channels != channels() || out.channels != in.channels || out.batch != in.batch ||
+        out.height != in.height || out.width != in.width) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::AttentionBlock::forward: the input has " +
+                                           std::to_string(in.channels) + " channels and the output " +
+                                           std::to_string(out.channels) + ", but both must have " +
+                                           std::to_string(channels()) + " and the same shape");
+    }
+    const Eigen::Index C = channels(), N = in.plane(), L = in.pixels(), inner = inner_dim(), d = head_dim_;
+    // normalised input [C, N]
+    Feature<S> normed;
+    FeatureMap<const S> xn = in;
+    if (group_norm_) {
+      normed = make_feature(ctx, in.channels, in.batch, in.height, in.width);
+      group_norm_->forward(ctx, in, normed.view());
+      xn = normed.cview();
+    }
+    // q, k, v of every pixel of the batch in one product: [3 inner, N]
+    typename Context<S>::Buffer qkv = ctx.acquire(3 * inner * N);
+    detail::parallel_gemm(ctx, 3 * inner, N, C, qkv_weight_.data(), C, xn.data, N, qkv.data(), N, false);
+    ctx.parallel_for(3 * inner, [&](Eigen::Index begin, Eigen::Index end, int) {
+      for (Eigen::Index r = begin; r < end; ++r) {
+        Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>(qkv.data() + r * N, N) += qkv_bias_[r];
+      }
+    });
+    normed = Feature<S>{};
+    // attention per (image, head) pair; each thread has its own L x L score matrix
+    typename Context<S>::Buffer heads_out = ctx.acquire(inner * N);
+    const int threads = static_cast<int>(std::min<Eigen::Index>(ctx.num_threads(), in.batch * heads_));
+    typename Context<S>::Buffer scores = ctx.acquire(threads * L * L);
+    const S scale = S(1) / std::sqrt(static_cast<S>(d));
+    ctx.parallel_for(in.batch * heads_, [&](Eigen::Index begin, Eigen::Index end, int thread) {
+      using RowMap = detail::RowMap<S>;
+      using ConstRowMap = detail::ConstRowMap<S>;
+      Eigen::Map<detail::RowMatrix<S>> p(scores.data() + thread * L * L, L, L);
+      for (Eigen::Index job = begin; job < end; ++job) {
+        const Eigen::Index b = job / heads_, h = job % heads_;
+        const S* base = qkv.data() + b * L;
+        ConstRowMap q(base + (h * d) * N, d, L, Eigen::OuterStride<>(N));              // [d, L]
+        ConstRowMap k(base + (inner + h * d) * N, d, L, Eigen::OuterStride<>(N));      // [d, L]
+        ConstRowMap v(base + (2 * inner + h * d) * N, d, L, Eigen::OuterStride<>(N));  // [d, L]
+        p.noalias() = (q.transpose() * scale) * k;  // [L queries, L keys]
+        softmax_rows(p.data(), L);
+        RowMap o(heads_out.data() + (h * d) * N + b * L, d, L, Eigen::OuterStride<>(N));
+        o.noalias() = v * p.transpose();  // o[:, i] = sum_j p[i, j] v[:, j]
+      }
+    });
+    scores.release();
+    qkv.release();
+    // out = (x + Wo o + bo) / rescale
+    std::copy_n(in.data, in.size(), out.data);
+    detail::parallel_gemm(ctx, C, N, inner, out_weight_.data(), inner, heads_out.data(), N, out.data, N, true);
+    const S inv = static_cast<S>(1.0 / rescale_);
+    ctx.parallel_for(C, [&](Eigen::Index begin, Eigen::Index end, int) {
+      for (Eigen::Index c = begin; c < end; ++c) {
+        Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>> row(out.channel(c), N);
+        if (rescale_ == 1.0) {
+          row += out_bias_[c];
+        } else {
+          row = (row + out_bias_[c]) * inv;
+        }
+      }
+    });
+  }
+
+  /// The block applied to an NCHW batch, returned as NCHW (a convenience that allocates).
+  template <DenseTensor X>
+  Tensor<S, 4> operator()(const X& x) const {
+    static_assert(rank_v<X> == 4, "ddpm::nn::AttentionBlock: the input must be an NCHW tensor");
+    Context<S> ctx;
+    Feature<S> in = to_feature(ctx, x);
+    Feature<S> out = make_feature(ctx, in.map.channels, in.map.batch, in.map.height, in.map.width);
+    forward(ctx, in.cview(), out.view());
+    return to_nchw(out.cview());
+  }
+
+  /// group_norm.{weight,bias}, to_q, to_k, to_v, to_out.0 (each .weight [out, in] and .bias), as diffusers.
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) {
+    if (group_norm_) group_norm_->for_each_parameter(prefix + "group_norm.", f);
+    const Eigen::Index inner = inner_dim(), C = channels();
+    const char* names[3] = {"to_q.", "to_k.", "to_v."};
+    for (int i = 0; i < 3; ++i) {
+      f(Parameter<S>{prefix + names[i] + "weight", {inner, C}, qkv_weight_.data() + i * inner * C});
+      f(Parameter<S>{prefix + names[i] + "bias", {inner}, qkv_bias_.data() + i * inner});
+    }
+    f(Parameter<S>{prefix + "to_out.0.weight", {C, inner}, out_weight_.data()});
+    f(Parameter<S>{prefix + "to_out.0.bias", {C}, out_bias_.data()});
+  }
+
+ private:
+  // Row-wise softmax, computed in at least float32 (diffusers' upcast_softmax): max-subtracted, so exp never
+  // overflows.
+  static void softmax_rows(S* p, Eigen::Index n) {
+    for (Eigen::Index i = 0; i < n; ++i) {
+      Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>> row(p + i * n, n);
+      const S m = row.maxCoeff();
+      row = (row - m).exp();
+      row *= S(1) / row.sum();
+    }
+  }
+
+  Eigen::Index heads_ = 1, head_dim_ = 1;
+  double rescale_ = 1.0;
+  std::optional<GroupNorm<S>> group_norm_;
+  Matrix qkv_weight_;  // [to_q; to_k; to_v] stacked: one product for all three
+  Vector qkv_bias_;
+  Matrix out_weight_;
+  Vector out_bias_;
+};
+
+}  // namespace ddpm::nn

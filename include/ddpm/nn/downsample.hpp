@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// Downsample2D: halves the image, by a 3x3 convolution of stride 2 (parameter "conv") or, without a
+// convolution, by 2x2 average pooling.
+
+#include <concepts>
+#include <string>
+
+#include <Eigen/Core>
+
+#include "ddpm/error.hpp"
+#include "ddpm/nn/context.hpp"
+#include "ddpm/nn/conv2d.hpp"
+#include "ddpm/nn/feature_map.hpp"
+#include "ddpm/nn/parameter.hpp"
+#include "ddpm/tensor.hpp"
+
+namespace ddpm::nn {
+
+template <std::floating_point S>
+class Downsample2D {
+ public:
+  Downsample2D() = default;
+  /// With use_conv, a 3x3 stride-2 convolution of `channels` channels with zero padding `padding` on every
+  /// side, except that padding = 0 means diffusers' asymmetric pad (0 top/left, 1 bottom/right); without,
+  /// 2x2 average pooling of stride 2.
+  /// Throws ddpm::invalid_argument if channels < 1 or padding < 0.
+  Downsample2D(Eigen::Index channels, bool use_conv = true, Eigen::Index padding = 1) : channels_(channels) {
+    if (channels < 1 || padding < 0) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::Downsample2D: channels is " + std::to_string(channels) +
+                                           " and padding " + std::to_string(padding) +
+                                           ", but must be >= 1 and >= 0");
+    }
+    if (use_conv) {
+      const Padding2d pad = padding == 0 ? Padding2d{0, 0, 1, 1} : Padding2d::same(padding);
+      conv_ = Conv2d<S>(channels, channels, 3, 3, 2, pad);
+    }
+  }
+
+  bool use_conv() const { return conv_.weight().size() > 0; }
+  Eigen::Index channels() const { return channels_; }
+  Conv2d<S>& conv() { return conv_; }
+
+  Eigen::Index output_height(Eigen::Index h) const { return use_conv() ? conv_.output_height(h) : h / 2; }
+  Eigen::Index output_width(Eigen::Index w) const { return use_conv() ? conv_.output_width(w) : w / 2; }
+
+  /// out = conv(x) (stride 2), or out[c, b, y, x] = mean of in[c, b, 2y .. 2y+1, 2x .. 2x+1].
+  ///                                                                                [docs/unet.md, Eq. (U7)]
+  /// Throws ddpm::invalid_argument if the shapes do not fit.
+  void forward(Context<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out) const {
+    if (use_conv()) {
+      conv_.forward(ctx, in, out);
+      return;
+    }
+    if (in.channels != channels_ || out.channels != channels_ || out.batch != in.batch ||
+        out.height != in.height / 2 || out.width != in.width / 2) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::Downsample2D::forward: the shapes do not fit");
+    }
+    const Eigen::Index W = in.width, OH = out.height, OW = out.width;
+    ctx.parallel_for(in.channels * in.batch, [&](Eigen::Index begin, Eigen::Index end, int) {
+      for (Eigen::Index j = begin; j < end; ++j) {
+        const Eigen::Index c = j / in.batch, b = j % in.batch;
+        const S* src = in.image_channel(c, b);
+        S* dst = out.image_channel(c, b);
+        for (Eigen::Index y = 0; y < OH; ++y) {
+          const S* r0 = src + 2 * y * W;
+          const S* r1 = r0 + W;
+          for (Eigen::Index x = 0; x < OW; ++x) {
+            dst[y * OW + x] = (r0[2 * x] + r0[2 * x + 1] + r1[2 * x] + r1[2 * x + 1]) * S(0.25);
+          }
+        }
+      }
+    });
+  }
+
+  /// The layer applied to an NCHW batch, returned as NCHW (a convenience that allocates).
+  template <DenseTensor X>
+  Tensor<S, 4> operator()(const X& x) const {
+    static_assert(rank_v<X> == 4, "ddpm::nn::Downsample2D: the input must be an NCHW tensor");
+    Context<S> ctx;
+    Feature<S> in = to_feature(ctx, x);
+    Feature<S> out =
+        make_feature(ctx, channels_, x.dimension(0), output_height(x.dimension(2)), output_width(x.dimension(3)));
+    forward(ctx, in.cview(), out.view());
+    return to_nchw(out.cview());
+  }
+
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) {
+    if (use_conv()) conv_.for_each_parameter(prefix + "conv.", f);
+  }
+
+ private:
+  Eigen::Index channels_ = 0;
+  Conv2d<S> conv_;
+};
+
+}  // namespace ddpm::nn

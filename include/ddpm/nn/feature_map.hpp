@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// FeatureMap: how the layers of nn/ hold a batch of images internally, channel-major [C][N][H][W]. Each
+// channel of the whole batch is one contiguous row of N*H*W values, so a batch is a C x (N*H*W) row-major
+// matrix: a convolution over the whole batch is one matrix product, skip concatenation along channels is
+// one copy, and the per-channel operations (bias, GroupNorm affine) are contiguous. The public entry points
+// take and return the usual NCHW tensors and convert once at each end.
+
+#include <algorithm>
+#include <concepts>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include <Eigen/Core>
+
+#include "ddpm/nn/context.hpp"
+#include "ddpm/tensor.hpp"
+
+namespace ddpm::nn {
+
+/// A non-owning view of a channel-major batch [channels][batch][height][width]. S may be const.
+template <class S>
+struct FeatureMap {
+  S* data = nullptr;
+  Eigen::Index channels = 0, batch = 0, height = 0, width = 0;
+
+  /// Pixels of one image (height * width).
+  Eigen::Index pixels() const { return height * width; }
+  /// Values of one channel across the batch (batch * height * width): the row length.
+  Eigen::Index plane() const { return batch * height * width; }
+  Eigen::Index size() const { return channels * plane(); }
+  /// Channel c of image b: `pixels()` contiguous values.
+  S* image_channel(Eigen::Index c, Eigen::Index b) const { return data + c * plane() + b * pixels(); }
+  S* channel(Eigen::Index c) const { return data + c * plane(); }
+
+  operator FeatureMap<const S>() const
+    requires(!std::is_const_v<S>)
+  {
+    return {data, channels, batch, height, width};
+  }
+};
+
+/// A channel-major batch that owns its storage (a buffer lent by a Context's pool).
+template <class S>
+struct Feature {
+  typename Context<S>::Buffer storage;
+  FeatureMap<S> map;
+
+  FeatureMap<S> view() const { return map; }
+  FeatureMap<const S> cview() const { return map; }
+};
+
+/// A feature of the given shape with storage from ctx (uninitialised).
+template <class S>
+Feature<S> make_feature(Context<S>& ctx, Eigen::Index channels, Eigen::Index batch, Eigen::Index height,
+                        Eigen::Index width) {
+  Feature<S> f{ctx.acquire(channels * batch * height * width), {}};
+  f.map = {f.storage.data(), channels, batch, height, width};
+  return f;
+}
+
+/// Copies an NCHW tensor into a channel-major map of the same shape, optionally as 2 x - 1 (diffusers'
+/// center_input_sample).
+template <DenseTensor X, class S>
+void nchw_to_channel_major(const X& x, FeatureMap<S> out, bool center = false) {
+  static_assert(rank_v<X> == 4, "ddpm::nn: images are rank-4 NCHW tensors");
+  const Eigen::Index n = x.dimension(0), c = x.dimension(1), hw = x.dimension(2) * x.dimension(3);
+  using Vec = Eigen::Array<std::remove_const_t<S>, Eigen::Dynamic, 1>;
+  for (Eigen::Index b = 0; b < n; ++b) {
+    for (Eigen::Index ch = 0; ch < c; ++ch) {
+      Eigen::Map<const Eigen::Array<scalar_t<X>, Eigen::Dynamic, 1>> src(x.data() + (b * c + ch) * hw, hw);
+      Eigen::Map<Vec> dst(out.image_channel(ch, b), hw);
+      if (center) {
+        dst = src.template cast<std::remove_const_t<S>>() * 2 - 1;
+      } else {
+        dst = src.template cast<std::remove_const_t<S>>();
+      }
+    }
+  }
+}
+
+/// Copies a channel-major map into an NCHW tensor (resized if it is a Tensor, checked if it is a map).
+template <class S, MutableDenseTensor Out>
+void channel_major_to_nchw(FeatureMap<const S> in, Out& out) {
+  static_assert(rank_v<Out> == 4, "ddpm::nn: images are rank-4 NCHW tensors");
+  const Eigen::array<Eigen::Index, 4> dims{in.batch, in.channels, in.height, in.width};
+  if constexpr (ddpm::detail::is_plain_tensor_v<std::remove_cvref_t<Out>>) {
+    if (out.dimensions() != dims) out.resize(dims);
+  } else {
+    for (int i = 0; i < 4; ++i) {
+      if (out.dimension(i) != dims[i]) {
+        ddpm::detail::throw_invalid_argument("ddpm::nn: out has shape " + ddpm::detail::shape_string(out) +
+                                             ", but must have the model's output shape (" +
+                                             std::to_string(dims[0]) + ", " + std::to_string(dims[1]) + ", " +
+                                             std::to_string(dims[2]) + ", " + std::to_string(dims[3]) + ")");
+      }
+    }
+  }
+  const Eigen::Index hw = in.pixels();
+  for (Eigen::Index b = 0; b < in.batch; ++b) {
+    for (Eigen::Index c = 0; c < in.channels; ++c) {
+      std::copy_n(in.image_channel(c, b), hw, out.data() + (b * in.channels + c) * hw);
+    }
+  }
+}
+
+/// An NCHW tensor as an owned channel-major feature.
+template <class S, DenseTensor X>
+Feature<S> to_feature(Context<S>& ctx, const X& x) {
+  Feature<S> f = make_feature(ctx, x.dimension(1), x.dimension(0), x.dimension(2), x.dimension(3));
+  nchw_to_channel_major(x, f.view());
+  return f;
+}
+
+/// A channel-major map as a new NCHW tensor.
+template <class S>
+Tensor<std::remove_const_t<S>, 4> to_nchw(FeatureMap<S> in) {
+  Tensor<std::remove_const_t<S>, 4> out(in.batch, in.channels, in.height, in.width);
+  channel_major_to_nchw<std::remove_const_t<S>>(in, out);
+  return out;
+}
+
+}  // namespace ddpm::nn

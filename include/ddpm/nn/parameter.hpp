@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// Parameter: a named, shaped view of one weight tensor of a layer, under the name and the shape that
+// PyTorch's state_dict (and so a diffusers safetensors file) gives it. Every layer lists its parameters
+// with for_each_parameter(prefix, f); a model's list is the concatenation, in the order diffusers
+// registers its modules.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace ddpm::nn {
+
+template <class S>
+struct Parameter {
+  std::string name;                  ///< e.g. "down_blocks.0.resnets.1.conv1.weight"
+  std::vector<std::int64_t> shape;   ///< PyTorch's shape, e.g. {out, in, 3, 3}
+  S* data = nullptr;                 ///< row-major (C order) storage of the layer
+
+  std::int64_t numel() const {
+    std::int64_t n = 1;
+    for (std::int64_t d : shape) n *= d;
+    return n;
+  }
+};
+
+/// "(128, 3, 3, 3)"
+inline std::string shape_string(const std::vector<std::int64_t>& shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i > 0) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  return s + ")";
+}
+
+/// The parameters of any layer or model, in order.
+template <class S, class Layer>
+std::vector<Parameter<S>> parameters_of(Layer& layer, const std::string& prefix = "") {
+  std::vector<Parameter<S>> out;
+  layer.for_each_parameter(prefix, [&](Parameter<S> p) { out.push_back(std::move(p)); });
+  return out;
+}
+
+/// Number of scalars in a layer or model.
+template <class S, class Layer>
+std::int64_t parameter_count(Layer& layer) {
+  std::int64_t n = 0;
+  layer.for_each_parameter("", [&](const Parameter<S>& p) { n += p.numel(); });
+  return n;
+}
+
+}  // namespace ddpm::nn

@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// ResnetBlock2D: diffusers' ResNet block with a time-embedding projection (norm1, conv1, time_emb_proj,
+// norm2, conv2, and conv_shortcut when the channel count changes).
+
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <string>
+
+#include <Eigen/Core>
+
+#include "ddpm/error.hpp"
+#include "ddpm/nn/activation.hpp"
+#include "ddpm/nn/context.hpp"
+#include "ddpm/nn/conv2d.hpp"
+#include "ddpm/nn/feature_map.hpp"
+#include "ddpm/nn/group_norm.hpp"
+#include "ddpm/nn/linear.hpp"
+#include "ddpm/nn/parameter.hpp"
+
+namespace ddpm::nn {
+
+/// How a ResNet block injects the time embedding (diffusers' resnet_time_scale_shift).
+enum class TimeEmbeddingNorm {
+  additive,     ///< "default": h = norm2(conv1(..) + proj(temb))
+  scale_shift,  ///< "scale_shift": h = norm2(conv1(..)) * (1 + scale) + shift, [scale, shift] = proj(temb)
+};
+
+template <std::floating_point S>
+class ResnetBlock2D {
+ public:
+  using Matrix = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+  ResnetBlock2D() = default;
+  /// A block from in_channels to out_channels, conditioned on a time embedding of temb_channels, with
+  /// GroupNorms of `groups` groups and `eps`, activation `act`, and out = (shortcut + h) / output_scale_factor.
+  /// Weights start at zero (norms at weight 1, bias 0).
+  /// Throws ddpm::invalid_argument if a size is < 1, groups do not divide both channel counts, eps <= 0 or
+  /// output_scale_factor is 0 or not finite.
+  ResnetBlock2D(Eigen::Index in_channels, Eigen::Index out_channels, Eigen::Index temb_channels, Eigen::Index groups,
+                double eps, Activation act = Activation::silu, double output_scale_factor = 1.0,
+                TimeEmbeddingNorm time_norm = TimeEmbeddingNorm::additive)
+      : norm1_(groups, in_channels, eps),
+        conv1_(in_channels, out_channels, 3, 1, 1),
+        time_emb_proj_(temb_channels, time_norm == TimeEmbeddingNorm::scale_shift ? 2 * out_channels : out_channels),
+        norm2_(groups, out_channels, eps),
+        conv2_(out_channels, out_channels, 3, 1, 1),
+        act_(act),
+        time_norm_(time_norm),
+        output_scale_factor_(output_scale_factor) {
+    if (!(output_scale_factor != 0.0) || !std::isfinite(output_scale_factor)) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::ResnetBlock2D: output_scale_factor is " +
+                                           std::to_string(output_scale_factor) + ", but must be finite and != 0");
+    }
+    if (in_channels != out_channels) conv_shortcut_ = Conv2d<S>(in_channels, out_channels, 1);
+  }
+
+  Eigen::Index in_channels() const { return conv1_.in_channels(); }
+  Eigen::Index out_channels() const { return conv1_.out_channels(); }
+  Eigen::Index temb_channels() const { return time_emb_proj_.in_features(); }
+  bool has_conv_shortcut() const { return conv_shortcut_.weight().size() > 0; }
+  double output_scale_factor() const { return output_scale_factor_; }
+  Activation activation() const { return act_; }
+
+  GroupNorm<S>& norm1() { return norm1_; }
+  Conv2d<S>& conv1() { return conv1_; }
+  Linear<S>& time_emb_proj() { return time_emb_proj_; }
+  GroupNorm<S>& norm2() { return norm2_; }
+  Conv2d<S>& conv2() { return conv2_; }
+  Conv2d<S>& conv_shortcut() { return conv_shortcut_; }
+
+  /// With a = act (the block's activation) and temb_act = a(temb) [batch, temb_channels]:
+  ///   h = conv1(a(norm1(x)))                                                     [docs/unet.md, Eq. (U6)]
+  ///   additive:    h = a(norm2(h + proj(temb_act)))
+  ///   scale_shift: h = a(norm2(h) * (1 + scale) + shift),  [scale, shift] = proj(temb_act)
+  ///   out = (shortcut(x) + conv2(h)) / output_scale_factor,  shortcut = 1x1 conv or identity
+  /// diffusers applies the activation to temb inside each block; a UNet applies it once for all blocks and
+  /// passes temb_act. `out` must be [out_channels, batch, H, W] and not alias x.
+  /// Throws ddpm::invalid_argument if the shapes do not fit.
+  void forward(Context<S>& ctx, FeatureMap<const S> x, const Matrix& temb_act, FeatureMap<S> out) const {
+    if (temb_act.rows() != x.batch || temb_act.cols() != temb_channels()) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::ResnetBlock2D::forward: temb has shape [" +
+                                           std::to_string(temb_act.rows()) + ", " + std::to_string(temb_act.cols()) +
+                                           "], but must be [batch = " + std::to_string(x.batch) +
+                                           ", temb_channels = " + std::to_string(temb_channels()) + "]");
+    }
+    if (out.channels != out_channels() || out.batch != x.batch || out.height != x.height || out.width != x.width) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::ResnetBlock2D::forward: out has the wrong shape");
+    }
+    const Eigen::Index B = x.batch, C = out_channels(), P = time_emb_proj_.out_features();
+    // the time projection [B, P]
+    typename Context<S>::Buffer tproj = ctx.acquire(B * P);
+    Eigen::Map<Matrix> t(tproj.data(), B, P);
+    t.noalias() = temb_act * time_emb_proj_.weight().transpose();
+    t.rowwise() += time_emb_proj_.bias().transpose();
+
+    Feature<S> h = make_feature(ctx, x.channels, B, x.height, x.width);
+    norm1_.forward(ctx, x, h.view(), act_);
+    Feature<S> h2 = make_feature(ctx, C, B, x.height, x.width);
+    ConvEpilogue<S> e1;
+    if (time_norm_ == TimeEmbeddingNorm::additive) e1.batch_bias = tproj.data();
+    conv1_.forward(ctx, h.cview(), h2.view(), e1);
+    h = Feature<S>{};
+    if (time_norm_ == TimeEmbeddingNorm::additive) {
+      norm2_.forward(ctx, h2.cview(), h2.view(), act_);
+    } else {
+      typename Context<S>::Buffer mod = ctx.acquire(2 * B * C);
+      for (Eigen::Index b = 0; b < B; ++b) {
+        std::copy_n(tproj.data() + b * P, C, mod.data() + b * C);                  // scale
+        std::copy_n(tproj.data() + b * P + C, C, mod.data() + B * C + b * C);      // shift
+      }
+      norm2_.forward(ctx, h2.cview(), h2.view(), act_, mod.data(), mod.data() + B * C);
+    }
+    tproj.release();
+    if (has_conv_shortcut()) {
+      conv_shortcut_.forward(ctx, x, out);
+    } else {
+      std::copy_n(x.data, x.size(), out.data);
+    }
+    ConvEpilogue<S> e2;
+    e2.accumulate = true;
+    e2.scale = static_cast<S>(1.0 / output_scale_factor_);
+    conv2_.forward(ctx, h2.cview(), out, e2);
+  }
+
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) {
+    norm1_.for_each_parameter(prefix + "norm1.", f);
+    conv1_.for_each_parameter(prefix + "conv1.", f);
+    time_emb_proj_.for_each_parameter(prefix + "time_emb_proj.", f);
+    norm2_.for_each_parameter(prefix + "norm2.", f);
+    conv2_.for_each_parameter(prefix + "conv2.", f);
+    if (has_conv_shortcut()) conv_shortcut_.for_each_parameter(prefix + "conv_shortcut.", f);
+  }
+
+ private:
+  GroupNorm<S> norm1_;
+  Conv2d<S> conv1_;
+  Linear<S> time_emb_proj_;
+  GroupNorm<S> norm2_;
+  Conv2d<S> conv2_;
+  Conv2d<S> conv_shortcut_;  // empty (no weights) when in == out
+  Activation act_ = Activation::silu;
+  TimeEmbeddingNorm time_norm_ = TimeEmbeddingNorm::additive;
+  double output_scale_factor_ = 1.0;
+};
+
+}  // namespace ddpm::nn

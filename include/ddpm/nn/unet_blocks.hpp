@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// The blocks of diffusers' UNet2DModel: DownBlock2D and AttnDownBlock2D (one class, attention on or off),
+// UpBlock2D and AttnUpBlock2D (likewise), and UNetMidBlock2D. The down path pushes its intermediate states
+// onto a stack of skip connections; the up path pops them, concatenating each one to its input along the
+// channels.
+
+#include <concepts>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "ddpm/error.hpp"
+#include "ddpm/nn/activation.hpp"
+#include "ddpm/nn/attention.hpp"
+#include "ddpm/nn/context.hpp"
+#include "ddpm/nn/downsample.hpp"
+#include "ddpm/nn/feature_map.hpp"
+#include "ddpm/nn/parameter.hpp"
+#include "ddpm/nn/resnet_block.hpp"
+#include "ddpm/nn/upsample.hpp"
+
+namespace ddpm::nn {
+
+/// What every block of one UNet shares: its normalisation, activation and time conditioning.
+struct BlockOptions {
+  Eigen::Index temb_channels = 512;
+  Eigen::Index groups = 32;      ///< norm_num_groups
+  double eps = 1e-5;             ///< norm_eps
+  Activation act = Activation::silu;
+  TimeEmbeddingNorm time_norm = TimeEmbeddingNorm::additive;
+};
+
+/// Channel-wise concatenation [a; b] of two maps of the same batch and size (a skip connection).
+template <class S>
+Feature<S> concat_channels(Context<S>& ctx, FeatureMap<const S> a, FeatureMap<const S> b) {
+  if (a.batch != b.batch || a.height != b.height || a.width != b.width) {
+    ddpm::detail::throw_invalid_argument("ddpm::nn::concat_channels: the maps differ in batch or size");
+  }
+  Feature<S> out = make_feature(ctx, a.channels + b.channels, a.batch, a.height, a.width);
+  std::copy_n(a.data, a.size(), out.map.data);
+  std::copy_n(b.data, b.size(), out.map.data + a.size());
+  return out;
+}
+
+/// DownBlock2D (attention = false) or AttnDownBlock2D (attention = true): `layers` ResNet blocks (each
+/// followed by an attention block), then an optional Downsample2D.
+template <std::floating_point S>
+class DownBlock2D {
+ public:
+  using Matrix = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+  DownBlock2D() = default;
+  /// head_dim is the attention head width (diffusers' attention_head_dim, or out_channels when unset);
+  /// downsample_padding as in Downsample2D.
+  DownBlock2D(bool attention, Eigen::Index layers, Eigen::Index in_channels, Eigen::Index out_channels,
+              bool add_downsample, const BlockOptions& o, Eigen::Index head_dim, Eigen::Index downsample_padding)
+      : attention_(attention) {
+    if (layers < 1) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::DownBlock2D: layers is " + std::to_string(layers) +
+                                           ", but must be >= 1");
+    }
+    for (Eigen::Index i = 0; i < layers; ++i) {
+      resnets_.emplace_back(i == 0 ? in_channels : out_channels, out_channels, o.temb_channels, o.groups, o.eps, o.act,
+                            1.0, o.time_norm);
+      if (attention) attentions_.emplace_back(out_channels, head_dim, o.groups, o.eps, 1.0);
+    }
+    if (add_downsample) downsampler_ = Downsample2D<S>(out_channels, true, downsample_padding);
+  }
+
+  bool has_attention() const { return attention_; }
+  bool has_downsample() const { return downsampler_.has_value(); }
+  std::vector<ResnetBlock2D<S>>& resnets() { return resnets_; }
+  std::vector<AttentionBlock<S>>& attentions() { return attentions_; }
+
+  /// Runs the block on x, pushing the output of every layer (and of the downsampler) onto `skips`; the
+  /// block's output is skips.back().
+  void forward(Context<S>& ctx, FeatureMap<const S> x, const Matrix& temb_act, std::vector<Feature<S>>& skips) const {
+    FeatureMap<const S> h = x;
+    for (std::size_t i = 0; i < resnets_.size(); ++i) {
+      Feature<S> r = make_feature(ctx, resnets_[i].out_channels(), h.batch, h.height, h.width);
+      resnets_[i].forward(ctx, h, temb_act, r.view());
+      if (attention_) {
+        Feature<S> a = make_feature(ctx, r.map.channels, r.map.batch, r.map.height, r.map.width);
+        attentions_[i].forward(ctx, r.cview(), a.view());
+        r = std::move(a);
+      }
+      skips.push_back(std::move(r));
+      h = skips.back().cview();
+    }
+    if (downsampler_) {
+      Feature<S> d = make_feature(ctx, h.channels, h.batch, downsampler_->output_height(h.height),
+                                  downsampler_->output_width(h.width));
+      downsampler_->forward(ctx, h, d.view());
+      skips.push_back(std::move(d));
+    }
+  }
+
+  /// The number of states forward pushes.
+  std::size_t skip_count() const { return resnets_.size() + (downsampler_ ? 1 : 0); }
+
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) {
+    for (std::size_t i = 0; i < resnets_.size(); ++i) {
+      resnets_[i].for_each_parameter(prefix + "resnets." + std::to_string(i) + ".", f);
+    }
+    for (std::size_t i = 0; i < attentions_.size(); ++i) {
+      attentions_[i].for_each_parameter(prefix + "attentions." + std::to_string(i) + ".", f);
+    }
+    if (downsampler_) downsampler_->for_each_parameter(prefix + "downsamplers.0.", f);
+  }
+
+ private:
+  bool attention_ = false;
+  std::vector<ResnetBlock2D<S>> resnets_;
+  std::vector<AttentionBlock<S>> attentions_;
+  std::optional<Downsample2D<S>> downsampler_;
+};
+
+/// UpBlock2D (attention = false) or AttnUpBlock2D (attention = true): `layers` ResNet blocks, each taking
+/// the previous output concatenated with a skip state (each followed by an attention block), then an
+/// optional Upsample2D. Skip widths follow diffusers: the last layer's skip has in_channels channels, the
+/// others out_channels; the first layer's input has prev_output_channels.
+template <std::floating_point S>
+class UpBlock2D {
+ public:
+  using Matrix = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+  UpBlock2D() = default;
+  UpBlock2D(bool attention, Eigen::Index layers, Eigen::Index in_channels, Eigen::Index prev_output_channels,
+            Eigen::Index out_channels, bool add_upsample, const BlockOptions& o, Eigen::Index head_dim)
+      : attention_(attention) {
+    if (layers < 1) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::UpBlock2D: layers is " + std::to_string(layers) +
+                                           ", but must be >= 1");
+    }
+    for (Eigen::Index i = 0; i < layers; ++i) {
+      const Eigen::Index skip = i == layers - 1 ? in_channels : out_channels;
+      const Eigen::Index input = i == 0 ? prev_output_channels : out_channels;
+      resnets_.emplace_back(input + skip, out_channels, o.temb_channels, o.groups, o.eps, o.act, 1.0, o.time_norm);
+      if (attention) attentions_.emplace_back(out_channels, head_dim, o.groups, o.eps, 1.0);
+    }
+    if (add_upsample) upsampler_ = Upsample2D<S>(out_channels, true);
+  }
+
+  bool has_attention() const { return attention_; }
+  bool has_upsample() const { return upsampler_.has_value(); }
+  std::vector<ResnetBlock2D<S>>& resnets() { return resnets_; }
+  std::vector<AttentionBlock<S>>& attentions() { return attentions_; }
+
+  /// Runs the block on x, popping one skip state per layer from the back of `skips`.
+  /// Throws ddpm::invalid_argument if there are too few skip states or their shapes do not fit.
+  Feature<S> forward(Context<S>& ctx, FeatureMap<const S> x, const Matrix& temb_act,
+                     std::vector<Feature<S>>& skips) const {
+    if (skips.size() < resnets_.size()) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::UpBlock2D::forward: " + std::to_string(skips.size()) +
+                                           " skip states left, but the block needs " +
+                                           std::to_string(resnets_.size()));
+    }
+    Feature<S> h;
+    for (std::size_t i = 0; i < resnets_.size(); ++i) {
+      const FeatureMap<const S> in = i == 0 ? x : h.cview();
+      Feature<S> cat = concat_channels<S>(ctx, in, skips.back().cview());
+      skips.pop_back();
+      Feature<S> r = make_feature(ctx, resnets_[i].out_channels(), in.batch, in.height, in.width);
+      resnets_[i].forward(ctx, cat.cview(), temb_act, r.view());
+      cat = Feature<S>{};
+      if (attention_) {
+        Feature<S> a = make_feature(ctx, r.map.channels, r.map.batch, r.map.height, r.map.width);
+        attentions_[i].forward(ctx, r.cview(), a.view());
+        r = std::move(a);
+      }
+      h = std::move(r);
+    }
+    if (upsampler_) {
+      Feature<S> u = make_feature(ctx, h.map.channels, h.map.batch, 2 * h.map.height, 2 * h.map.width);
+      upsampler_->forward(ctx, h.cview(), u.view());
+      h = std::move(u);
+    }
+    return h;
+  }
+
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) {
+    for (std::size_t i = 0; i < resnets_.size(); ++i) {
+      resnets_[i].for_each_parameter(prefix + "resnets." + std::to_string(i) + ".", f);
+    }
+    for (std::size_t i = 0; i < attentions_.size(); ++i) {
+      attentions_[i].for_each_parameter(prefix + "attentions." + std::to_string(i) + ".", f);
+    }
+    if (upsampler_) upsampler_->for_each_parameter(prefix + "upsamplers.0.", f);
+  }
+
+ private:
+  bool attention_ = false;
+  std::vector<ResnetBlock2D<S>> resnets_;
+  std::vector<AttentionBlock<S>> attentions_;
+  std::optional<Upsample2D<S>> upsampler_;
+};
+
+/// UNetMidBlock2D: resnets.0, attentions.0 (optional), resnets.1, all at one width, with the block's
+/// output_scale_factor (mid_block_scale_factor) on the ResNet blocks and as the attention's rescale.
+template <std::floating_point S>
+class UNetMidBlock2D {
+ public:
+  using Matrix = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+  UNetMidBlock2D() = default;
+  /// attn_groups: the attention's GroupNorm groups (none when empty).
+  UNetMidBlock2D(Eigen::Index channels, const BlockOptions& o, double output_scale_factor, bool add_attention,
+                 Eigen::Index head_dim, std::optional<Eigen::Index> attn_groups) {
+    for (int i = 0; i < 2; ++i) {
+      resnets_.emplace_back(channels, channels, o.temb_channels, o.groups, o.eps, o.act, output_scale_factor,
+                            o.time_norm);
+    }
+    if (add_attention) attention_ = AttentionBlock<S>(channels, head_dim, attn_groups, o.eps, output_scale_factor);
+  }
+
+  bool has_attention() const { return attention_.has_value(); }
+  std::vector<ResnetBlock2D<S>>& resnets() { return resnets_; }
+
+  Feature<S> forward(Context<S>& ctx, FeatureMap<const S> x, const Matrix& temb_act) const {
+    Feature<S> h = make_feature(ctx, x.channels, x.batch, x.height, x.width);
+    resnets_[0].forward(ctx, x, temb_act, h.view());
+    if (attention_) {
+      Feature<S> a = make_feature(ctx, x.channels, x.batch, x.height, x.width);
+      attention_->forward(ctx, h.cview(), a.view());
+      h = std::move(a);
+    }
+    Feature<S> out = make_feature(ctx, x.channels, x.batch, x.height, x.width);
+    resnets_[1].forward(ctx, h.cview(), temb_act, out.view());
+    return out;
+  }
+
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) {
+    resnets_[0].for_each_parameter(prefix + "resnets.0.", f);
+    if (attention_) attention_->for_each_parameter(prefix + "attentions.0.", f);
+    resnets_[1].for_each_parameter(prefix + "resnets.1.", f);
+  }
+
+ private:
+  std::vector<ResnetBlock2D<S>> resnets_;
+  std::optional<AttentionBlock<S>> attention_;
+};
+
+}  // namespace ddpm::nn

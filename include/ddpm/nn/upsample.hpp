@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// Upsample2D: doubles the image by nearest-neighbour interpolation, then (optionally) a 3x3 convolution
+// (parameter "conv").
+
+#include <concepts>
+#include <string>
+
+#include <Eigen/Core>
+
+#include "ddpm/error.hpp"
+#include "ddpm/nn/context.hpp"
+#include "ddpm/nn/conv2d.hpp"
+#include "ddpm/nn/feature_map.hpp"
+#include "ddpm/nn/parameter.hpp"
+#include "ddpm/tensor.hpp"
+
+namespace ddpm::nn {
+
+template <std::floating_point S>
+class Upsample2D {
+ public:
+  Upsample2D() = default;
+  /// Nearest x2 of `channels` channels, followed by a 3x3 convolution (padding 1) when use_conv.
+  /// Throws ddpm::invalid_argument if channels < 1.
+  explicit Upsample2D(Eigen::Index channels, bool use_conv = true) : channels_(channels) {
+    if (channels < 1) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::Upsample2D: channels is " + std::to_string(channels) +
+                                           ", but must be >= 1");
+    }
+    if (use_conv) conv_ = Conv2d<S>(channels, channels, 3, 1, 1);
+  }
+
+  bool use_conv() const { return conv_.weight().size() > 0; }
+  Eigen::Index channels() const { return channels_; }
+  Conv2d<S>& conv() { return conv_; }
+
+  /// up[c, b, y, x] = in[c, b, y / 2, x / 2] (PyTorch's interpolate, mode "nearest", scale 2);
+  /// out = conv(up) or up.                                                       [docs/unet.md, Eq. (U8)]
+  /// `out` must be [channels, batch, 2 H, 2 W]. Throws ddpm::invalid_argument if the shapes do not fit.
+  void forward(Context<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out) const {
+    if (in.channels != channels_ || out.channels != channels_ || out.batch != in.batch ||
+        out.height != 2 * in.height || out.width != 2 * in.width) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::Upsample2D::forward: the shapes do not fit");
+    }
+    Feature<S> up;
+    FeatureMap<S> target = out;
+    if (use_conv()) {
+      up = make_feature(ctx, channels_, in.batch, out.height, out.width);
+      target = up.view();
+    }
+    const Eigen::Index W = in.width, H = in.height, OW = out.width;
+    ctx.parallel_for(in.channels * in.batch, [&](Eigen::Index begin, Eigen::Index end, int) {
+      for (Eigen::Index j = begin; j < end; ++j) {
+        const Eigen::Index c = j / in.batch, b = j % in.batch;
+        const S* src = in.image_channel(c, b);
+        S* dst = target.image_channel(c, b);
+        for (Eigen::Index y = 0; y < H; ++y) {
+          S* row = dst + 2 * y * OW;
+          for (Eigen::Index x = 0; x < W; ++x) row[2 * x] = row[2 * x + 1] = src[y * W + x];
+          std::copy_n(row, OW, row + OW);
+        }
+      }
+    });
+    if (use_conv()) conv_.forward(ctx, up.cview(), out);
+  }
+
+  /// The layer applied to an NCHW batch, returned as NCHW (a convenience that allocates).
+  template <DenseTensor X>
+  Tensor<S, 4> operator()(const X& x) const {
+    static_assert(rank_v<X> == 4, "ddpm::nn::Upsample2D: the input must be an NCHW tensor");
+    Context<S> ctx;
+    Feature<S> in = to_feature(ctx, x);
+    Feature<S> out = make_feature(ctx, channels_, x.dimension(0), 2 * x.dimension(2), 2 * x.dimension(3));
+    forward(ctx, in.cview(), out.view());
+    return to_nchw(out.cview());
+  }
+
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) {
+    if (use_conv()) conv_.for_each_parameter(prefix + "conv.", f);
+  }
+
+ private:
+  Eigen::Index channels_ = 0;
+  Conv2d<S> conv_;
+};
+
+}  // namespace ddpm::nn
