@@ -212,28 +212,35 @@ class NoiseSchedule {
     alpha_bar_prev.tail(T - 1) = alpha_bar.head(T - 1);
     const A one_minus = 1.0 - alpha_bar;
     const A post_var = beta * (1.0 - alpha_bar_prev) / one_minus;
+    // Scalar std::sqrt / std::log rather than Eigen's vectorised ones: under AVX-512, Eigen 3.4's fast-math
+    // sqrt is off by up to 3 ulp and gives NaN for +inf (the zero-SNR sigma), and a schedule must not
+    // depend on -march. It is computed once, so speed does not matter here.
+    const auto sqrt_of = [](const A& a) -> A { return a.unaryExpr([](double v) { return std::sqrt(v); }); };
+    const auto log_of = [](const A& a) -> A { return a.unaryExpr([](double v) { return std::log(v); }); };
     A post_log_var(T);
     // The true variance at t = 0 is 0; its log is replaced by the next one (improved-diffusion).
     // With a single step there is no next one, and beta[0] (the "fixed_large" choice) stands in.
     post_log_var[0] = T > 1 ? std::log(post_var[1]) : std::log(beta[0]);
-    if (T > 1) post_log_var.tail(T - 1) = post_var.tail(T - 1).log();
+    if (T > 1) post_log_var.tail(T - 1) = log_of(post_var.tail(T - 1));
 
     betas_ = beta.cast<S>();
     alphas_ = alpha.cast<S>();
     alphas_cumprod_ = alpha_bar.cast<S>();
     alphas_cumprod_prev_ = alpha_bar_prev.cast<S>();
-    sqrt_alphas_cumprod_ = alpha_bar.sqrt().cast<S>();
-    sqrt_one_minus_alphas_cumprod_ = one_minus.sqrt().cast<S>();
+    sqrt_alphas_cumprod_ = sqrt_of(alpha_bar).template cast<S>();
+    sqrt_one_minus_alphas_cumprod_ = sqrt_of(one_minus).template cast<S>();
     one_minus_alphas_cumprod_ = one_minus.cast<S>();
-    log_one_minus_alphas_cumprod_ = one_minus.log().cast<S>();
-    sqrt_recip_alphas_cumprod_ = alpha_bar.rsqrt().cast<S>();
-    sqrt_recipm1_alphas_cumprod_ = (1.0 / alpha_bar - 1.0).sqrt().cast<S>();
+    log_one_minus_alphas_cumprod_ = log_of(one_minus).template cast<S>();
+    sqrt_recip_alphas_cumprod_ = (1.0 / sqrt_of(alpha_bar)).template cast<S>();
+    // sqrt((1 - alpha_bar) / alpha_bar), not sqrt(1 / alpha_bar - 1), whose subtraction loses
+    // log10(1 / (1 - alpha_bar)) digits where alpha_bar is near 1 (1 - alpha_bar itself is exact there).
+    sqrt_recipm1_alphas_cumprod_ = sqrt_of(one_minus / alpha_bar).template cast<S>();
     posterior_variance_ = post_var.cast<S>();
     posterior_log_variance_clipped_ = post_log_var.cast<S>();
-    posterior_mean_coef1_ = (beta * alpha_bar_prev.sqrt() / one_minus).cast<S>();
-    posterior_mean_coef2_ = ((1.0 - alpha_bar_prev) * alpha.sqrt() / one_minus).cast<S>();
+    posterior_mean_coef1_ = (beta * sqrt_of(alpha_bar_prev) / one_minus).template cast<S>();
+    posterior_mean_coef2_ = ((1.0 - alpha_bar_prev) * sqrt_of(alpha) / one_minus).template cast<S>();
     snr_ = (alpha_bar / one_minus).cast<S>();
-    sigmas_ = (one_minus / alpha_bar).sqrt().cast<S>();
+    sigmas_ = sqrt_of(one_minus / alpha_bar).template cast<S>();
   }
 
   static void check_steps(const char* fn, int T) {
