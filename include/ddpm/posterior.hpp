@@ -51,7 +51,8 @@ void predict_x0_from_eps(const NoiseSchedule<S>& schedule, const Xt& x_t, int t,
   }
   const std::vector<double>& alpha_bar = schedule.alphas_cumprod_double();
   const detail::Coefficient<S> a(alpha_bar, t, [](double ab) { return std::sqrt(1.0 / ab); });
-  const detail::Coefficient<S> c(alpha_bar, t, [](double ab) { return -std::sqrt(1.0 / ab - 1.0); });
+  // sqrt((1 - ab) / ab) rather than sqrt(1 / ab - 1), whose subtraction cancels where ab is near 1.
+  const detail::Coefficient<S> c(alpha_bar, t, [](double ab) { return -std::sqrt((1.0 - ab) / ab); });
   detail::combine(fn, "x_t", x_t, a, "eps", eps, c, out);
 }
 
@@ -70,9 +71,10 @@ void predict_eps_from_x0(const NoiseSchedule<S>& schedule, const Xt& x_t, int t,
   constexpr const char* fn = "ddpm::predict_eps_from_x0";
   detail::check_timesteps(fn, schedule, t, x_t.dimension(0));
   const std::vector<double>& alpha_bar = schedule.alphas_cumprod_double();
-  // (sqrt(1/ab) x_t - x0) / sqrt(1/ab - 1) = x_t / sqrt(1 - ab) - x0 / sqrt(1/ab - 1), coefficients in double.
+  // (sqrt(1/ab) x_t - x0) / sqrt(1/ab - 1) = x_t / sqrt(1 - ab) - x0 sqrt(ab / (1 - ab)), coefficients in
+  // double and free of the cancellation in 1/ab - 1 where ab is near 1.
   const detail::Coefficient<S> a(alpha_bar, t, [](double ab) { return 1.0 / std::sqrt(1.0 - ab); });
-  const detail::Coefficient<S> c(alpha_bar, t, [](double ab) { return -1.0 / std::sqrt(1.0 / ab - 1.0); });
+  const detail::Coefficient<S> c(alpha_bar, t, [](double ab) { return -std::sqrt(ab / (1.0 - ab)); });
   detail::combine(fn, "x_t", x_t, a, "x0", x0, c, out);
 }
 
