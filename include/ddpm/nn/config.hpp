@@ -1,0 +1,372 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// UNet2DConfig: the keys of a diffusers UNet2DModel config.json, their diffusers defaults, and which values
+// ddpm::nn::UNet2D supports. Keys that start with '_' (_class_name, _diffusers_version, _name_or_path) are
+// bookkeeping and ignored; any other key that UNet2DModel does not take is an error.
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ddpm/error.hpp"
+#include "ddpm/nn/activation.hpp"
+
+namespace ddpm::nn {
+
+struct UNet2DConfig {
+  std::optional<std::array<int, 2>> sample_size;  ///< int or [height, width]; informational
+  int in_channels = 3;
+  int out_channels = 3;
+  bool center_input_sample = false;  ///< the model sees 2 x - 1
+  std::string time_embedding_type = "positional";
+  std::optional<int> time_embedding_dim;  ///< default 4 * block_out_channels[0]
+  double freq_shift = 0;
+  bool flip_sin_to_cos = true;
+  std::vector<std::string> down_block_types = {"DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D",
+                                               "AttnDownBlock2D"};
+  std::optional<std::string> mid_block_type = "UNetMidBlock2D";  ///< empty: no mid block
+  std::vector<std::string> up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"};
+  std::vector<int> block_out_channels = {224, 448, 672, 896};
+  int layers_per_block = 2;
+  double mid_block_scale_factor = 1;
+  int downsample_padding = 1;
+  std::string downsample_type = "conv";
+  std::string upsample_type = "conv";
+  double dropout = 0;  ///< training only; ignored
+  std::string act_fn = "silu";
+  std::optional<int> attention_head_dim = 8;  ///< empty: one head as wide as the block
+  int norm_num_groups = 32;
+  std::optional<int> attn_norm_num_groups;
+  double norm_eps = 1e-5;
+  std::string resnet_time_scale_shift = "default";
+  bool add_attention = true;
+  std::optional<std::string> class_embed_type;
+  std::optional<int> num_class_embeds;
+  std::optional<int> num_train_timesteps;  ///< informational
+
+  /// Every key UNet2DModel's config.json may hold (besides '_'-prefixed ones).
+  static const std::vector<std::string>& supported_keys() {
+    static const std::vector<std::string> keys = {
+        "sample_size",       "in_channels",          "out_channels",           "center_input_sample",
+        "time_embedding_type", "time_embedding_dim", "freq_shift",             "flip_sin_to_cos",
+        "down_block_types",  "mid_block_type",       "up_block_types",         "block_out_channels",
+        "layers_per_block",  "mid_block_scale_factor", "downsample_padding",   "downsample_type",
+        "upsample_type",     "dropout",              "act_fn",                 "attention_head_dim",
+        "norm_num_groups",   "attn_norm_num_groups", "norm_eps",               "resnet_time_scale_shift",
+        "add_attention",     "class_embed_type",     "num_class_embeds",       "num_train_timesteps"};
+    return keys;
+  }
+
+  /// The DDPM paper's CIFAR10 network (google/ddpm-cifar10-32): 35,746,307 parameters in 328 tensors.
+  static UNet2DConfig ddpm_cifar10() {
+    UNet2DConfig c;
+    c.sample_size = std::array<int, 2>{32, 32};
+    c.block_out_channels = {128, 256, 256, 256};
+    c.down_block_types = {"DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"};
+    c.up_block_types = {"UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"};
+    c.layers_per_block = 2;
+    c.attention_head_dim = std::nullopt;
+    c.downsample_padding = 0;
+    c.flip_sin_to_cos = false;
+    c.freq_shift = 1;
+    c.norm_eps = 1e-6;
+    c.norm_num_groups = 32;
+    return c;
+  }
+
+  /// Width of the time embedding: time_embedding_dim, or 4 * block_out_channels[0].
+  int temb_channels() const { return time_embedding_dim.value_or(4 * block_out_channels.front()); }
+
+  /// Checks every value against what UNet2D supports.
+  /// Throws ddpm::invalid_argument naming the key, its value and the supported values.
+  void validate() const {
+    auto fail = [](const std::string& what) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2DConfig: " + what);
+    };
+    auto positive = [&](const char* key, long long v) {
+      if (v < 1) fail(std::string(key) + " is " + std::to_string(v) + ", but must be >= 1");
+    };
+    positive("in_channels", in_channels);
+    positive("out_channels", out_channels);
+    positive("layers_per_block", layers_per_block);
+    positive("norm_num_groups", norm_num_groups);
+    if (time_embedding_dim) positive("time_embedding_dim", *time_embedding_dim);
+    if (attention_head_dim) positive("attention_head_dim", *attention_head_dim);
+    if (attn_norm_num_groups) positive("attn_norm_num_groups", *attn_norm_num_groups);
+    if (time_embedding_type != "positional") {
+      fail("time_embedding_type is \"" + time_embedding_type + "\", but must be \"positional\" (supported: positional)");
+    }
+    if (block_out_channels.empty()) fail("block_out_channels is empty, but must have one entry per block");
+    for (std::size_t i = 0; i < block_out_channels.size(); ++i) {
+      const int c = block_out_channels[i];
+      if (c < 1 || c % norm_num_groups != 0) {
+        fail("block_out_channels[" + std::to_string(i) + "] is " + std::to_string(c) +
+             ", but must be >= 1 and a multiple of norm_num_groups (" + std::to_string(norm_num_groups) + ")");
+      }
+    }
+    if (down_block_types.size() != block_out_channels.size() || up_block_types.size() != block_out_channels.size()) {
+      fail("down_block_types, up_block_types and block_out_channels have " + std::to_string(down_block_types.size()) +
+           ", " + std::to_string(up_block_types.size()) + " and " + std::to_string(block_out_channels.size()) +
+           " entries, but must have the same number");
+    }
+    for (std::size_t i = 0; i < down_block_types.size(); ++i) {
+      if (down_block_types[i] != "DownBlock2D" && down_block_types[i] != "AttnDownBlock2D") {
+        fail("down_block_types[" + std::to_string(i) + "] is \"" + down_block_types[i] +
+             "\", but must be one of DownBlock2D, AttnDownBlock2D");
+      }
+      if (up_block_types[i] != "UpBlock2D" && up_block_types[i] != "AttnUpBlock2D") {
+        fail("up_block_types[" + std::to_string(i) + "] is \"" + up_block_types[i] +
+             "\", but must be one of UpBlock2D, AttnUpBlock2D");
+      }
+    }
+    if (mid_block_type && *mid_block_type != "UNetMidBlock2D") {
+      fail("mid_block_type is \"" + *mid_block_type + "\", but must be one of UNetMidBlock2D, null");
+    }
+    if (!(std::isfinite(mid_block_scale_factor) && mid_block_scale_factor != 0.0)) {
+      fail("mid_block_scale_factor is " + std::to_string(mid_block_scale_factor) + ", but must be finite and != 0");
+    }
+    if (downsample_padding < 0) {
+      fail("downsample_padding is " + std::to_string(downsample_padding) + ", but must be >= 0");
+    }
+    if (downsample_type != "conv") {
+      fail("downsample_type is \"" + downsample_type + "\", but must be \"conv\" (supported: conv)");
+    }
+    if (upsample_type != "conv") fail("upsample_type is \"" + upsample_type + "\", but must be \"conv\" (supported: conv)");
+    try {
+      (void)parse_activation(act_fn);
+    } catch (const ddpm::invalid_argument&) {
+      fail("act_fn is \"" + act_fn + "\", but must be one of silu, swish, mish, gelu, relu");
+    }
+    if (!(norm_eps > 0.0)) fail("norm_eps is " + std::to_string(norm_eps) + ", but must be > 0");
+    if (resnet_time_scale_shift != "default" && resnet_time_scale_shift != "scale_shift") {
+      fail("resnet_time_scale_shift is \"" + resnet_time_scale_shift +
+           "\", but must be one of default, scale_shift");
+    }
+    if (attn_norm_num_groups && block_out_channels.back() % *attn_norm_num_groups != 0) {
+      fail("attn_norm_num_groups is " + std::to_string(*attn_norm_num_groups) +
+           ", but must divide block_out_channels[-1] (" + std::to_string(block_out_channels.back()) + ")");
+    }
+    if (attention_head_dim) {
+      for (std::size_t i = 0; i < block_out_channels.size(); ++i) {
+        if (*attention_head_dim > block_out_channels[i]) {
+          fail("attention_head_dim is " + std::to_string(*attention_head_dim) +
+               ", but must not exceed block_out_channels[" + std::to_string(i) + "] (" +
+               std::to_string(block_out_channels[i]) + ")");
+        }
+      }
+    }
+    const int half = block_out_channels.front() / 2;
+    if (static_cast<double>(half) == freq_shift) {
+      fail("freq_shift is " + std::to_string(freq_shift) + ", but must differ from block_out_channels[0] / 2");
+    }
+    if (!(dropout >= 0.0 && dropout <= 1.0)) fail("dropout is " + std::to_string(dropout) + ", but must be in [0, 1]");
+    if (class_embed_type || num_class_embeds) {
+      fail("class conditioning (class_embed_type / num_class_embeds) is set, but is not supported (must be null)");
+    }
+  }
+
+  /// The config described by a parsed config.json. `source` names the file in error messages.
+  /// Throws ddpm::format_error for a key UNet2DModel does not take (listing the keys it takes), a value of
+  /// the wrong JSON type, or a value UNet2D does not support (see validate()).
+  static UNet2DConfig from_json(const nlohmann::json& j, const std::string& source = "config.json") {
+    const std::string where = "ddpm::nn::UNet2DConfig: " + source + ": ";
+    if (!j.is_object()) ddpm::detail::throw_format_error(where + "must be a JSON object");
+    UNet2DConfig c;
+    const std::vector<std::string>& keys = supported_keys();
+    for (const auto& [key, value] : j.items()) {
+      if (!key.empty() && key.front() == '_') continue;
+      if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+        std::string list;
+        for (const std::string& k : keys) list += (list.empty() ? "" : ", ") + k;
+        ddpm::detail::throw_format_error(where + "unsupported key \"" + key + "\"; the supported keys are " + list);
+      }
+      try {
+        c.set(key, value);
+      } catch (const WrongType& e) {
+        ddpm::detail::throw_format_error(where + "key \"" + key + "\" is " + value.dump() + ", but " + e.expected);
+      } catch (const nlohmann::json::exception& e) {
+        ddpm::detail::throw_format_error(where + "key \"" + key + "\" is " + value.dump() +
+                                         ", a value of the wrong type (" + e.what() + ")");
+      }
+    }
+    try {
+      c.validate();
+    } catch (const ddpm::invalid_argument& e) {
+      ddpm::detail::throw_format_error(where + e.what());
+    }
+    return c;
+  }
+
+  /// Reads and parses a config.json. Throws ddpm::format_error if it cannot be read, is not JSON, or
+  /// from_json rejects it.
+  static UNet2DConfig from_file(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) ddpm::detail::throw_format_error("ddpm::nn::UNet2DConfig: cannot open '" + path + "'");
+    std::stringstream text;
+    text << in.rdbuf();
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text.str());
+    } catch (const nlohmann::json::exception& e) {
+      ddpm::detail::throw_format_error("ddpm::nn::UNet2DConfig: " + path + " is not valid JSON (" + e.what() + ")");
+    }
+    return from_json(j, path);
+  }
+
+  /// The config as diffusers writes it (every key, nulls included).
+  nlohmann::json to_json() const {
+    nlohmann::json j;
+    j["_class_name"] = "UNet2DModel";
+    j["sample_size"] = sample_size ? nlohmann::json((*sample_size)[0] == (*sample_size)[1]
+                                                        ? nlohmann::json((*sample_size)[0])
+                                                        : nlohmann::json(*sample_size))
+                                   : nlohmann::json(nullptr);
+    j["in_channels"] = in_channels;
+    j["out_channels"] = out_channels;
+    j["center_input_sample"] = center_input_sample;
+    j["time_embedding_type"] = time_embedding_type;
+    j["time_embedding_dim"] = optional_json(time_embedding_dim);
+    j["freq_shift"] = freq_shift == std::floor(freq_shift) ? nlohmann::json(static_cast<long long>(freq_shift))
+                                                           : nlohmann::json(freq_shift);
+    j["flip_sin_to_cos"] = flip_sin_to_cos;
+    j["down_block_types"] = down_block_types;
+    j["mid_block_type"] = optional_json(mid_block_type);
+    j["up_block_types"] = up_block_types;
+    j["block_out_channels"] = block_out_channels;
+    j["layers_per_block"] = layers_per_block;
+    j["mid_block_scale_factor"] = mid_block_scale_factor;
+    j["downsample_padding"] = downsample_padding;
+    j["downsample_type"] = downsample_type;
+    j["upsample_type"] = upsample_type;
+    j["dropout"] = dropout;
+    j["act_fn"] = act_fn;
+    j["attention_head_dim"] = optional_json(attention_head_dim);
+    j["norm_num_groups"] = norm_num_groups;
+    j["attn_norm_num_groups"] = optional_json(attn_norm_num_groups);
+    j["norm_eps"] = norm_eps;
+    j["resnet_time_scale_shift"] = resnet_time_scale_shift;
+    j["add_attention"] = add_attention;
+    j["class_embed_type"] = optional_json(class_embed_type);
+    j["num_class_embeds"] = optional_json(num_class_embeds);
+    j["num_train_timesteps"] = optional_json(num_train_timesteps);
+    return j;
+  }
+
+ private:
+  struct WrongType {
+    const char* expected;
+  };
+
+  template <class T>
+  static nlohmann::json optional_json(const std::optional<T>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+  }
+
+  template <class T>
+  static std::optional<T> optional_value(const nlohmann::json& v) {
+    if (v.is_null()) return std::nullopt;
+    return v.get<T>();
+  }
+
+  static int integer(const nlohmann::json& v) {
+    if (v.is_number_integer()) return v.get<int>();
+    if (v.is_number_float() && v.get<double>() == std::floor(v.get<double>())) return static_cast<int>(v.get<double>());
+    throw WrongType{"must be an integer"};
+  }
+
+  static double number(const nlohmann::json& v) {
+    if (!v.is_number()) throw WrongType{"must be a number"};
+    return v.get<double>();
+  }
+
+  static bool boolean(const nlohmann::json& v) {
+    if (!v.is_boolean()) throw WrongType{"must be true or false"};
+    return v.get<bool>();
+  }
+
+  static std::optional<int> optional_integer(const nlohmann::json& v) {
+    if (v.is_null()) return std::nullopt;
+    return integer(v);
+  }
+
+  void set(const std::string& key, const nlohmann::json& v) {
+    if (key == "sample_size") {
+      if (v.is_null()) {
+        sample_size.reset();
+      } else if (v.is_array()) {
+        if (v.size() != 2) throw WrongType{"must be an integer or [height, width]"};
+        sample_size = std::array<int, 2>{integer(v[0]), integer(v[1])};
+      } else {
+        const int s = integer(v);
+        sample_size = std::array<int, 2>{s, s};
+      }
+    } else if (key == "in_channels") {
+      in_channels = integer(v);
+    } else if (key == "out_channels") {
+      out_channels = integer(v);
+    } else if (key == "center_input_sample") {
+      center_input_sample = boolean(v);
+    } else if (key == "time_embedding_type") {
+      time_embedding_type = v.get<std::string>();
+    } else if (key == "time_embedding_dim") {
+      time_embedding_dim = optional_integer(v);
+    } else if (key == "freq_shift") {
+      freq_shift = number(v);
+    } else if (key == "flip_sin_to_cos") {
+      flip_sin_to_cos = boolean(v);
+    } else if (key == "down_block_types") {
+      down_block_types = v.get<std::vector<std::string>>();
+    } else if (key == "mid_block_type") {
+      mid_block_type = optional_value<std::string>(v);
+    } else if (key == "up_block_types") {
+      up_block_types = v.get<std::vector<std::string>>();
+    } else if (key == "block_out_channels") {
+      if (!v.is_array()) throw WrongType{"must be a list of integers"};
+      block_out_channels.clear();
+      for (const auto& e : v) block_out_channels.push_back(integer(e));
+    } else if (key == "layers_per_block") {
+      layers_per_block = integer(v);
+    } else if (key == "mid_block_scale_factor") {
+      mid_block_scale_factor = number(v);
+    } else if (key == "downsample_padding") {
+      downsample_padding = integer(v);
+    } else if (key == "downsample_type") {
+      downsample_type = v.get<std::string>();
+    } else if (key == "upsample_type") {
+      upsample_type = v.get<std::string>();
+    } else if (key == "dropout") {
+      dropout = number(v);
+    } else if (key == "act_fn") {
+      act_fn = v.get<std::string>();
+    } else if (key == "attention_head_dim") {
+      attention_head_dim = optional_integer(v);
+    } else if (key == "norm_num_groups") {
+      norm_num_groups = integer(v);
+    } else if (key == "attn_norm_num_groups") {
+      attn_norm_num_groups = optional_integer(v);
+    } else if (key == "norm_eps") {
+      norm_eps = number(v);
+    } else if (key == "resnet_time_scale_shift") {
+      resnet_time_scale_shift = v.get<std::string>();
+    } else if (key == "add_attention") {
+      add_attention = boolean(v);
+    } else if (key == "class_embed_type") {
+      class_embed_type = optional_value<std::string>(v);
+    } else if (key == "num_class_embeds") {
+      num_class_embeds = optional_integer(v);
+    } else if (key == "num_train_timesteps") {
+      num_train_timesteps = optional_integer(v);
+    }
+  }
+};
+
+}  // namespace ddpm::nn

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+
+#include <atomic>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "ddpm/nn/context.hpp"
+
+TEST_CASE("Context::parallel_for visits every index once, in contiguous ranges", "[nn][context]") {
+  for (int threads : {1, 2, 3, 5}) {
+    ddpm::nn::Context<float> ctx(threads);
+    CHECK(ctx.num_threads() == threads);
+    for (Eigen::Index count : {0, 1, 2, 7, 64, 1001}) {
+      std::vector<std::atomic<int>> seen(static_cast<std::size_t>(count));
+      std::atomic<int> calls{0};
+      std::vector<int> thread_seen(static_cast<std::size_t>(threads), 0);
+      ctx.parallel_for(count, [&](Eigen::Index begin, Eigen::Index end, int thread) {
+        REQUIRE(begin < end);
+        REQUIRE(thread >= 0);
+        REQUIRE(thread < threads);
+        thread_seen[static_cast<std::size_t>(thread)] += 1;
+        for (Eigen::Index i = begin; i < end; ++i) seen[static_cast<std::size_t>(i)] += 1;
+        calls += 1;
+      });
+      for (auto& s : seen) REQUIRE(s == 1);
+      CHECK(calls == std::min<Eigen::Index>(threads, count));
+      for (int s : thread_seen) CHECK(s <= 1);  // one range per thread
+    }
+  }
+}
+
+TEST_CASE("Context reuses its buffers: the same requests allocate nothing the second time", "[nn][context]") {
+  ddpm::nn::Context<double> ctx;
+  auto pass = [&] {
+    auto a = ctx.acquire(1000);
+    auto b = ctx.acquire(10);
+    a.release();
+    auto c = ctx.acquire(500);  // fits in a's block
+    auto d = ctx.acquire(2000);
+    REQUIRE(c.data() != b.data());
+    REQUIRE(d.size() == 2000);
+    c.data()[499] = 1.0;  // writable over the whole request
+  };
+  pass();
+  const std::size_t after_first = ctx.allocations();
+  CHECK(after_first == 3);
+  pass();
+  pass();
+  CHECK(ctx.allocations() == after_first);
+  CHECK(ctx.scratch_bytes() >= (1000 + 10 + 2000) * sizeof(double));
+}
+
+TEST_CASE("Context rejects a thread count below 1", "[nn][context]") {
+  REQUIRE_THROWS_AS(ddpm::nn::Context<float>(0), ddpm::invalid_argument);
+  ddpm::nn::Context<float> ctx(2);
+  REQUIRE_THROWS_AS(ctx.set_num_threads(-1), ddpm::invalid_argument);
+  ctx.set_num_threads(1);
+  CHECK(ctx.num_threads() == 1);
+}
