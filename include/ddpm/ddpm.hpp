@@ -8,6 +8,7 @@
 #include "ddpm/version.hpp"
 #include "ddpm/error.hpp"
 #include "ddpm/tensor.hpp"
+#include "ddpm/random.hpp"
 #include "ddpm/schedule.hpp"
 #include "ddpm/forward.hpp"
 #include "ddpm/posterior.hpp"
