@@ -11,6 +11,7 @@
 #include "nn_reference.hpp"
 
 using ddpm::nn::Conv2d;
+using ddpm::nn::ConvAlgorithm;
 using ddpm::nn::Padding2d;
 using nn_test::Index;
 
@@ -62,7 +63,10 @@ TEMPLATE_TEST_CASE("Conv2d matches the naive loops", "[nn][conv2d]", float, doub
       {4, 6, 3, 3, 2, Padding2d{0, 0, 1, 1}, 2, 8, 6}, // downsample_padding = 0
       {2, 3, 5, 3, 1, Padding2d{2, 1, 0, 3}, 1, 6, 5}, // rectangular kernel, uneven padding
       {3, 2, 3, 3, 3, Padding2d::same(0), 2, 10, 11},  // stride 3, no padding
-      {16, 16, 3, 3, 1, Padding2d::same(1), 3, 32, 32} // enough columns for several GEMM blocks
+      {16, 16, 3, 3, 1, Padding2d::same(1), 3, 32, 32}, // enough columns for several GEMM blocks
+      {5, 7, 3, 3, 1, Padding2d::same(1), 2, 9, 7},    // Winograd with odd sizes: partial tiles
+      {24, 8, 3, 3, 1, Padding2d::same(1), 1, 2, 2},   // a single tile
+      {8, 24, 3, 3, 1, Padding2d::same(1), 2, 1, 5}    // one pixel high
   };
   int seed = 0;
   for (const Case& c : cases) {
@@ -72,17 +76,21 @@ TEMPLATE_TEST_CASE("Conv2d matches the naive loops", "[nn][conv2d]", float, doub
     const nn_test::T4 expected =
         nn_test::conv2d(nn_test::to_double(x), nn_test::param<S>(conv, "weight"), nn_test::param<S>(conv, "bias"),
                         c.out, c.kh, c.kw, c.stride, c.pad.top, c.pad.left, c.pad.bottom, c.pad.right);
-    for (int threads : {1, 2, 3}) {
-      INFO("case " << seed << ", threads " << threads);
-      ddpm::nn::Context<S> ctx(threads);
-      ddpm::nn::Feature<S> in = ddpm::nn::to_feature(ctx, x);
-      ddpm::nn::Feature<S> out =
-          ddpm::nn::make_feature(ctx, c.out, c.n, conv.output_height(c.h), conv.output_width(c.w));
-      conv.forward(ctx, in.cview(), out.view());
-      const ddpm::Tensor<S, 4> y = ddpm::nn::to_nchw(out.cview());
-      REQUIRE(y.dimension(2) == expected.dimension(2));
-      REQUIRE(y.dimension(3) == expected.dimension(3));
-      CHECK(nn_test::max_rel_error(y, expected) < nn_test::tolerance<S>());
+    for (auto algorithm : {ConvAlgorithm::automatic, ConvAlgorithm::im2col, ConvAlgorithm::winograd}) {
+      conv.set_algorithm(algorithm);
+      for (int threads : {1, 2, 3}) {
+        INFO("case " << seed << ", algorithm " << int(algorithm) << " (Winograd: " << conv.uses_winograd(c.h, c.w)
+                     << "), threads " << threads);
+        ddpm::nn::Context<S> ctx(threads);
+        ddpm::nn::Feature<S> in = ddpm::nn::to_feature(ctx, x);
+        ddpm::nn::Feature<S> out =
+            ddpm::nn::make_feature(ctx, c.out, c.n, conv.output_height(c.h), conv.output_width(c.w));
+        conv.forward(ctx, in.cview(), out.view());
+        const ddpm::Tensor<S, 4> y = ddpm::nn::to_nchw(out.cview());
+        REQUIRE(y.dimension(2) == expected.dimension(2));
+        REQUIRE(y.dimension(3) == expected.dimension(3));
+        CHECK(nn_test::max_rel_error(y, expected) < nn_test::tolerance<S>());
+      }
     }
   }
 }
@@ -108,17 +116,38 @@ TEMPLATE_TEST_CASE("Conv2d epilogue: residual, per-image bias and scale", "[nn][
           expected(n, o, i, j) = (double(residual(n, o, i, j)) + plain(n, o, i, j) + double(batch_bias[n * O + o])) *
                                  double(scale);
         }
-  for (int threads : {1, 2}) {
-    ddpm::nn::Context<S> ctx(threads);
-    ddpm::nn::Feature<S> in = ddpm::nn::to_feature(ctx, x);
-    ddpm::nn::Feature<S> out = ddpm::nn::to_feature(ctx, residual);
-    ddpm::nn::ConvEpilogue<S> e;
-    e.accumulate = true;
-    e.batch_bias = batch_bias.data();
-    e.scale = scale;
-    conv.forward(ctx, in.cview(), out.view(), e);
-    CHECK(nn_test::max_rel_error(ddpm::nn::to_nchw(out.cview()), expected) < nn_test::tolerance<S>());
+  for (auto algorithm : {ConvAlgorithm::im2col, ConvAlgorithm::winograd}) {
+    conv.set_algorithm(algorithm);
+    REQUIRE(conv.uses_winograd(H, W) == (algorithm == ConvAlgorithm::winograd));
+    for (int threads : {1, 2}) {
+      ddpm::nn::Context<S> ctx(threads);
+      ddpm::nn::Feature<S> in = ddpm::nn::to_feature(ctx, x);
+      ddpm::nn::Feature<S> out = ddpm::nn::to_feature(ctx, residual);
+      ddpm::nn::ConvEpilogue<S> e;
+      e.accumulate = true;
+      e.batch_bias = batch_bias.data();
+      e.scale = scale;
+      conv.forward(ctx, in.cview(), out.view(), e);
+      CHECK(nn_test::max_rel_error(ddpm::nn::to_nchw(out.cview()), expected) < nn_test::tolerance<S>());
+    }
   }
+}
+
+TEST_CASE("Conv2d recomputes its Winograd weights after they change", "[nn][conv2d]") {
+  Conv2d<double> conv(2, 2, 3, 1, 1);
+  conv.set_algorithm(ConvAlgorithm::winograd);
+  const ddpm::Tensor<double, 4> x = nn_test::random_images<double>(1, 2, 4, 4, 3);
+  nn_test::randomize<double>(conv, 1);
+  (void)conv(x);  // derives the transformed weights
+  conv.weight() *= 2.0;  // a change through the accessor
+  conv.bias().setZero();
+  const nn_test::T4 expected = nn_test::conv2d(x, nn_test::param<double>(conv, "weight"), {}, 2, 3, 3, 1, 1, 1, 1, 1);
+  CHECK(nn_test::max_rel_error(conv(x), expected) < 1e-12);
+  conv.for_each_parameter("", [](const ddpm::nn::Parameter<double>& p) {  // a change through the pointers
+    for (std::int64_t i = 0; i < p.numel(); ++i) p.data[i] = 0.0;
+  });
+  const ddpm::Tensor<double, 4> zero = conv(x);
+  for (Index i = 0; i < zero.size(); ++i) CHECK(zero.data()[i] == 0.0);
 }
 
 TEST_CASE("Conv2d parameters have PyTorch's names and shapes", "[nn][conv2d]") {

@@ -18,6 +18,7 @@
 #include "ddpm/error.hpp"
 #include "ddpm/nn/context.hpp"
 #include "ddpm/nn/detail/gemm.hpp"
+#include "ddpm/nn/detail/winograd.hpp"
 #include "ddpm/nn/feature_map.hpp"
 #include "ddpm/nn/parameter.hpp"
 #include "ddpm/tensor.hpp"
@@ -31,6 +32,10 @@ struct Padding2d {
   static Padding2d same(Eigen::Index p) { return {p, p, p, p}; }
   bool operator==(const Padding2d&) const = default;
 };
+
+/// How Conv2d computes: im2col + GEMM works for every convolution; Winograd F(2x2, 3x3) (2.25x fewer
+/// multiplications) for 3x3 kernels of stride 1 and padding 1; automatic picks Winograd where it is faster.
+enum class ConvAlgorithm { automatic, im2col, winograd };
 
 /// What a convolution does with its result besides adding the bias.
 template <class S>
@@ -80,10 +85,23 @@ class Conv2d {
   const Padding2d& padding() const { return pad_; }
   bool has_bias() const { return bias_.size() > 0; }
   /// [out, in * kh * kw]: PyTorch's [out, in, kh, kw] weight, flattened (same memory).
-  Matrix& weight() { return weight_; }
+  Matrix& weight() {
+    winograd_stale_ = true;
+    return weight_;
+  }
   const Matrix& weight() const { return weight_; }
   Vector& bias() { return bias_; }
   const Vector& bias() const { return bias_; }
+
+  void set_algorithm(ConvAlgorithm algorithm) { algorithm_ = algorithm; }
+  ConvAlgorithm algorithm() const { return algorithm_; }
+  /// Whether forward takes the Winograd path for an input of h x w pixels.
+  bool uses_winograd(Eigen::Index h, Eigen::Index w) const {
+    const bool possible = kh_ == 3 && kw_ == 3 && stride_ == 1 && pad_ == Padding2d::same(1);
+    if (!possible || algorithm_ == ConvAlgorithm::im2col) return false;
+    if (algorithm_ == ConvAlgorithm::winograd) return true;
+    return in_ >= kWinogradMinChannels && out_channels() >= kWinogradMinChannels && h * w >= kWinogradMinPixels;
+  }
 
   /// Output size along an axis of input size n:  (n + pad_before + pad_after - kernel) / stride + 1.
   Eigen::Index output_height(Eigen::Index h) const { return (h + pad_.top + pad_.bottom - kh_) / stride_ + 1; }
@@ -97,6 +115,7 @@ class Conv2d {
     check_shapes(in, out);
     const Eigen::Index OH = out.height, OW = out.width, P = out.plane(), K = weight_.cols(), M = out_channels();
     const int threads = ctx.num_threads();
+    if (uses_winograd(in.height, in.width) && forward_winograd(ctx, in, out, epi)) return;
     if (kh_ == 1 && kw_ == 1 && stride_ == 1 && pad_ == Padding2d{}) {
       // A pointwise convolution is a plain product with the input: no im2col.
       const Eigen::Index blocks = (P + kColAlign - 1) / kColAlign;
@@ -157,13 +176,55 @@ class Conv2d {
     return to_nchw(out.cview());
   }
 
+  /// Lists the parameters with writable pointers (so the layer forgets what it derived from its weights).
   template <class F>
   void for_each_parameter(const std::string& prefix, F&& f) {
+    winograd_stale_ = true;
     f(Parameter<S>{prefix + "weight", {weight_.rows(), in_, kh_, kw_}, weight_.data()});
     if (has_bias()) f(Parameter<S>{prefix + "bias", {bias_.size()}, bias_.data()});
   }
 
  private:
+  // The Winograd path, cut into blocks of whole tile rows, about kTileTarget tiles each, the same number of
+  // blocks on every thread. Returns false (nothing done) when there are fewer tile rows than threads.
+  bool forward_winograd(Context<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out, const ConvEpilogue<S>& epi) const {
+    const detail::WinogradTiles tiles(in.height, in.width);
+    const Eigen::Index rows = in.batch * tiles.rows, C = in_, M = out_channels();
+    const int threads = ctx.num_threads();
+    if (rows < threads) return false;
+    if (winograd_stale_) {
+      winograd_u_.resize(static_cast<std::size_t>(16 * M * C));
+      detail::winograd_weights(weight_.data(), M, C, winograd_u_.data());
+      winograd_stale_ = false;
+    }
+    Eigen::Index blocks = std::max<Eigen::Index>(1, (rows * tiles.cols + kTileTarget / 2) / kTileTarget);
+    blocks = std::min((blocks + threads - 1) / threads * threads, rows);
+    const Eigen::Index block_rows = (rows + blocks - 1) / blocks;
+    blocks = (rows + block_rows - 1) / block_rows;
+    const Eigen::Index nt = block_rows * tiles.cols;
+    const Eigen::Index per_thread = 16 * (C + M) * nt + 8 * (2 * tiles.cols + 2) + 4 * tiles.cols;
+    const Eigen::Index used = std::min<Eigen::Index>(threads, blocks);
+    typename Context<S>::Buffer work = ctx.acquire(used * per_thread);
+    const S* bias = has_bias() ? bias_.data() : nullptr;
+    ctx.parallel_for(blocks, [&](Eigen::Index begin, Eigen::Index end, int thread) {
+      S* v = work.data() + thread * per_thread;
+      S* m = v + 16 * C * nt;
+      S* scratch = m + 16 * M * nt;
+      for (Eigen::Index blk = begin; blk < end; ++blk) {
+        const Eigen::Index r0 = blk * block_rows, r1 = std::min(rows, r0 + block_rows);
+        const Eigen::Index n = (r1 - r0) * tiles.cols;
+        detail::winograd_input(in, tiles, r0, r1, v, scratch);
+        for (Eigen::Index xi = 0; xi < 16; ++xi) {
+          detail::gemm(M, n, C, winograd_u_.data() + xi * M * C, C, v + xi * C * n, n, m + xi * M * n, n, false);
+        }
+        detail::winograd_output(m, tiles, r0, r1, out, bias, epi.batch_bias, epi.scale, epi.accumulate, scratch);
+      }
+    });
+    return true;
+  }
+
+  static constexpr Eigen::Index kTileTarget = 256;  // Winograd tiles per block
+  static constexpr Eigen::Index kWinogradMinChannels = 16, kWinogradMinPixels = 64;
   static constexpr Eigen::Index kColumnTarget = 1024;  // output columns per GEMM block
   static constexpr Eigen::Index kMinColumnsPerThread = 128;
   static constexpr Eigen::Index kColAlign = 64, kRowAlign = 16;
@@ -240,6 +301,10 @@ class Conv2d {
   Padding2d pad_{};
   Matrix weight_;
   Vector bias_;
+  ConvAlgorithm algorithm_ = ConvAlgorithm::automatic;
+  // The Winograd transform of the weights, derived on first use after a change to the weights.
+  mutable std::vector<S> winograd_u_;
+  mutable bool winograd_stale_ = true;
 };
 
 }  // namespace ddpm::nn
