@@ -17,7 +17,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <iterator>
-#include <random>
 #include <span>
 #include <string>
 #include <vector>
@@ -26,6 +25,7 @@
 #include "common/draw.hpp"
 #include "ddpm/ddpm.hpp"
 #include "ddpm/io/image.hpp"
+#include "ddpm/random.hpp"
 
 namespace {
 
@@ -140,16 +140,6 @@ ddpm::Image fit_square(const ddpm::Image& src, int size) {
   return out;
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// Noise. ddpm::NoiseSource (ddpm/random.hpp) is being written; until it lands, a std::mt19937_64 stand-in
-// fills the tensor with standard normals.
-
-void fill_standard_normal(ddpm::Tensor<float, 4>& out, std::uint64_t seed) {
-  std::mt19937_64 engine(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (Eigen::Index i = 0; i < out.size(); ++i) out.data()[i] = normal(engine);
-}
-
 // `count` copies of the one sample in `x` (shape (1, C, H, W)), as a (count, C, H, W) batch.
 ddpm::Tensor<float, 4> repeat(const ddpm::Tensor<float, 4>& x, int count) {
   ddpm::Tensor<float, 4> out(count, x.dimension(1), x.dimension(2), x.dimension(3));
@@ -225,9 +215,10 @@ int main(int argc, char** argv) {
     const ddpm::Tensor<float, 3> chw = ddpm::image_to_tensor<float>(picture);
     const ddpm::Tensor<float, 4> x0 = chw.reshape(Eigen::array<Eigen::Index, 4>{1, 3, size, size});
 
-    // One eps, shared by every panel.
+    // One eps, shared by every panel: numbers 0 .. 3 * size^2 - 1 of the seed's Philox stream.
     ddpm::Tensor<float, 4> eps(1, 3, size, size);
-    fill_standard_normal(eps, seed);
+    ddpm::NoiseSource noise(seed);
+    noise(eps);
 
     // Each row is one batched q_sample call with a timestep per batch element.
     const auto linear = ddpm::NoiseSchedule<float>::linear(kSteps);
