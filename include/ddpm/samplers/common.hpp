@@ -1,0 +1,431 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// What every sampler shares: the noise argument of a step (a tensor, a noise source, or no_noise), the
+// bounds applied to a predicted x0 (clipping, dynamic thresholding), the conversion of any model output to
+// x0 and eps, the fused kernel a step reduces to, and the step overloads (CRTP, no virtual calls).
+//                                                                [docs/samplers.md, Eqs. (S1), (S3)]
+
+#include <algorithm>
+#include <any>
+#include <array>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <initializer_list>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "ddpm/error.hpp"
+#include "ddpm/predictor.hpp"
+#include "ddpm/random.hpp"
+#include "ddpm/schedule.hpp"
+#include "ddpm/tensor.hpp"
+#include "ddpm/timesteps.hpp"
+
+namespace ddpm {
+
+/// The noise argument of a step that must not add noise (a deterministic sampler, or the last DDPM step).
+/// A step that needs noise and gets no_noise throws ddpm::invalid_argument.
+struct NoNoise {};
+inline constexpr NoNoise no_noise{};
+
+/// What a step accepts as noise for an x of scalar S and rank R: a tensor of x's shape (used as is), a
+/// noise source (NoiseSourceFor<S, R> of random.hpp: callable as `source(Tensor<S, R>&)`, filling it with
+/// independent N(0, 1) values and advancing, e.g. ddpm::NoiseSource), or no_noise. A step calls a source
+/// exactly once when it adds noise and never otherwise.
+template <class N, class S, int R>
+concept NoiseArgument = std::same_as<std::remove_cvref_t<N>, NoNoise> ||
+                        (!DenseTensor<std::remove_cvref_t<N>> && NoiseSourceFor<std::remove_reference_t<N>, S, R>) ||
+                        (DenseTensor<std::remove_cvref_t<N>> && std::same_as<scalar_t<std::remove_cvref_t<N>>, S> &&
+                         rank_v<std::remove_cvref_t<N>> == R);
+
+/// How a predicted x0 is bounded before a sampler uses it (diffusers' `clip_sample`, `clip_sample_range`,
+/// `thresholding`, `dynamic_thresholding_ratio`, `sample_max_value`).          [docs/samplers.md, Eq. (S3)]
+///   clip:              x0 = clamp(x0, -range, range)
+///   dynamic_threshold: per batch element, s = clamp(quantile(|x0|, ratio), 1, max_value),
+///                      x0 = clamp(x0, -s, s) / s        (Saharia et al. 2022, "Imagen", Sec. 2.3)
+/// The quantile interpolates linearly between order statistics, as torch.quantile does.
+struct Clipping {
+  enum class Mode { none, clip, dynamic_threshold };
+  Mode mode = Mode::none;
+  double range = 1.0;
+  double ratio = 0.995;
+  double max_value = 1.0;
+
+  static Clipping none() { return {}; }
+  static Clipping clip(double range = 1.0) { return {Mode::clip, range, 0.995, 1.0}; }
+  static Clipping dynamic_threshold(double ratio = 0.995, double max_value = 1.0) {
+    return {Mode::dynamic_threshold, 1.0, ratio, max_value};
+  }
+};
+
+/// Where the sigma-space samplers (DPM-Solver++, Euler) end: at sigma = 0 (x0 itself; diffusers' default
+/// "zero") or at sigma[0], the noise level of training timestep 0 ("sigma_min").
+enum class FinalSigma { zero, sigma_min };
+
+namespace detail {
+
+/// One operand of a fused linear combination: `coef * data[b * stride + j]` for batch element b.
+template <class S>
+struct Term {
+  const S* data;
+  Eigen::Index stride;
+  S coef;
+};
+
+/// out[b * per_sample + j] = sum_k coef_k * data_k[b * stride_k + j], for b < batch and j < per_sample, in
+/// one vectorised pass. Terms with a zero coefficient are skipped; `out` may alias an operand of stride
+/// per_sample. With OpenMP (DDPM_OPENMP) large tensors are split into chunks; each element is computed by
+/// the same expression either way.
+template <class S>
+void lincomb(S* out, Eigen::Index batch, Eigen::Index per_sample, std::initializer_list<Term<S>> terms) {
+  using Vec = Eigen::Array<S, Eigen::Dynamic, 1>;
+  using In = Eigen::Map<const Vec, Eigen::Unaligned>;
+  using Out = Eigen::Map<Vec, Eigen::Unaligned>;
+  std::array<Term<S>, 4> t{};
+  int n = 0;
+  bool contiguous = true;
+  for (const Term<S>& term : terms) {
+    DDPM_ASSERT(n < 4);
+    if (term.coef == S(0)) continue;
+    t[static_cast<std::size_t>(n++)] = term;
+    contiguous = contiguous && term.stride == per_sample;
+  }
+  const Eigen::Index total = batch * per_sample;
+  if (total == 0) return;
+  // A block is a run of elements at the same offset in every operand: the whole tensor when every operand
+  // is laid out like out, else one batch element.
+  const Eigen::Index blocks = contiguous ? 1 : batch;
+  const Eigen::Index block_size = contiguous ? total : per_sample;
+  const Eigen::Index chunks_per_block = (block_size + kParallelGrain - 1) / kParallelGrain;
+  const Eigen::Index chunk = (block_size + chunks_per_block - 1) / chunks_per_block;
+  auto run_chunk = [&](Eigen::Index k) {
+    const Eigen::Index b = k / chunks_per_block;
+    const Eigen::Index begin = (k % chunks_per_block) * chunk;
+    const Eigen::Index len = std::min(chunk, block_size - begin);
+    Out o(out + b * block_size + begin, len);
+    auto in = [&](int i) { return In(t[static_cast<std::size_t>(i)].data + b * (contiguous ? 0 : t[static_cast<std::size_t>(i)].stride) + begin, len); };
+    auto c = [&](int i) { return t[static_cast<std::size_t>(i)].coef; };
+    switch (n) {
+      case 0: o.setZero(); break;
+      case 1: o = c(0) * in(0); break;
+      case 2: o = c(0) * in(0) + c(1) * in(1); break;
+      case 3: o = c(0) * in(0) + c(1) * in(1) + c(2) * in(2); break;
+      default: o = c(0) * in(0) + c(1) * in(1) + c(2) * in(2) + c(3) * in(3); break;
+    }
+  };
+  const Eigen::Index chunks = blocks * chunks_per_block;
+#ifdef _OPENMP
+  if (total >= 2 * kParallelGrain) {
+#pragma omp parallel for schedule(static)
+    for (Eigen::Index k = 0; k < chunks; ++k) run_chunk(k);
+    return;
+  }
+#endif
+  for (Eigen::Index k = 0; k < chunks; ++k) run_chunk(k);
+}
+
+/// The coefficients of a linear map of (x_t, model output):  value = from_x * x_t + from_output * output.
+struct Linear {
+  double from_x;
+  double from_output;
+};
+
+/// x0 from a model output of the given kind at noise level alpha_bar (Eqs. (8), (15) of docs/math.md):
+///   epsilon:  x0 = sqrt(1 / alpha_bar) x_t - sqrt(1 / alpha_bar - 1) eps
+///   sample:   x0 = output
+///   velocity: x0 = sqrt(alpha_bar) x_t - sqrt(1 - alpha_bar) v                  [docs/samplers.md, Eq. (S1)]
+inline Linear x0_from_output(Prediction kind, double alpha_bar) {
+  switch (kind) {
+    case Prediction::epsilon: return {std::sqrt(1.0 / alpha_bar), -std::sqrt(1.0 / alpha_bar - 1.0)};
+    case Prediction::sample: return {0.0, 1.0};
+    case Prediction::velocity: return {std::sqrt(alpha_bar), -std::sqrt(1.0 - alpha_bar)};
+  }
+  return {0.0, 0.0};
+}
+
+/// eps from a model output of the given kind at noise level alpha_bar (Eqs. (8), (15) of docs/math.md):
+///   epsilon:  eps = output
+///   sample:   eps = x_t / sqrt(1 - alpha_bar) - x0 / sqrt(1 / alpha_bar - 1)
+///   velocity: eps = sqrt(1 - alpha_bar) x_t + sqrt(alpha_bar) v                 [docs/samplers.md, Eq. (S1)]
+inline Linear eps_from_output(Prediction kind, double alpha_bar) {
+  switch (kind) {
+    case Prediction::epsilon: return {0.0, 1.0};
+    case Prediction::sample: return {1.0 / std::sqrt(1.0 - alpha_bar), -1.0 / std::sqrt(1.0 / alpha_bar - 1.0)};
+    case Prediction::velocity: return {std::sqrt(1.0 - alpha_bar), std::sqrt(alpha_bar)};
+  }
+  return {0.0, 0.0};
+}
+
+inline void check_prediction(const char* fn, Prediction kind) {
+  if (kind != Prediction::epsilon && kind != Prediction::sample && kind != Prediction::velocity) {
+    throw_invalid_argument(std::string(fn) + ": kind is " + std::to_string(static_cast<int>(kind)) +
+                           ", but must be Prediction::epsilon, sample or velocity");
+  }
+}
+
+/// Throws unless eps determines x0 at this noise level (alpha_bar > 0); under a zero-terminal-SNR
+/// schedule the first DDPM / DDIM step has alpha_bar = 0 and needs a sample or velocity prediction.
+inline void check_x0_defined(const char* fn, Prediction kind, double alpha_bar, int t) {
+  if (kind == Prediction::epsilon && !(alpha_bar > 0.0)) {
+    throw_invalid_argument(std::string(fn) + ": alpha_bar[" + std::to_string(t) +
+                           "] is 0 (zero terminal SNR), but an epsilon prediction determines x0 only where "
+                           "alpha_bar > 0; use a velocity (or sample) prediction, or a sigma-space sampler");
+  }
+}
+
+inline void check_clipping(const char* fn, const Clipping& c) {
+  switch (c.mode) {
+    case Clipping::Mode::none: return;
+    case Clipping::Mode::clip:
+      if (!(std::isfinite(c.range) && c.range > 0.0)) {
+        throw_invalid_argument(std::string(fn) + ": clipping.range is " + std::to_string(c.range) +
+                               ", but must be finite and > 0");
+      }
+      return;
+    case Clipping::Mode::dynamic_threshold:
+      if (!(c.ratio >= 0.0 && c.ratio <= 1.0)) {
+        throw_invalid_argument(std::string(fn) + ": clipping.ratio is " + std::to_string(c.ratio) +
+                               ", but must be in [0, 1]");
+      }
+      if (!(std::isfinite(c.max_value) && c.max_value >= 1.0)) {
+        throw_invalid_argument(std::string(fn) + ": clipping.max_value is " + std::to_string(c.max_value) +
+                               ", but must be finite and >= 1");
+      }
+      return;
+  }
+  throw_invalid_argument(std::string(fn) + ": clipping.mode is " + std::to_string(static_cast<int>(c.mode)) +
+                         ", but must be Clipping::Mode::none, clip or dynamic_threshold");
+}
+
+/// Applies Eq. (S3) in place to x0 (batch elements of per_sample values). `scratch` is reused for the
+/// quantile's order statistics.
+template <class S>
+void apply_clipping(const Clipping& c, S* x0, Eigen::Index batch, Eigen::Index per_sample, std::vector<S>& scratch) {
+  using Vec = Eigen::Array<S, Eigen::Dynamic, 1>;
+  if (c.mode == Clipping::Mode::none || batch * per_sample == 0) return;
+  if (c.mode == Clipping::Mode::clip) {
+    const S r = static_cast<S>(c.range);
+    Eigen::Map<Vec> all(x0, batch * per_sample);
+    all = all.min(r).max(-r);
+    return;
+  }
+  scratch.resize(static_cast<std::size_t>(per_sample));
+  const double pos = c.ratio * static_cast<double>(per_sample - 1);
+  const auto lo_rank = static_cast<std::size_t>(std::floor(pos));
+  const auto hi_rank = std::min(lo_rank + 1, static_cast<std::size_t>(per_sample - 1));
+  const double frac = pos - static_cast<double>(lo_rank);
+  for (Eigen::Index b = 0; b < batch; ++b) {
+    Eigen::Map<Vec> v(x0 + b * per_sample, per_sample);
+    Eigen::Map<Vec>(scratch.data(), per_sample) = v.abs();
+    std::nth_element(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(lo_rank), scratch.end());
+    const double lo = static_cast<double>(scratch[lo_rank]);
+    // The next order statistic is the smallest value above position lo_rank.
+    const double hi = hi_rank == lo_rank ? lo
+                                         : static_cast<double>(*std::min_element(
+                                               scratch.begin() + static_cast<std::ptrdiff_t>(lo_rank) + 1, scratch.end()));
+    const double q = lo + (hi - lo) * frac;
+    const S s = static_cast<S>(std::clamp(q, 1.0, c.max_value));
+    v = v.min(s).max(-s) / s;
+  }
+}
+
+/// Validates a model output against x and returns the distance between its batch elements: per_sample for
+/// an output shaped like x, 2 * per_sample for a learned-variance output with twice x's channels in
+/// dimension 1 (whose first half is the prediction and second half the variance values).
+template <DenseTensor M, DenseTensor X>
+Eigen::Index output_stride(const char* fn, const M& output, const X& x, bool* has_variance = nullptr) {
+  static_assert(rank_v<M> == rank_v<X>, "ddpm: the model output must have the rank of x_t");
+  static_assert(std::is_same_v<scalar_t<M>, scalar_t<X>>, "ddpm: the model output must have the scalar type of x_t");
+  bool doubled = false;
+  bool ok = true;
+  for (int d = 0; d < rank_v<X>; ++d) {
+    if (output.dimension(d) == x.dimension(d)) continue;
+    if (d == 1 && output.dimension(1) == 2 * x.dimension(1)) {
+      doubled = true;
+      continue;
+    }
+    ok = false;
+  }
+  if (!ok) {
+    throw_invalid_argument(std::string(fn) + ": model_output has shape " + shape_string(output) +
+                           ", but must have the shape of x " + shape_string(x) +
+                           (rank_v<X> >= 2 ? " (or, for a learned variance, twice its channels in dimension 1)" : ""));
+  }
+  if (has_variance != nullptr) *has_variance = doubled;
+  const Eigen::Index ps = per_sample_size(x);
+  return doubled ? 2 * ps : ps;
+}
+
+/// Reusable buffers of a sampler for the caller's shape: they are allocated once and reused by every later
+/// step of that shape.
+template <class S>
+class Workspace {
+ public:
+  template <int R>
+  TensorMap<S, R> x0(const Eigen::DSizes<Eigen::Index, R>& dims) {
+    const Eigen::Index n = dims.TotalSize();
+    if (static_cast<Eigen::Index>(x0_.size()) != n) x0_.resize(static_cast<std::size_t>(n));
+    return TensorMap<S, R>(x0_.data(), dims);
+  }
+  /// A Tensor (not a map), so that a source typed `void(Tensor<S, R>&)` can fill it.
+  template <int R>
+  Tensor<S, R>& noise(const Eigen::DSizes<Eigen::Index, R>& dims) {
+    auto* t = std::any_cast<Tensor<S, R>>(&noise_);
+    if (t == nullptr) {
+      noise_ = Tensor<S, R>(dims);
+      t = std::any_cast<Tensor<S, R>>(&noise_);
+    } else {
+      bool same = true;
+      for (int d = 0; d < R; ++d) same = same && t->dimension(d) == dims[d];
+      if (!same) t->resize(dims);
+    }
+    return *t;
+  }
+  std::vector<S>& scratch() { return scratch_; }
+
+ private:
+  std::vector<S> x0_, scratch_;
+  std::any noise_;
+};
+
+template <class N>
+inline constexpr bool is_no_noise_v = std::is_same_v<std::remove_cvref_t<N>, NoNoise>;
+
+/// Checks a noise tensor's shape once per call (a source or no_noise has nothing to check).
+template <class N, DenseTensor X>
+void check_noise(const char* fn, const N& noise, const X& x) {
+  if constexpr (DenseTensor<std::remove_cvref_t<N>>) {
+    require_same_shape(fn, "x", x, "noise", noise);
+  } else {
+    (void)fn, (void)noise, (void)x;
+  }
+}
+
+/// The noise for this step: a tensor's data, or a fresh draw from a source into the workspace.
+/// Throws ddpm::invalid_argument for no_noise (the step needs noise).
+template <class S, int R, class N>
+const S* draw_noise(const char* fn, N& noise, const Eigen::DSizes<Eigen::Index, R>& dims, Workspace<S>& ws) {
+  if constexpr (is_no_noise_v<N>) {
+    (void)noise, (void)dims, (void)ws;
+    throw_invalid_argument(std::string(fn) +
+                           ": noise is ddpm::no_noise, but this step adds noise; pass a noise tensor or a noise source");
+  } else if constexpr (DenseTensor<std::remove_cvref_t<N>>) {
+    (void)dims, (void)ws;
+    return noise.data();
+  } else {
+    Tensor<S, R>& out = ws.template noise<R>(dims);
+    noise(out);
+    return out.data();
+  }
+}
+
+inline void check_step_index(const char* fn, int i, int num_steps) {
+  if (i < 0 || i >= num_steps) {
+    throw_invalid_argument(std::string(fn) + ": step index i is " + std::to_string(i) + ", but must be in [0, " +
+                           std::to_string(num_steps) + ") (num_steps)");
+  }
+}
+
+/// sigma[t] = sqrt((1 - alpha_bar[t]) / alpha_bar[t]) in double, with a zero alpha_bar (zero terminal SNR)
+/// replaced by 2^-24 as diffusers does, so that sigma_max is finite (about 4096).  [docs/samplers.md, (S12)]
+template <class S>
+std::vector<double> sigma_table(const NoiseSchedule<S>& schedule) {
+  const std::vector<double>& ab = schedule.alphas_cumprod_double();
+  std::vector<double> sigma(ab.size());
+  for (std::size_t t = 0; t < ab.size(); ++t) {
+    const double a = ab[t] > 0.0 ? ab[t] : 0x1p-24;
+    sigma[t] = std::sqrt((1.0 - a) / a);
+  }
+  return sigma;
+}
+
+/// The step overloads every sampler offers, implemented once over the sampler's
+/// `step_impl(i, model_output, x, noise, x0_out, kind)`.
+template <class Derived, std::floating_point S>
+class SamplerBase {
+ public:
+  using Scalar = S;
+
+  /// The training timesteps of the run, in the order they are visited: the model is called with
+  /// timesteps()[i] before step i.
+  const std::vector<int>& timesteps() const { return timesteps_; }
+  /// The number of steps N (the size of timesteps()).
+  int num_steps() const { return static_cast<int>(timesteps_.size()); }
+  const NoiseSchedule<S>& schedule() const { return schedule_; }
+
+  /// Step i in place: x holds x at timesteps()[i] and becomes the sample at the next timestep (after the
+  /// last step, the final sample); x0_out receives the predicted (bounded) x0. model_output is what the model
+  /// returned for (x, timesteps()[i]), of the given kind; noise is a tensor shaped like x, a noise source
+  /// or no_noise. x0_out may be a Tensor (resized) or a map of x's shape; it must not alias x or the output.
+  /// Throws ddpm::invalid_argument if i is outside [0, num_steps()), the output or noise does not match x,
+  /// or the step needs noise and gets no_noise (and as the sampler documents).
+  template <DenseTensor M, MutableDenseTensor X, class N, MutableDenseTensor X0>
+    requires NoiseArgument<N, S, rank_v<X>>
+  void step(int i, const M& model_output, X&& x, N&& noise, X0&& x0_out, Prediction kind = Prediction::epsilon) {
+    static_assert(std::is_same_v<scalar_t<X>, S>, "ddpm: x must have the sampler's scalar type");
+    derived().step_impl(i, model_output, x, noise, x0_out, kind);
+  }
+
+  /// Step i in place, keeping the predicted x0 in the sampler's own buffer (allocated once per shape).
+  template <DenseTensor M, MutableDenseTensor X, class N>
+    requires NoiseArgument<N, S, rank_v<X>>
+  void step(int i, const M& model_output, X&& x, N&& noise, Prediction kind = Prediction::epsilon) {
+    static_assert(std::is_same_v<scalar_t<X>, S>, "ddpm: x must have the sampler's scalar type");
+    TensorMap<S, rank_v<X>> x0 = workspace_.template x0<rank_v<X>>(x.dimensions());
+    derived().step_impl(i, model_output, x, noise, x0, kind);
+  }
+
+  /// Step i into a new tensor: returns the sample at the next timestep and leaves x unchanged
+  /// (diffusers' `scheduler.step(...).prev_sample`).
+  template <DenseTensor M, DenseTensor X, class N>
+    requires NoiseArgument<N, S, rank_v<X>>
+  plain_tensor_t<X> prev_sample(int i, const M& model_output, const X& x, N&& noise,
+                                Prediction kind = Prediction::epsilon) {
+    plain_tensor_t<X> out = x;
+    step(i, model_output, out, noise, kind);
+    return out;
+  }
+
+ protected:
+  SamplerBase(NoiseSchedule<S> schedule) : schedule_(std::move(schedule)) {}
+
+  Derived& derived() { return static_cast<Derived&>(*this); }
+
+  /// Validates the shapes of one call and readies x0_out; returns the model output's batch stride.
+  template <DenseTensor M, DenseTensor X, class N, MutableDenseTensor X0>
+  Eigen::Index begin_step(const char* fn, int i, const M& model_output, const X& x, const N& noise, X0& x0_out,
+                          Prediction kind, bool* has_variance = nullptr) const {
+    check_step_index(fn, i, num_steps());
+    check_prediction(fn, kind);
+    require_nonempty(fn, "x", x);
+    const Eigen::Index stride = output_stride(fn, model_output, x, has_variance);
+    check_noise(fn, noise, x);
+    prepare_output(fn, x0_out, x);
+    return stride;
+  }
+
+  /// x0_out = from_x * x + from_output * output, then the clipping of Eq. (S3).
+  template <DenseTensor M, DenseTensor X, MutableDenseTensor X0>
+  void predict_x0(const M& output, Eigen::Index stride, const X& x, const Linear& c, const Clipping& clipping,
+                  X0& x0_out) {
+    const Eigen::Index batch = x.dimension(0), ps = per_sample_size(x);
+    lincomb<S>(x0_out.data(), batch, ps,
+               {Term<S>{x.data(), ps, static_cast<S>(c.from_x)},
+                Term<S>{output.data(), stride, static_cast<S>(c.from_output)}});
+    apply_clipping(clipping, x0_out.data(), batch, ps, workspace_.scratch());
+  }
+
+  NoiseSchedule<S> schedule_;
+  std::vector<int> timesteps_;
+  Workspace<S> workspace_;
+};
+
+}  // namespace detail
+}  // namespace ddpm

@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// DDIM (Song et al. 2021, Eq. (12)): a non-Markovian reverse process with the same marginals as DDPM;
+// eta = 0 makes it deterministic (the probability-flow ODE's first-order exponential integrator),
+// eta = 1 recovers DDPM's posterior variance.                            [docs/samplers.md, Eqs. (S9)-(S10)]
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ddpm/predictor.hpp"
+#include "ddpm/samplers/common.hpp"
+#include "ddpm/schedule.hpp"
+#include "ddpm/tensor.hpp"
+#include "ddpm/timesteps.hpp"
+
+namespace ddpm {
+
+/// Options of DDIMSampler (diffusers' DDIMScheduler config, set_timesteps and step arguments).
+struct DDIMOptions {
+  int num_inference_steps = 50;
+  TimestepSpacing timestep_spacing = TimestepSpacing::leading;
+  /// Added to every timestep of leading spacing (Stable Diffusion uses 1).
+  int steps_offset = 0;
+  /// If not empty: the timesteps to visit, strictly decreasing, replacing the three options above.
+  std::vector<int> timesteps = {};
+  /// Noise weight in [0, 1]: 0 is deterministic DDIM, 1 has DDPM's posterior variance.
+  double eta = 0.0;
+  /// The alpha_bar the last step goes to: 1 (true; a clean x0) or alpha_bar[0] (false).
+  bool set_alpha_to_one = true;
+  /// Bounds on the predicted x0 (diffusers' clip_sample / thresholding). Default: none.
+  Clipping clipping = {};
+  /// With bounds, re-derive eps from the bounded x0 (improved-diffusion always does; diffusers' step
+  /// argument of the same name defaults to false). No effect without bounds.
+  bool use_clipped_model_output = true;
+};
+
+/// The DDIM sampler.                                                           [docs/samplers.md, Eq. (S9)]
+/// Step i (t = timesteps()[i]; alpha_bar_prev = alpha_bar of timesteps()[i+1], after the last step 1 or
+/// alpha_bar[0] as set_alpha_to_one says):
+///   x0    = the prediction converted to x0 (Eq. (S1)) and bounded (Eq. (S3))
+///   eps   = the prediction converted to eps, or re-derived from the bounded x0
+///   sigma = eta sqrt((1 - alpha_bar_prev) / (1 - alpha_bar[t]) (1 - alpha_bar[t] / alpha_bar_prev))
+///   x    <- sqrt(alpha_bar_prev) x0 + sqrt(1 - alpha_bar_prev - sigma^2) eps + sigma z
+/// The previous alpha_bar is that of the next timestep in the list, not of t - T / N as in diffusers (wrong
+/// for trailing and linspace spacing when N does not divide T, diffusers issue 12633); the two agree
+/// wherever diffusers is right. Noise is drawn only when sigma > 0.
+template <std::floating_point S>
+class DDIMSampler : public detail::SamplerBase<DDIMSampler<S>, S> {
+  using Base = detail::SamplerBase<DDIMSampler<S>, S>;
+  friend Base;
+
+ public:
+  /// Throws ddpm::invalid_argument if eta is outside [0, 1], N is outside [1, T], or the spacing/offset,
+  /// timestep list or clipping options are bad.
+  explicit DDIMSampler(NoiseSchedule<S> schedule, DDIMOptions options = {})
+      : Base(std::move(schedule)), options_(std::move(options)) {
+    const char* fn = "ddpm::DDIMSampler";
+    if (!(options_.eta >= 0.0 && options_.eta <= 1.0)) {
+      detail::throw_invalid_argument(std::string(fn) + ": eta is " + std::to_string(options_.eta) +
+                                     ", but must be in [0, 1]");
+    }
+    const int T = this->schedule_.num_steps();
+    this->timesteps_ = options_.timesteps.empty()
+                           ? spaced_timesteps(T, options_.num_inference_steps, options_.timestep_spacing,
+                                              options_.steps_offset)
+                           : checked_timesteps(T, options_.timesteps);
+    detail::check_clipping(fn, options_.clipping);
+  }
+
+  const DDIMOptions& options() const { return options_; }
+  /// No history to forget; present so that every sampler can be reset.
+  void reset() {}
+
+  /// The coefficients of step i, in double: alpha_bar[t], alpha_bar_prev and sigma (Eq. (S9)).
+  /// Throws ddpm::invalid_argument if i is outside [0, num_steps()).
+  struct Coefficients {
+    double alpha_bar, alpha_bar_prev, sigma;
+  };
+  Coefficients coefficients(int i) const {
+    detail::check_step_index("ddpm::DDIMSampler::coefficients", i, this->num_steps());
+    const std::vector<double>& ab = this->schedule_.alphas_cumprod_double();
+    const double a = ab[static_cast<std::size_t>(this->timesteps_[static_cast<std::size_t>(i)])];
+    const double a_prev = i + 1 < this->num_steps()
+                              ? ab[static_cast<std::size_t>(this->timesteps_[static_cast<std::size_t>(i + 1)])]
+                              : (options_.set_alpha_to_one ? 1.0 : ab[0]);
+    const double variance = (1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev);
+    return {a, a_prev, options_.eta * std::sqrt(std::max(variance, 0.0))};
+  }
+
+ private:
+  template <DenseTensor M, MutableDenseTensor X, class N, MutableDenseTensor X0>
+  void step_impl(int i, const M& output, X& x, N& noise, X0& x0_out, Prediction kind) {
+    const char* fn = "ddpm::DDIMSampler::step";
+    const Eigen::Index stride = this->begin_step(fn, i, output, x, noise, x0_out, kind);
+    const Coefficients k = coefficients(i);
+    detail::check_x0_defined(fn, kind, k.alpha_bar, this->timesteps_[static_cast<std::size_t>(i)]);
+
+    this->predict_x0(output, stride, x, detail::x0_from_output(kind, k.alpha_bar), options_.clipping, x0_out);
+
+    const double c_x0 = std::sqrt(k.alpha_bar_prev);
+    const double dir = std::sqrt(std::max(1.0 - k.alpha_bar_prev - k.sigma * k.sigma, 0.0));
+    const Eigen::Index batch = x.dimension(0), ps = detail::per_sample_size(x);
+    const S* z = k.sigma > 0.0 ? detail::draw_noise<S, rank_v<X>>(fn, noise, x.dimensions(), this->workspace_)
+                               : x.data();  // unused: its coefficient is 0
+    const bool rederive = options_.use_clipped_model_output && options_.clipping.mode != Clipping::Mode::none;
+    if (rederive) {
+      // eps = (x - sqrt(alpha_bar) x0) / sqrt(1 - alpha_bar), folded into the coefficients of x and x0.
+      const double inv = 1.0 / std::sqrt(1.0 - k.alpha_bar);
+      detail::lincomb<S>(x.data(), batch, ps,
+                         {detail::Term<S>{x0_out.data(), ps, static_cast<S>(c_x0 - dir * std::sqrt(k.alpha_bar) * inv)},
+                          detail::Term<S>{x.data(), ps, static_cast<S>(dir * inv)},
+                          detail::Term<S>{z, ps, static_cast<S>(k.sigma)}});
+    } else {
+      const detail::Linear e = detail::eps_from_output(kind, k.alpha_bar);
+      detail::lincomb<S>(x.data(), batch, ps,
+                         {detail::Term<S>{x0_out.data(), ps, static_cast<S>(c_x0)},
+                          detail::Term<S>{x.data(), ps, static_cast<S>(dir * e.from_x)},
+                          detail::Term<S>{output.data(), stride, static_cast<S>(dir * e.from_output)},
+                          detail::Term<S>{z, ps, static_cast<S>(k.sigma)}});
+    }
+  }
+
+  DDIMOptions options_;
+};
+
+}  // namespace ddpm

@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// DPM-Solver++ (Lu et al. 2022), multistep, first or second order ("2M"): an exponential integrator of the
+// probability-flow ODE in the data-prediction form, in the log-SNR time lambda = -log sigma, reusing the
+// previous step's x0 prediction for the second-order term.              [docs/samplers.md, Eqs. (S11)-(S12)]
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ddpm/predictor.hpp"
+#include "ddpm/samplers/common.hpp"
+#include "ddpm/schedule.hpp"
+#include "ddpm/tensor.hpp"
+#include "ddpm/timesteps.hpp"
+
+namespace ddpm {
+
+/// The second-order update of DPM-Solver++(2M) (diffusers' `solver_type`): "midpoint" (the paper's
+/// Algorithm 2, diffusers' default) or "heun".
+enum class SolverType { midpoint, heun };
+
+/// Options of DPMSolverMultistepSampler (diffusers' DPMSolverMultistepScheduler with algorithm_type
+/// "dpmsolver++").
+struct DPMSolverOptions {
+  int num_inference_steps = 20;
+  /// linspace and leading place N + 1 points and drop the smallest (the solver ends at sigma = 0 instead);
+  /// trailing places N. See DPMSolverMultistepSampler.
+  TimestepSpacing timestep_spacing = TimestepSpacing::linspace;
+  int steps_offset = 0;
+  /// If not empty: the timesteps to visit, strictly decreasing, replacing the three options above.
+  std::vector<int> timesteps = {};
+  /// 1 (DPM-Solver++ 1, i.e. DDIM) or 2 (2M).
+  int solver_order = 2;
+  SolverType solver_type = SolverType::midpoint;
+  /// Use first order for the last step when N < 15 (always when the last sigma is 0).
+  bool lower_order_final = true;
+  /// Karras et al.'s rho = 7 sigmas from sigma[T-1] down to sigma[0]; the model sees the nearest timestep.
+  bool use_karras_sigmas = false;
+  FinalSigma final_sigma = FinalSigma::zero;
+  /// Bounds on the predicted x0 (diffusers has thresholding here). Default: none.
+  Clipping clipping = {};
+};
+
+/// DPM-Solver++(2M).                                                     [docs/samplers.md, Eqs. (S11)-(S12)]
+/// With sigma_i the noise levels (sigma[t] of Eq. (12) of docs/math.md at the visited timesteps, or the
+/// Karras sigmas), followed by the final sigma, and for each noise level
+///   alpha = 1 / sqrt(1 + sigma^2),  sigma_vp = sigma alpha,  lambda = log(alpha / sigma_vp) = -log sigma,
+/// step i from sigma_i to sigma_{i+1} with h = lambda_{i+1} - lambda_i and D0 = x0_i (the prediction
+/// converted to x0 at alpha_bar = alpha_i^2 and bounded):
+///   first order:  x <- (sigma_vp_{i+1} / sigma_vp_i) x - alpha_{i+1} (e^-h - 1) D0
+///   second order: D1 = (x0_i - x0_{i-1}) / r,  r = (lambda_i - lambda_{i-1}) / h
+///     midpoint:   x <- (sigma_vp_{i+1} / sigma_vp_i) x - alpha_{i+1} (e^-h - 1) (D0 + D1 / 2)
+///     heun:       x <- (sigma_vp_{i+1} / sigma_vp_i) x - alpha_{i+1} (e^-h - 1) D0
+///                      + alpha_{i+1} ((e^-h - 1) / h + 1) D1
+/// Step 0 is first order, as is the last (when the final sigma is 0 it returns D0; with lower_order_final
+/// and N < 15 always). x is the variance-preserving x_t throughout, as in diffusers.
+/// Timesteps (diffusers' semantics): linspace = round(linspace(0, T - 1, N + 1))[::-1][:-1]; leading = k
+/// (T // (N + 1)) + steps_offset for k = N..1; trailing as spaced_timesteps. When N + 1 > T (linspace,
+/// leading) every timestep T-1..0 is used (diffusers would repeat timesteps). Under zero terminal SNR,
+/// alpha_bar[T-1] = 0 is replaced by 2^-24 (sigma_max about 4096), as diffusers does.
+/// The sampler keeps the previous x0 (its history): a run must step i = 0, 1, 2, ... in order; step 0 (or
+/// reset()) starts a new run.
+template <std::floating_point S>
+class DPMSolverMultistepSampler : public detail::SamplerBase<DPMSolverMultistepSampler<S>, S> {
+  using Base = detail::SamplerBase<DPMSolverMultistepSampler<S>, S>;
+  friend Base;
+
+ public:
+  /// Throws ddpm::invalid_argument if N is outside [1, T], solver_order is not 1 or 2, Karras sigmas are
+  /// combined with a timestep list, or the spacing/offset, timestep list or clipping options are bad.
+  explicit DPMSolverMultistepSampler(NoiseSchedule<S> schedule, DPMSolverOptions options = {})
+      : Base(std::move(schedule)), options_(std::move(options)) {
+    const char* fn = "ddpm::DPMSolverMultistepSampler";
+    const int T = this->schedule_.num_steps();
+    if (options_.solver_order != 1 && options_.solver_order != 2) {
+      detail::throw_invalid_argument(std::string(fn) + ": solver_order is " + std::to_string(options_.solver_order) +
+                                     ", but must be 1 or 2");
+    }
+    if (options_.solver_type != SolverType::midpoint && options_.solver_type != SolverType::heun) {
+      detail::throw_invalid_argument(std::string(fn) + ": solver_type is " +
+                                     std::to_string(static_cast<int>(options_.solver_type)) +
+                                     ", but must be SolverType::midpoint or heun");
+    }
+    detail::check_clipping(fn, options_.clipping);
+    const std::vector<double> table = detail::sigma_table(this->schedule_);
+    if (!options_.timesteps.empty()) {
+      if (options_.use_karras_sigmas) {
+        detail::throw_invalid_argument(std::string(fn) +
+                                       ": use_karras_sigmas is true, but Karras sigmas choose their own timesteps; "
+                                       "leave timesteps empty");
+      }
+      this->timesteps_ = checked_timesteps(T, options_.timesteps);
+    } else {
+      const int N = options_.num_inference_steps;
+      if (N < 1 || N > T) {
+        detail::throw_invalid_argument(std::string(fn) + ": num_inference_steps is " + std::to_string(N) +
+                                       ", but must be in [1, " + std::to_string(T) + "] (T)");
+      }
+      if (options_.use_karras_sigmas) {
+        if (T < 2) {
+          detail::throw_invalid_argument(std::string(fn) + ": use_karras_sigmas needs T >= 2, but T is " +
+                                         std::to_string(T));
+        }
+        sigmas_ = karras_sigmas(table.front(), table.back(), N);
+        this->timesteps_.resize(sigmas_.size());
+        for (std::size_t k = 0; k < sigmas_.size(); ++k) {
+          this->timesteps_[k] = static_cast<int>(std::nearbyint(sigma_to_timestep(table, sigmas_[k])));
+        }
+      } else {
+        this->timesteps_ = dpm_timesteps(T, N, options_.timestep_spacing, options_.steps_offset);
+      }
+    }
+    if (sigmas_.empty()) {
+      for (int t : this->timesteps_) sigmas_.push_back(table[static_cast<std::size_t>(t)]);
+    }
+    sigmas_.push_back(options_.final_sigma == FinalSigma::zero ? 0.0 : table.front());
+  }
+
+  const DPMSolverOptions& options() const { return options_; }
+  /// The noise levels sigma_0, ..., sigma_{N-1} of the steps followed by the final sigma (N + 1 values).
+  const std::vector<double>& sigmas() const { return sigmas_; }
+  /// Forgets the history; the next step must be step 0.
+  void reset() { next_step_ = 0; }
+
+  /// The timesteps of diffusers' DPMSolverMultistepScheduler for N steps (see the class comment).
+  /// Throws ddpm::invalid_argument as spaced_timesteps.
+  static std::vector<int> dpm_timesteps(int T, int N, TimestepSpacing spacing, int steps_offset = 0) {
+    if (spacing == TimestepSpacing::trailing) return spaced_timesteps(T, N, spacing, steps_offset);
+    if (N >= 1 && N + 1 > T) return spaced_timesteps(T, N, TimestepSpacing::trailing);
+    // N + 1 points, the smallest dropped
+    std::vector<int> ts = spaced_timesteps(T, N + 1, spacing, steps_offset);
+    ts.pop_back();
+    return ts;
+  }
+
+ private:
+  template <DenseTensor M, MutableDenseTensor X, class N, MutableDenseTensor X0>
+  void step_impl(int i, const M& output, X& x, N& noise, X0& x0_out, Prediction kind) {
+    const char* fn = "ddpm::DPMSolverMultistepSampler::step";
+    const Eigen::Index stride = this->begin_step(fn, i, output, x, noise, x0_out, kind);
+    if (i != 0 && i != next_step_) {
+      detail::throw_invalid_argument(std::string(fn) + ": step index i is " + std::to_string(i) + ", but must be " +
+                                     std::to_string(next_step_) +
+                                     " (a multistep sampler steps in order; step 0 or reset() starts a new run)");
+    }
+    if (i == 0) lower_order_count_ = 0;
+    const Eigen::Index batch = x.dimension(0), ps = detail::per_sample_size(x);
+    if (i > 0 && static_cast<Eigen::Index>(history_.size()) != x.size()) {
+      detail::throw_invalid_argument(std::string(fn) + ": x has shape " + detail::shape_string(x) +
+                                     ", but the run began with another shape (" + std::to_string(history_.size()) +
+                                     " elements); start a new run with step 0");
+    }
+
+    const double s0 = sigmas_[static_cast<std::size_t>(i)], s1 = sigmas_[static_cast<std::size_t>(i + 1)];
+    const double alpha0 = 1.0 / std::sqrt(1.0 + s0 * s0), sigma_vp0 = s0 * alpha0;
+    this->predict_x0(output, stride, x, detail::x0_from_output(kind, alpha0 * alpha0), options_.clipping, x0_out);
+
+    const int n = this->num_steps();
+    const bool last = i == n - 1;
+    const bool lower_final = last && ((options_.lower_order_final && n < 15) || s1 == 0.0);
+    if (s1 == 0.0) {
+      // lambda = +inf: the first-order update is exactly x0.
+      detail::lincomb<S>(x.data(), batch, ps, {detail::Term<S>{x0_out.data(), ps, S(1)}});
+    } else {
+      const double alpha1 = 1.0 / std::sqrt(1.0 + s1 * s1), sigma_vp1 = s1 * alpha1;
+      const double h = std::log(s0) - std::log(s1);  // lambda_{i+1} - lambda_i, lambda = -log sigma
+      const double em1 = std::expm1(-h);             // e^-h - 1
+      const double c_x = sigma_vp1 / sigma_vp0;
+      if (options_.solver_order == 1 || lower_order_count_ < 1 || lower_final) {
+        detail::lincomb<S>(x.data(), batch, ps,
+                           {detail::Term<S>{x.data(), ps, static_cast<S>(c_x)},
+                            detail::Term<S>{x0_out.data(), ps, static_cast<S>(-alpha1 * em1)}});
+      } else {
+        const double s_prev = sigmas_[static_cast<std::size_t>(i - 1)];
+        const double r = (std::log(s_prev) - std::log(s0)) / h;
+        // x <- c_x x + a D0 + b D1 with D1 = (x0_i - x0_{i-1}) / r
+        const double a = -alpha1 * em1;
+        const double b = options_.solver_type == SolverType::midpoint ? -0.5 * alpha1 * em1
+                                                                      : alpha1 * (em1 / h + 1.0);
+        detail::lincomb<S>(x.data(), batch, ps,
+                           {detail::Term<S>{x.data(), ps, static_cast<S>(c_x)},
+                            detail::Term<S>{x0_out.data(), ps, static_cast<S>(a + b / r)},
+                            detail::Term<S>{history_.data(), ps, static_cast<S>(-b / r)}});
+      }
+    }
+    history_.resize(static_cast<std::size_t>(x.size()));
+    std::copy(x0_out.data(), x0_out.data() + x.size(), history_.data());
+    if (lower_order_count_ < options_.solver_order) ++lower_order_count_;
+    next_step_ = i + 1;
+  }
+
+  DPMSolverOptions options_;
+  std::vector<double> sigmas_;
+  std::vector<S> history_;  // x0 of the previous step
+  int lower_order_count_ = 0;
+  int next_step_ = 0;
+};
+
+}  // namespace ddpm

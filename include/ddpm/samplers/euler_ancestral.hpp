@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// The Euler ancestral sampler of k-diffusion (diffusers' EulerAncestralDiscreteScheduler): an Euler step
+// down to sigma_down followed by fresh noise of standard deviation sigma_up, so that the marginal noise
+// level after the step is sigma_{i+1}.                                       [docs/samplers.md, Eq. (S14)]
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ddpm/predictor.hpp"
+#include "ddpm/samplers/common.hpp"
+#include "ddpm/samplers/euler.hpp"
+#include "ddpm/schedule.hpp"
+#include "ddpm/tensor.hpp"
+#include "ddpm/timesteps.hpp"
+
+namespace ddpm {
+
+/// The Euler ancestral sampler.                                                [docs/samplers.md, Eq. (S14)]
+/// With sigma_i as in EulerSampler (same grid, same options):
+///   sigma_up = sqrt(sigma_{i+1}^2 (sigma_i^2 - sigma_{i+1}^2) / sigma_i^2),  sigma_down = sigma_{i+1}^2 / sigma_i
+///   x_ve = sqrt(1 + sigma_i^2) x,  x_ve <- x_ve + (sigma_down - sigma_i) (x_ve - x0) / sigma_i + sigma_up z,
+///   x <- x_ve / sqrt(1 + sigma_{i+1}^2)
+/// (sigma_down^2 + sigma_up^2 = sigma_{i+1}^2). Noise is drawn at every step with sigma_up > 0, i.e. all but
+/// the last when the final sigma is 0. Differences from diffusers as for EulerSampler.
+template <std::floating_point S>
+class EulerAncestralSampler : public detail::SamplerBase<EulerAncestralSampler<S>, S> {
+  using Base = detail::SamplerBase<EulerAncestralSampler<S>, S>;
+  friend Base;
+
+ public:
+  /// Throws as EulerSampler's constructor.
+  explicit EulerAncestralSampler(NoiseSchedule<S> schedule, EulerOptions options = {})
+      : Base(std::move(schedule)), options_(std::move(options)) {
+    detail::SigmaGrid g = detail::euler_grid("ddpm::EulerAncestralSampler", this->schedule_, options_);
+    this->timesteps_ = std::move(g.timesteps);
+    sigmas_ = std::move(g.sigmas);
+  }
+
+  const EulerOptions& options() const { return options_; }
+  /// The noise levels of the steps followed by the final sigma (N + 1 values).
+  const std::vector<double>& sigmas() const { return sigmas_; }
+  /// No history to forget; present so that every sampler can be reset.
+  void reset() {}
+
+ private:
+  template <DenseTensor M, MutableDenseTensor X, class N, MutableDenseTensor X0>
+  void step_impl(int i, const M& output, X& x, N& noise, X0& x0_out, Prediction kind) {
+    const char* fn = "ddpm::EulerAncestralSampler::step";
+    const Eigen::Index stride = this->begin_step(fn, i, output, x, noise, x0_out, kind);
+    const double s0 = sigmas_[static_cast<std::size_t>(i)], s1 = sigmas_[static_cast<std::size_t>(i + 1)];
+    this->predict_x0(output, stride, x, detail::x0_from_output(kind, 1.0 / (1.0 + s0 * s0)), options_.clipping,
+                     x0_out);
+    const double up = std::sqrt(std::max(s1 * s1 * (s0 * s0 - s1 * s1) / (s0 * s0), 0.0));
+    const double down = s1 * s1 / s0;
+    const double inv = 1.0 / std::sqrt(1.0 + s1 * s1);
+    const double ratio = down / s0;
+    const Eigen::Index batch = x.dimension(0), ps = detail::per_sample_size(x);
+    const S* z = up > 0.0 ? detail::draw_noise<S, rank_v<X>>(fn, noise, x.dimensions(), this->workspace_) : x.data();
+    detail::lincomb<S>(x.data(), batch, ps,
+                       {detail::Term<S>{x.data(), ps, static_cast<S>(std::sqrt(1.0 + s0 * s0) * ratio * inv)},
+                        detail::Term<S>{x0_out.data(), ps, static_cast<S>((1.0 - ratio) * inv)},
+                        detail::Term<S>{z, ps, static_cast<S>(up > 0.0 ? up * inv : 0.0)}});
+  }
+
+  EulerOptions options_;
+  std::vector<double> sigmas_;
+};
+
+}  // namespace ddpm

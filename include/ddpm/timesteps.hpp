@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// Which training timesteps a sampler visits: diffusers' three spacings (leading, trailing, linspace) with
+// NumPy's arithmetic reproduced exactly, a validated user list, and the noise-level (sigma) grids of the
+// sigma-space samplers: Karras et al.'s rho-ramp and the log-sigma interpolation back to a timestep.
+//                                                                  [docs/samplers.md, Eqs. (S4)-(S6)]
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "ddpm/error.hpp"
+
+namespace ddpm {
+
+/// How N inference timesteps are chosen among T training timesteps (diffusers' `timestep_spacing`;
+/// Lin et al. 2024, Table 2).                                                   [docs/samplers.md, Eq. (S4)]
+///   leading:  k * (T / N) + steps_offset for k = N-1, ..., 0 (integer stride; never reaches T - 1
+///             unless N = T)
+///   trailing: round(T - k * T / N) - 1 for k = 0, ..., N-1 (starts at T - 1; best for few steps)
+///   linspace: round(linspace(0, T - 1, N)) reversed (NumPy's linspace, rounded half to even)
+enum class TimestepSpacing { leading, trailing, linspace };
+
+/// "leading", "trailing" or "linspace".
+inline const char* spacing_name(TimestepSpacing spacing) {
+  switch (spacing) {
+    case TimestepSpacing::leading: return "leading";
+    case TimestepSpacing::trailing: return "trailing";
+    case TimestepSpacing::linspace: return "linspace";
+  }
+  return "unknown";
+}
+
+/// N inference timesteps in decreasing order, with the semantics of diffusers' DDPMScheduler /
+/// DDIMScheduler `set_timesteps` and NumPy's arithmetic:                          [docs/samplers.md, Eq. (S4)]
+///   leading:  (arange(N) * (T // N)).round()[::-1] + steps_offset
+///   trailing: round(arange(T, 0, -T / N)) - 1, always exactly N values (NumPy's arange yields a spurious
+///             (N+1)-th value, -1, for some N such as N = 61 at T = 1000; diffusers keeps it, we do not)
+///   linspace: round(linspace(0, T - 1, N))[::-1], rounded half to even like NumPy (N = 7, T = 1000 gives
+///             999, 832, 666, 500, 333, 166, 0; std::round would give 833 and 167)
+/// steps_offset applies to leading only (diffusers ignores it for the other two).
+/// Throws ddpm::invalid_argument if T < 1, N is outside [1, T], steps_offset < 0, or (leading) the largest
+/// timestep (N - 1) * (T / N) + steps_offset is not below T.
+inline std::vector<int> spaced_timesteps(int T, int N, TimestepSpacing spacing, int steps_offset = 0) {
+  const std::string fn = "ddpm::spaced_timesteps";
+  if (T < 1) detail::throw_invalid_argument(fn + ": T is " + std::to_string(T) + ", but must be >= 1");
+  if (N < 1 || N > T) {
+    detail::throw_invalid_argument(fn + ": N (num_inference_steps) is " + std::to_string(N) + ", but must be in [1, " +
+                                   std::to_string(T) + "] (T)");
+  }
+  if (steps_offset < 0) {
+    detail::throw_invalid_argument(fn + ": steps_offset is " + std::to_string(steps_offset) + ", but must be >= 0");
+  }
+  std::vector<int> ts(static_cast<std::size_t>(N));
+  switch (spacing) {
+    case TimestepSpacing::leading: {
+      const int ratio = T / N;
+      const long long largest = static_cast<long long>(N - 1) * ratio + steps_offset;
+      if (largest >= T) {
+        detail::throw_invalid_argument(fn + ": steps_offset is " + std::to_string(steps_offset) +
+                                       ", but leading spacing with N = " + std::to_string(N) +
+                                       " would then start at timestep " + std::to_string(largest) +
+                                       ", outside [0, " + std::to_string(T) + ")");
+      }
+      for (int k = 0; k < N; ++k) ts[static_cast<std::size_t>(k)] = (N - 1 - k) * ratio + steps_offset;
+      break;
+    }
+    case TimestepSpacing::trailing: {
+      // NumPy's arange fills start + i * delta with delta = (start + step) - start, which is not always
+      // exactly step; the rounding of half-integers depends on it, so reproduce it.
+      const double start = static_cast<double>(T);
+      const double step = -(start / static_cast<double>(N));
+      const double next = start + step;  // two roundings, as NumPy performs them
+      const double delta = next - start;
+      for (int k = 0; k < N; ++k) {
+        ts[static_cast<std::size_t>(k)] = static_cast<int>(std::nearbyint(start + k * delta)) - 1;
+      }
+      break;
+    }
+    case TimestepSpacing::linspace: {
+      // NumPy's linspace: i * ((stop - start) / (N - 1)) + start, the last value exactly stop.
+      const double stop = static_cast<double>(T - 1);
+      const double step = N > 1 ? stop / static_cast<double>(N - 1) : 0.0;
+      for (int i = 0; i < N; ++i) {
+        const double v = (N > 1 && i == N - 1) ? stop : i * step;
+        ts[static_cast<std::size_t>(N - 1 - i)] = static_cast<int>(std::nearbyint(v));  // half to even
+      }
+      break;
+    }
+  }
+  return ts;
+}
+
+/// A user-given list of inference timesteps (diffusers' `timesteps=` argument), validated.
+/// Throws ddpm::invalid_argument if the list is empty, not strictly decreasing, or has a value outside [0, T).
+inline std::vector<int> checked_timesteps(int T, std::vector<int> timesteps) {
+  const std::string fn = "ddpm::checked_timesteps";
+  if (timesteps.empty()) detail::throw_invalid_argument(fn + ": timesteps is empty, but must hold at least one");
+  for (std::size_t i = 0; i < timesteps.size(); ++i) {
+    const int t = timesteps[i];
+    if (t < 0 || t >= T) {
+      detail::throw_invalid_argument(fn + ": timesteps[" + std::to_string(i) + "] is " + std::to_string(t) +
+                                     ", but must be in [0, " + std::to_string(T) + ")");
+    }
+    if (i > 0 && t >= timesteps[i - 1]) {
+      detail::throw_invalid_argument(fn + ": timesteps[" + std::to_string(i) + "] is " + std::to_string(t) +
+                                     ", but the list must be strictly decreasing (timesteps[" + std::to_string(i - 1) +
+                                     "] is " + std::to_string(timesteps[i - 1]) + ")");
+    }
+  }
+  return timesteps;
+}
+
+/// The noise levels of Karras et al. (2022), Eq. (5), with rho = 7 by default:  [docs/samplers.md, Eq. (S5)]
+///   sigma_i = (sigma_max^(1/rho) + i / (N - 1) * (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho,  i = 0..N-1
+/// decreasing from sigma_max to sigma_min (N = 1 gives sigma_max).
+/// Throws ddpm::invalid_argument if N < 1, rho <= 0, or not 0 < sigma_min <= sigma_max < inf.
+inline std::vector<double> karras_sigmas(double sigma_min, double sigma_max, int N, double rho = 7.0) {
+  const std::string fn = "ddpm::karras_sigmas";
+  if (N < 1) detail::throw_invalid_argument(fn + ": N is " + std::to_string(N) + ", but must be >= 1");
+  if (!(std::isfinite(rho) && rho > 0.0)) {
+    detail::throw_invalid_argument(fn + ": rho is " + std::to_string(rho) + ", but must be finite and > 0");
+  }
+  if (!(sigma_min > 0.0 && sigma_min <= sigma_max && std::isfinite(sigma_max))) {
+    detail::throw_invalid_argument(fn + ": sigma_min is " + std::to_string(sigma_min) + " and sigma_max " +
+                                   std::to_string(sigma_max) + ", but must satisfy 0 < sigma_min <= sigma_max < inf");
+  }
+  const double lo = std::pow(sigma_min, 1.0 / rho);
+  const double hi = std::pow(sigma_max, 1.0 / rho);
+  std::vector<double> sigmas(static_cast<std::size_t>(N));
+  for (int i = 0; i < N; ++i) {
+    // NumPy's linspace(0, 1, N) for the ramp, as diffusers and k-diffusion use.
+    const double ramp = N > 1 ? (i == N - 1 ? 1.0 : i * (1.0 / (N - 1))) : 0.0;
+    sigmas[static_cast<std::size_t>(i)] = std::pow(hi + ramp * (lo - hi), rho);
+  }
+  return sigmas;
+}
+
+/// The fractional training timestep of a noise level, by linear interpolation in log sigma between the
+/// two neighbouring training timesteps (k-diffusion's and diffusers' `_sigma_to_t`):  [docs/samplers.md, (S6)]
+///   log sigma_table[i] <= log sigma < log sigma_table[i + 1],   t = i + (log sigma - log sigma_table[i]) /
+///   (log sigma_table[i + 1] - log sigma_table[i]),  clamped to [0, T - 1]
+/// `sigma_table` holds sigma[t] for t = 0..T-1 (increasing).
+/// Throws ddpm::invalid_argument if the table has fewer than 2 entries or sigma is not positive.
+inline double sigma_to_timestep(const std::vector<double>& sigma_table, double sigma) {
+  const std::string fn = "ddpm::sigma_to_timestep";
+  const int T = static_cast<int>(sigma_table.size());
+  if (T < 2) detail::throw_invalid_argument(fn + ": the sigma table has " + std::to_string(T) + " entries, but needs >= 2");
+  if (!(sigma > 0.0)) detail::throw_invalid_argument(fn + ": sigma is " + std::to_string(sigma) + ", but must be > 0");
+  const double log_sigma = std::log(sigma);
+  // low = the last index whose log sigma is <= log_sigma, clamped to [0, T - 2] (diffusers' cumsum/argmax).
+  int low = 0;
+  for (int i = 0; i < T; ++i) {
+    if (log_sigma - std::log(sigma_table[static_cast<std::size_t>(i)]) >= 0.0) low = i;
+  }
+  if (low > T - 2) low = T - 2;
+  const double lo = std::log(sigma_table[static_cast<std::size_t>(low)]);
+  const double hi = std::log(sigma_table[static_cast<std::size_t>(low + 1)]);
+  double w = (lo - log_sigma) / (lo - hi);
+  w = w < 0.0 ? 0.0 : (w > 1.0 ? 1.0 : w);
+  return (1.0 - w) * low + w * (low + 1);
+}
+
+}  // namespace ddpm

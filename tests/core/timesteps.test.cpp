@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+
+// Inference timestep spacing against NumPy-semantics fixtures (tests/reference/make_sampler_fixtures.py,
+// confirmed against diffusers' set_timesteps), for every N from 1 to T; Karras sigmas and the log-sigma
+// interpolation against the same script.                               [docs/samplers.md, Eqs. (S4)-(S6)]
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../samplers/sampler_support.hpp"
+#include "ddpm/samplers/dpm_solver.hpp"
+#include "ddpm/timesteps.hpp"
+
+using ddpm::TimestepSpacing;
+using sampler_test::fixture;
+
+namespace {
+
+std::vector<std::int64_t> digest(const std::vector<int>& ts) {
+  std::int64_t sum = 0, weighted = 0;
+  for (std::size_t k = 0; k < ts.size(); ++k) {
+    sum += ts[k];
+    weighted += static_cast<std::int64_t>(k + 1) * ts[k];
+  }
+  return {ts.front(), ts.back(), sum, weighted};
+}
+
+const std::vector<std::pair<std::string, TimestepSpacing>> kSpacings = {
+    {"leading", TimestepSpacing::leading}, {"trailing", TimestepSpacing::trailing}, {"linspace", TimestepSpacing::linspace}};
+
+}  // namespace
+
+TEST_CASE("spaced_timesteps: the documented examples", "[samplers][timesteps]") {
+  // NumPy rounds linspace half to even: 832.5 -> 832 and 166.5 -> 166 (std::round would give 833, 167).
+  CHECK(ddpm::spaced_timesteps(1000, 7, TimestepSpacing::linspace) == std::vector<int>{999, 832, 666, 500, 333, 166, 0});
+  // leading: integer stride T / N, plus steps_offset (Stable Diffusion: N = 50, offset 1).
+  const auto sd = ddpm::spaced_timesteps(1000, 50, TimestepSpacing::leading, 1);
+  CHECK(sd.front() == 981);
+  CHECK(sd.back() == 1);
+  // trailing starts at T - 1; at N = 61 NumPy's arange has 62 values (the last, -1, is dropped).
+  const auto tr = ddpm::spaced_timesteps(1000, 61, TimestepSpacing::trailing);
+  CHECK(tr.size() == 61u);
+  CHECK(tr.front() == 999);
+  CHECK(tr.back() == 15);
+  CHECK(ddpm::spaced_timesteps(1000, 1, TimestepSpacing::trailing) == std::vector<int>{999});
+  CHECK(ddpm::spaced_timesteps(1000, 1, TimestepSpacing::linspace) == std::vector<int>{0});
+}
+
+TEST_CASE("spaced_timesteps matches NumPy semantics for every N from 1 to T", "[samplers][timesteps]") {
+  const auto& f = fixture("timesteps.json");
+  SECTION("full lists, small T") {
+    for (const auto& e : f.at("full")) {
+      const int T = e.at("T"), N = e.at("N");
+      for (const auto& [name, spacing] : kSpacings) {
+        INFO("T = " << T << ", N = " << N << ", " << name);
+        CHECK(ddpm::spaced_timesteps(T, N, spacing) == e.at(name).get<std::vector<int>>());
+      }
+      if (e.contains("leading_offset1")) {
+        CHECK(ddpm::spaced_timesteps(T, N, TimestepSpacing::leading, 1) == e.at("leading_offset1").get<std::vector<int>>());
+      } else {
+        CHECK_THROWS_AS(ddpm::spaced_timesteps(T, N, TimestepSpacing::leading, 1), ddpm::invalid_argument);
+      }
+    }
+  }
+  SECTION("T = 1000: first, last, sum and weighted sum for every N") {
+    int checked = 0;
+    for (const auto& e : f.at("digests")) {
+      const int T = e.at("T"), N = e.at("N");
+      for (const auto& [name, spacing] : kSpacings) {
+        const auto ts = ddpm::spaced_timesteps(T, N, spacing);
+        INFO("T = " << T << ", N = " << N << ", " << name);
+        REQUIRE(ts.size() == static_cast<std::size_t>(N));
+        CHECK(digest(ts) == e.at(name).get<std::vector<std::int64_t>>());
+        ++checked;
+      }
+      if (e.contains("leading_offset1")) {
+        CHECK(digest(ddpm::spaced_timesteps(T, N, TimestepSpacing::leading, 1)) ==
+              e.at("leading_offset1").get<std::vector<std::int64_t>>());
+      }
+    }
+    CHECK(checked == 3000);
+  }
+  SECTION("T = 1000: full lists for selected N") {
+    for (const auto& e : f.at("lists")) {
+      for (const auto& [name, spacing] : kSpacings) {
+        INFO("N = " << e.at("N").get<int>() << ", " << name);
+        CHECK(ddpm::spaced_timesteps(e.at("T"), e.at("N"), spacing) == e.at(name).get<std::vector<int>>());
+      }
+    }
+  }
+}
+
+TEST_CASE("spaced_timesteps: every list is strictly decreasing and inside [0, T)", "[samplers][timesteps]") {
+  int lists = 0;
+  for (int T : {1, 2, 5, 64, 1000}) {
+    for (int N = 1; N <= T; ++N) {
+      for (const auto& [name, spacing] : kSpacings) {
+        const auto ts = ddpm::spaced_timesteps(T, N, spacing);
+        bool ok = ts.size() == static_cast<std::size_t>(N) && ts.front() < T && ts.back() >= 0;
+        for (std::size_t k = 1; ok && k < ts.size(); ++k) ok = ts[k] < ts[k - 1];
+        if (!ok) FAIL_CHECK("T = " << T << ", N = " << N << ", " << name << ": not N decreasing values in [0, T)");
+        ++lists;
+      }
+    }
+  }
+  CHECK(lists == 3 * (1 + 2 + 5 + 64 + 1000));
+}
+
+TEST_CASE("spaced_timesteps and checked_timesteps reject bad input", "[samplers][timesteps]") {
+  using ddpm::invalid_argument;
+  CHECK_THROWS_AS(ddpm::spaced_timesteps(0, 1, TimestepSpacing::leading), invalid_argument);
+  CHECK_THROWS_AS(ddpm::spaced_timesteps(1000, 0, TimestepSpacing::leading), invalid_argument);
+  CHECK_THROWS_AS(ddpm::spaced_timesteps(1000, 1001, TimestepSpacing::trailing), invalid_argument);
+  CHECK_THROWS_AS(ddpm::spaced_timesteps(1000, -3, TimestepSpacing::linspace), invalid_argument);
+  CHECK_THROWS_AS(ddpm::spaced_timesteps(1000, 50, TimestepSpacing::leading, -1), invalid_argument);
+  CHECK_THROWS_AS(ddpm::spaced_timesteps(1000, 50, TimestepSpacing::leading, 20), invalid_argument);  // 980 + 20
+  CHECK_NOTHROW(ddpm::spaced_timesteps(1000, 50, TimestepSpacing::leading, 19));
+  CHECK_THROWS_WITH(ddpm::spaced_timesteps(1000, 1001, TimestepSpacing::trailing),
+                    Catch::Contains("N (num_inference_steps) is 1001, but must be in [1, 1000]"));
+
+  CHECK(ddpm::checked_timesteps(10, {9, 5, 0}) == std::vector<int>{9, 5, 0});
+  CHECK_THROWS_AS(ddpm::checked_timesteps(10, {}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::checked_timesteps(10, {10, 5}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::checked_timesteps(10, {5, -1}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::checked_timesteps(10, {5, 5}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::checked_timesteps(10, {1, 5}), invalid_argument);
+}
+
+TEST_CASE("DPM-Solver timesteps follow diffusers (N + 1 points without the smallest)", "[samplers][timesteps]") {
+  for (const auto& e : fixture("timesteps.json").at("dpm")) {
+    for (const auto& [name, spacing] : kSpacings) {
+      INFO("T = " << e.at("T").get<int>() << ", N = " << e.at("N").get<int>() << ", " << name);
+      CHECK(ddpm::DPMSolverMultistepSampler<double>::dpm_timesteps(e.at("T"), e.at("N"), spacing) ==
+            e.at(name).get<std::vector<int>>());
+    }
+  }
+}
+
+TEST_CASE("karras_sigmas and sigma_to_timestep match the reference", "[samplers][timesteps]") {
+  const auto& f = fixture("timesteps.json");
+  for (const auto& c : f.at("karras")) {
+    const auto expected = c.at("sigmas").get<std::vector<double>>();
+    const auto sig = ddpm::karras_sigmas(c.at("sigma_min"), c.at("sigma_max"), c.at("N"));
+    REQUIRE(sig.size() == expected.size());
+    for (std::size_t i = 0; i < sig.size(); ++i) CHECK(sig[i] == Approx(expected[i]).epsilon(1e-13));
+  }
+  const auto schedule = sampler_test::make_schedule<double>(f.at("sigma_to_t").at("schedule"));
+  std::vector<double> table(schedule.sigmas().data(), schedule.sigmas().data() + schedule.num_steps());
+  const auto probes = f.at("sigma_to_t").at("sigmas").get<std::vector<double>>();
+  const auto ts = f.at("sigma_to_t").at("t").get<std::vector<double>>();
+  for (std::size_t i = 0; i < probes.size(); ++i) {
+    INFO("sigma = " << probes[i]);
+    CHECK(ddpm::sigma_to_timestep(table, probes[i]) == Approx(ts[i]).margin(1e-9));
+  }
+  for (const auto& c : f.at("karras")) {
+    const auto sig = c.at("sigmas").get<std::vector<double>>();
+    const auto t = c.at("t").get<std::vector<double>>();
+    for (std::size_t i = 0; i < sig.size(); ++i) CHECK(ddpm::sigma_to_timestep(table, sig[i]) == Approx(t[i]).margin(1e-9));
+  }
+  // Exactly at a table entry the interpolation returns its timestep; outside the table it clamps.
+  CHECK(ddpm::sigma_to_timestep(table, table[417]) == Approx(417.0).margin(1e-9));
+  CHECK(ddpm::sigma_to_timestep(table, table[0] / 10) == 0.0);
+  CHECK(ddpm::sigma_to_timestep(table, table[999] * 10) == 999.0);
+
+  CHECK_THROWS_AS(ddpm::karras_sigmas(0.0, 1.0, 5), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::karras_sigmas(2.0, 1.0, 5), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::karras_sigmas(0.1, 1.0, 0), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::karras_sigmas(0.1, 1.0, 5, 0.0), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::sigma_to_timestep({1.0}, 1.0), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::sigma_to_timestep(table, 0.0), ddpm::invalid_argument);
+}

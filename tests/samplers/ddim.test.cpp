@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+
+// DDIMSampler: single steps against tests/data/samplers/steps.json (eta 0, 0.5, 1, every prediction kind,
+// set_alpha_to_one, clipping and thresholding; confirmed against diffusers' DDIMScheduler wherever its
+// previous timestep is right, and against improved-diffusion's ddim_sample), its relation to DDPM, and bad
+// input.                                                                 [docs/samplers.md, Eqs. (S9)-(S10)]
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "ddpm/samplers/ddim.hpp"
+#include "ddpm/samplers/ddpm.hpp"
+#include "sampler_support.hpp"
+
+using ddpm::Prediction;
+using ddpm::Tensor;
+using namespace sampler_test;
+
+TEMPLATE_TEST_CASE("DDIMSampler steps match the reference fixtures", "[samplers][ddim]", float, double) {
+  using S = TestType;
+  const json& f = fixture("steps.json");
+  const auto schedule = make_schedule<S>(f.at("schedule"));
+  const auto shape = f.at("inputs").at("shape").get<std::vector<Eigen::Index>>();
+  const std::array<Eigen::Index, 4> dims{shape[0], shape[1], shape[2], shape[3]};
+  const Tensor<S, 4> x_in = tensor<S, 4>(numbers(f.at("inputs").at("x")), dims);
+  const Tensor<S, 4> noise = tensor<S, 4>(numbers(f.at("inputs").at("noise")), dims);
+  int n = 0;
+  for (const json& c : f.at("ddim")) {
+    ddpm::DDIMSampler<S> sampler(schedule, ddim_options(c.at("options")));
+    const int i = c.at("i");
+    REQUIRE(sampler.timesteps()[static_cast<std::size_t>(i)] == c.at("t").get<int>());
+    const Tensor<S, 4> out = tensor<S, 4>(numbers(f.at("inputs").at("output")), dims, c.value("output_scale", 1.0));
+    Tensor<S, 4> x = x_in, x0;
+    sampler.step(i, out, x, noise, x0, kind_of(c.at("kind")));
+    INFO("case " << n << ": " << c.at("options").dump() << ", i = " << i << ", kind " << c.at("kind").get<std::string>());
+    const double scale = term_scale(kind_of(c.at("kind")), schedule.alphas_cumprod_double()[c.at("t").get<std::size_t>()],
+                                    x_in, out);
+    CHECK(worst_error(x, numbers(c.at("x_prev")), scale) <= step_tol<S>);
+    CHECK(worst_error(x0, numbers(c.at("x0")), scale) <= step_tol<S>);
+    ++n;
+  }
+  CHECK(n == static_cast<int>(f.at("ddim").size()));
+  CHECK(n > 100);
+
+  SECTION("zero terminal SNR, trailing spacing: the first step has alpha_bar = 0") {
+    const auto zs = make_schedule<S>(f.at("zero_snr_schedule"));
+    for (const json& c : f.at("zero_snr")) {
+      if (c.at("sampler") != "ddim") continue;
+      ddpm::DDIMSampler<S> sampler(zs, ddim_options(c.at("options")));
+      const Tensor<S, 4> out = tensor<S, 4>(numbers(f.at("inputs").at("output")), dims);
+      Tensor<S, 4> x = x_in, x0;
+      sampler.step(c.at("i"), out, x, ddpm::no_noise, x0, kind_of(c.at("kind")));
+      CHECK(worst_error(x, numbers(c.at("x_prev"))) <= step_tol<S>);
+      CHECK(worst_error(x0, numbers(c.at("x0"))) <= step_tol<S>);
+    }
+    ddpm::DDIMSampler<S> sampler(zs, {.num_inference_steps = 10, .timestep_spacing = ddpm::TimestepSpacing::trailing});
+    Tensor<S, 4> x = x_in;
+    CHECK_THROWS_WITH(sampler.step(0, x_in, x, ddpm::no_noise), Catch::Contains("zero terminal SNR"));
+  }
+}
+
+TEST_CASE("DDIMSampler with eta = 1 over every timestep is the DDPM posterior step", "[samplers][ddim]") {
+  // sigma^2 = (1 - ab_prev) / (1 - ab) (1 - ab / ab_prev) is DDPM's posterior variance, and then
+  // sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps is the posterior mean (Song et al. 2021, Eq. (16)).
+  const auto schedule = ddpm::NoiseSchedule<double>::linear(200);
+  ddpm::DDIMSampler<double> ddim(schedule, {.num_inference_steps = 200, .eta = 1.0});
+  ddpm::DDPMSampler<double> ddpm_s(schedule);
+  Tensor<double, 2> x(4, 3), eps(4, 3), z(4, 3);
+  ddpm::NoiseSource rng(3);
+  rng(x);
+  rng(eps);
+  rng(z);
+  for (int i : {0, 50, 150, 198}) {
+    const Tensor<double, 2> a = ddim.prev_sample(i, eps, x, z);
+    const Tensor<double, 2> b = ddpm_s.prev_sample(i, eps, x, z);
+    for (int k = 0; k < 12; ++k) CHECK(a.data()[k] == Approx(b.data()[k]).epsilon(1e-12).margin(1e-12));
+  }
+}
+
+TEST_CASE("DDIMSampler: deterministic at eta = 0, noise only where sigma > 0", "[samplers][ddim]") {
+  const auto schedule = ddpm::NoiseSchedule<float>::linear(1000);
+  Tensor<float, 2> x(3, 2), out(3, 2);
+  x.setValues({{0.5f, -1.0f}, {2.0f, 0.1f}, {-0.3f, 0.7f}});
+  out.setValues({{0.1f, 0.2f}, {-0.4f, 0.3f}, {0.9f, -0.8f}});
+  ddpm::DDIMSampler<float> det(schedule, {.num_inference_steps = 20});
+  Tensor<float, 2> a = x;
+  CHECK_NOTHROW(det.step(4, out, a, ddpm::no_noise));
+  ReplayNoise<float> source(std::vector<double>(60, 1.0), 6);
+  ddpm::DDIMSampler<float> noisy(schedule, {.num_inference_steps = 20, .eta = 0.3});
+  Tensor<float, 2> b = x;
+  CHECK_THROWS_WITH(noisy.step(4, out, b, ddpm::no_noise), Catch::Contains("no_noise"));
+  noisy.step(4, out, b, source);
+  CHECK(source.calls == 1);
+  // The last step goes to alpha_bar_prev = 1, where sigma = 0: nothing is drawn.
+  noisy.step(19, out, b, source);
+  CHECK(source.calls == 1);
+  CHECK(noisy.coefficients(19).sigma == 0.0);
+  // With set_alpha_to_one = false it goes to alpha_bar[0] and (from t = 49) sigma > 0.
+  ddpm::DDIMSampler<float> to_zero(schedule, {.num_inference_steps = 20,
+                                              .timestep_spacing = ddpm::TimestepSpacing::trailing,
+                                              .eta = 0.3,
+                                              .set_alpha_to_one = false});
+  REQUIRE(to_zero.timesteps().back() == 49);
+  CHECK(to_zero.coefficients(19).alpha_bar_prev == schedule.alphas_cumprod_double()[0]);
+  CHECK(to_zero.coefficients(19).sigma > 0.0);
+  to_zero.step(19, out, b, source);
+  CHECK(source.calls == 2);
+}
+
+TEST_CASE("DDIMSampler steps to the next listed timestep, not t - T / N", "[samplers][ddim]") {
+  // trailing, N = 7 of T = 1000: 999, 856, 713, ...; diffusers would step 999 -> 857 (diffusers issue 12633).
+  const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
+  ddpm::DDIMSampler<double> s(schedule, {.num_inference_steps = 7, .timestep_spacing = ddpm::TimestepSpacing::trailing});
+  REQUIRE(s.timesteps()[1] == 856);
+  CHECK(s.coefficients(0).alpha_bar_prev == schedule.alphas_cumprod_double()[856]);
+  CHECK(s.coefficients(6).alpha_bar_prev == 1.0);
+}
+
+TEST_CASE("DDIMSampler rejects bad input", "[samplers][ddim]") {
+  using ddpm::invalid_argument;
+  const auto schedule = ddpm::NoiseSchedule<double>::linear(100);
+  CHECK_THROWS_WITH(ddpm::DDIMSampler<double>(schedule, {.eta = 1.5}), Catch::Contains("eta is 1.5"));
+  CHECK_THROWS_AS(ddpm::DDIMSampler<double>(schedule, {.eta = -0.1}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::DDIMSampler<double>(schedule, {.eta = NAN}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::DDIMSampler<double>(schedule, {.num_inference_steps = 101}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::DDIMSampler<double>(schedule, {.num_inference_steps = 0}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::DDIMSampler<double>(schedule, {.timesteps = {3, 3}}), invalid_argument);
+  ddpm::DDIMSampler<double> s(schedule, {.num_inference_steps = 10});
+  Tensor<double, 2> x(2, 3), out(2, 3), bad(2, 4);
+  x.setZero();
+  out.setZero();
+  bad.setZero();
+  CHECK_THROWS_AS(s.step(10, out, x, ddpm::no_noise), invalid_argument);
+  CHECK_THROWS_AS(s.step(0, bad, x, ddpm::no_noise), invalid_argument);
+  CHECK_THROWS_AS(s.step(0, out, x, bad), invalid_argument);
+}
