@@ -42,7 +42,8 @@ TEMPLATE_TEST_CASE("AttentionBlock matches the naive loops", "[nn][attention]", 
       {8, 8, 4, 1.0, 2, 4, 4},           // one head (DDPM: attention_head_dim = null)
       {8, 2, 2, 1.0, 3, 3, 5},           // four heads
       {6, 4, 3, 1.5, 2, 2, 3},           // head_dim does not divide the channels: one head of 4, inner 4 != 6
-      {4, 2, std::nullopt, 2.0, 2, 4, 2} // no GroupNorm (mid block under scale_shift), rescaled
+      {4, 2, std::nullopt, 2.0, 2, 4, 2}, // no GroupNorm (mid block under scale_shift), rescaled
+      {8, 8, 2, 1.0, 1, 5, 3}             // one image, one head: the threads share out the 15 queries
   };
   int seed = 50;
   for (const Case& c : cases) {
@@ -53,7 +54,7 @@ TEMPLATE_TEST_CASE("AttentionBlock matches the naive loops", "[nn][attention]", 
     const nn_test::T4 expected =
         nn_test::attention<S>(attn, nn_test::to_double(x), c.groups.has_value(), c.groups.value_or(1), 1e-5,
                               c.channels / c.head_dim, c.head_dim, c.rescale);
-    for (int threads : {1, 2}) {
+    for (int threads : {1, 2, 3}) {
       INFO("channels " << c.channels << ", head_dim " << c.head_dim << ", threads " << threads);
       ddpm::nn::Context<S> ctx(threads);
       ddpm::nn::Feature<S> in = ddpm::nn::to_feature(ctx, x);

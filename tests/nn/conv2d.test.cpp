@@ -79,7 +79,7 @@ TEMPLATE_TEST_CASE("Conv2d matches the naive loops", "[nn][conv2d]", float, doub
     for (auto algorithm : {ConvAlgorithm::automatic, ConvAlgorithm::im2col, ConvAlgorithm::winograd}) {
       conv.set_algorithm(algorithm);
       for (int threads : {1, 2, 3}) {
-        INFO("case " << seed << ", algorithm " << int(algorithm) << " (Winograd: " << conv.uses_winograd(c.h, c.w)
+        INFO("case " << seed << ", algorithm " << int(algorithm) << " (Winograd: " << conv.uses_winograd(c.n, c.h, c.w)
                      << "), threads " << threads);
         ddpm::nn::Context<S> ctx(threads);
         ddpm::nn::Feature<S> in = ddpm::nn::to_feature(ctx, x);
@@ -102,33 +102,43 @@ TEMPLATE_TEST_CASE("Conv2d epilogue: residual, per-image bias and scale", "[nn][
   nn_test::randomize<S>(conv, 7);
   const ddpm::Tensor<S, 4> x = nn_test::random_images<S>(N, C, H, W, 8);
   const ddpm::Tensor<S, 4> residual = nn_test::random_images<S>(N, O, H, W, 9);
+  const ddpm::Tensor<S, 4> other = nn_test::random_images<S>(N, O, H, W, 11);
   std::vector<S> batch_bias(N * O);
   nn_test::Uniform u(10);
   for (S& v : batch_bias) v = static_cast<S>(u());
   const S scale = S(1) / S(1.5);
   const nn_test::T4 plain = nn_test::conv2d(nn_test::to_double(x), nn_test::param<S>(conv, "weight"),
                                             nn_test::param<S>(conv, "bias"), O, 3, 3, 1, 1, 1, 1, 1);
-  nn_test::T4 expected(N, O, H, W);
-  for (Index n = 0; n < N; ++n)
-    for (Index o = 0; o < O; ++o)
-      for (Index i = 0; i < H; ++i)
-        for (Index j = 0; j < W; ++j) {
-          expected(n, o, i, j) = (double(residual(n, o, i, j)) + plain(n, o, i, j) + double(batch_bias[n * O + o])) *
-                                 double(scale);
-        }
-  for (auto algorithm : {ConvAlgorithm::im2col, ConvAlgorithm::winograd}) {
-    conv.set_algorithm(algorithm);
-    REQUIRE(conv.uses_winograd(H, W) == (algorithm == ConvAlgorithm::winograd));
-    for (int threads : {1, 2}) {
-      ddpm::nn::Context<S> ctx(threads);
-      ddpm::nn::Feature<S> in = ddpm::nn::to_feature(ctx, x);
-      ddpm::nn::Feature<S> out = ddpm::nn::to_feature(ctx, residual);
-      ddpm::nn::ConvEpilogue<S> e;
-      e.accumulate = true;
-      e.batch_bias = batch_bias.data();
-      e.scale = scale;
-      conv.forward(ctx, in.cview(), out.view(), e);
-      CHECK(nn_test::max_rel_error(ddpm::nn::to_nchw(out.cview()), expected) < nn_test::tolerance<S>());
+  // out = scale * ([out] + conv + per-image bias + [residual]) for each way of adding
+  enum Mode { accumulate, residual_pointer, both };
+  for (Mode mode : {accumulate, residual_pointer, both}) {
+    nn_test::T4 expected(N, O, H, W);
+    for (Index n = 0; n < N; ++n)
+      for (Index o = 0; o < O; ++o)
+        for (Index i = 0; i < H; ++i)
+          for (Index j = 0; j < W; ++j) {
+            double added = mode == both ? double(residual(n, o, i, j)) + double(other(n, o, i, j))
+                                        : double(residual(n, o, i, j));
+            expected(n, o, i, j) = (added + plain(n, o, i, j) + double(batch_bias[n * O + o])) * double(scale);
+          }
+    for (auto algorithm : {ConvAlgorithm::im2col, ConvAlgorithm::winograd}) {
+      conv.set_algorithm(algorithm);
+      REQUIRE(conv.uses_winograd(N, H, W) == (algorithm == ConvAlgorithm::winograd));
+      for (int threads : {1, 2}) {
+        INFO("mode " << int(mode) << ", algorithm " << int(algorithm) << ", threads " << threads);
+        ddpm::nn::Context<S> ctx(threads);
+        ddpm::nn::Feature<S> in = ddpm::nn::to_feature(ctx, x);
+        ddpm::nn::Feature<S> res = ddpm::nn::to_feature(ctx, mode == both ? other : residual);
+        ddpm::nn::Feature<S> out = mode == residual_pointer ? ddpm::nn::make_feature(ctx, O, N, H, W)
+                                                            : ddpm::nn::to_feature(ctx, residual);
+        ddpm::nn::ConvEpilogue<S> e;
+        e.accumulate = mode != residual_pointer;
+        e.residual = mode != accumulate ? res.map.data : nullptr;
+        e.batch_bias = batch_bias.data();
+        e.scale = scale;
+        conv.forward(ctx, in.cview(), out.view(), e);
+        CHECK(nn_test::max_rel_error(ddpm::nn::to_nchw(out.cview()), expected) < nn_test::tolerance<S>());
+      }
     }
   }
 }

@@ -14,6 +14,11 @@ diffusion_pytorch_model.safetensors) next to the inputs and the outputs of a for
 
     /usr/bin/python3 tests/reference/make_unet_fixture.py [--out tests/data/unet]
 
+    /usr/bin/python3 tests/reference/make_unet_fixture.py --convert-bin DIR/diffusion_pytorch_model.bin
+
+converts a PyTorch checkpoint of diffusers (a pickled state_dict) into DIR/diffusion_pytorch_model.safetensors
+with the same tensor names (see docs/unet.md); without --convert-bin it
+
 writes tests/data/unet/tiny (current attention names, float16 weights, three images at different timesteps)
 and tests/data/unet/tiny_legacy (the older attention names query/key/value/proj_attn, float32 weights, a
 DDPM-style config, one timestep for the batch). Both stay small (< 1 MB together) to be committed.
@@ -449,7 +454,17 @@ TINY_LEGACY_CONFIG = dict(
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "data", "unet"))
+    p.add_argument("--convert-bin", metavar="BIN", help="write BIN's state_dict as a .safetensors file beside it")
+    p.add_argument("--dtype", default="F32", choices=["F32", "F16", "BF16"], help="dtype for --convert-bin")
     args = p.parse_args()
+    if args.convert_bin:
+        state = torch.load(args.convert_bin, map_location="cpu")
+        state = state.get("state_dict", state)
+        target = os.path.splitext(args.convert_bin)[0] + ".safetensors"
+        write_safetensors(target, {k: v for k, v in state.items() if torch.is_tensor(v)}, lambda _: args.dtype,
+                          {"format": "pt"})
+        print(f"{target}: {len(state)} tensors")
+        return
     torch.set_num_threads(1)
     make_fixture(os.path.join(args.out, "tiny"), TINY_CONFIG, batch=3, size=16, timesteps=[0, 417, 999],
                  dtype="F16", legacy_names=False, seed=20260101)

@@ -96,40 +96,48 @@ class AttentionBlock {
       }
     });
     normed = Feature<S>{};
-    // attention per (image, head) pair; each thread has its own L x L score matrix
+    // attention per (image, head, block of queries); each thread has its own score matrix. With fewer
+    // (image, head) pairs than threads, the queries of each pair are shared out too.
     typename Context<S>::Buffer heads_out = ctx.acquire(inner * N);
-    const int threads = static_cast<int>(std::min<Eigen::Index>(ctx.num_threads(), in.batch * heads_));
-    typename Context<S>::Buffer scores = ctx.acquire(threads * L * L);
+    const Eigen::Index pairs = in.batch * heads_, threads = ctx.num_threads();
+    const Eigen::Index splits = std::min<Eigen::Index>(L, (threads + pairs - 1) / pairs);
+    const Eigen::Index query_block = (L + splits - 1) / splits;
+    const Eigen::Index jobs = pairs * splits, used = std::min(threads, jobs);
+    typename Context<S>::Buffer scores = ctx.acquire(used * query_block * L);
     const S scale = S(1) / std::sqrt(static_cast<S>(d));
-    ctx.parallel_for(in.batch * heads_, [&](Eigen::Index begin, Eigen::Index end, int thread) {
+    ctx.parallel_for(jobs, [&](Eigen::Index begin, Eigen::Index end, int thread) {
       using RowMap = detail::RowMap<S>;
       using ConstRowMap = detail::ConstRowMap<S>;
-      Eigen::Map<detail::RowMatrix<S>> p(scores.data() + thread * L * L, L, L);
       for (Eigen::Index job = begin; job < end; ++job) {
-        const Eigen::Index b = job / heads_, h = job % heads_;
+        const Eigen::Index pair = job / splits, q0 = (job % splits) * query_block;
+        const Eigen::Index nq = std::min(L, q0 + query_block) - q0;
+        if (nq <= 0) continue;
+        const Eigen::Index b = pair / heads_, h = pair % heads_;
         const S* base = qkv.data() + b * L;
-        ConstRowMap q(base + (h * d) * N, d, L, Eigen::OuterStride<>(N));              // [d, L]
+        ConstRowMap q(base + (h * d) * N + q0, d, nq, Eigen::OuterStride<>(N));         // [d, nq]
         ConstRowMap k(base + (inner + h * d) * N, d, L, Eigen::OuterStride<>(N));      // [d, L]
         ConstRowMap v(base + (2 * inner + h * d) * N, d, L, Eigen::OuterStride<>(N));  // [d, L]
-        p.noalias() = (q.transpose() * scale) * k;  // [L queries, L keys]
-        softmax_rows(p.data(), L);
-        RowMap o(heads_out.data() + (h * d) * N + b * L, d, L, Eigen::OuterStride<>(N));
+        Eigen::Map<detail::RowMatrix<S>> p(scores.data() + thread * query_block * L, nq, L);
+        p.noalias() = (q.transpose() * scale) * k;  // [queries, keys]
+        softmax_rows(p.data(), nq, L);
+        RowMap o(heads_out.data() + (h * d) * N + b * L + q0, d, nq, Eigen::OuterStride<>(N));
         o.noalias() = v * p.transpose();  // o[:, i] = sum_j p[i, j] v[:, j]
       }
     });
     scores.release();
     qkv.release();
-    // out = (x + Wo o + bo) / rescale
-    std::copy_n(in.data, in.size(), out.data);
-    detail::parallel_gemm(ctx, C, N, inner, out_weight_.data(), inner, heads_out.data(), N, out.data, N, true);
+    // out = (Wo o + bo + x) / rescale
+    detail::parallel_gemm(ctx, C, N, inner, out_weight_.data(), inner, heads_out.data(), N, out.data, N, false);
     const S inv = static_cast<S>(1.0 / rescale_);
     ctx.parallel_for(C, [&](Eigen::Index begin, Eigen::Index end, int) {
+      using Array = Eigen::Array<S, Eigen::Dynamic, 1>;
       for (Eigen::Index c = begin; c < end; ++c) {
-        Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>> row(out.channel(c), N);
+        Eigen::Map<Array> row(out.channel(c), N);
+        const Eigen::Map<const Array> residual(in.channel(c), N);
         if (rescale_ == 1.0) {
-          row += out_bias_[c];
+          row += residual + out_bias_[c];
         } else {
-          row = (row + out_bias_[c]) * inv;
+          row = (row + residual + out_bias_[c]) * inv;
         }
       }
     });
@@ -163,8 +171,8 @@ class AttentionBlock {
  private:
   // Row-wise softmax, computed in at least float32 (diffusers' upcast_softmax): max-subtracted, so exp never
   // overflows.
-  static void softmax_rows(S* p, Eigen::Index n) {
-    for (Eigen::Index i = 0; i < n; ++i) {
+  static void softmax_rows(S* p, Eigen::Index rows, Eigen::Index n) {
+    for (Eigen::Index i = 0; i < rows; ++i) {
       Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>> row(p + i * n, n);
       const S m = row.maxCoeff();
       row = (row - m).exp();

@@ -19,6 +19,10 @@
 #include "ddpm/error.hpp"
 #include "ddpm/nn/detail/buffer_pool.hpp"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace ddpm::nn {
 
 template <class S>
@@ -74,9 +78,20 @@ class Context {
         (*f)(begin, end, i);
       }
     } job{&f, count, tasks, {tasks - 1}};
+#ifdef _OPENMP
+    // Built with OpenMP, Eigen would cut each thread's GEMM over OpenMP threads again: one level is enough.
+    struct SingleOpenMPThread {
+      int saved = omp_get_max_threads();
+      SingleOpenMPThread() { omp_set_num_threads(1); }
+      ~SingleOpenMPThread() { omp_set_num_threads(saved); }
+    } single;
+#endif
     for (int i = 1; i < tasks; ++i) {
       Job* j = &job;
       pool_->Schedule([j, i] {
+#ifdef _OPENMP
+        omp_set_num_threads(1);
+#endif
         j->run(i);
         j->remaining.fetch_sub(1, std::memory_order_acq_rel);
       });

@@ -42,6 +42,9 @@ template <class S>
 struct ConvEpilogue {
   /// out += conv(x) instead of out = conv(x): out already holds something to add (a residual).
   bool accumulate = false;
+  /// Optional values of out's shape (channel-major, not aliasing out) added to the result: a residual that
+  /// lives elsewhere, without copying it into out first.
+  const S* residual = nullptr;
   /// Optional [batch, out_channels] (row-major) values added to channel c of image b.
   const S* batch_bias = nullptr;
   /// The finished value (residual + conv + biases) is multiplied by scale.
@@ -95,12 +98,14 @@ class Conv2d {
 
   void set_algorithm(ConvAlgorithm algorithm) { algorithm_ = algorithm; }
   ConvAlgorithm algorithm() const { return algorithm_; }
-  /// Whether forward takes the Winograd path for an input of h x w pixels.
-  bool uses_winograd(Eigen::Index h, Eigen::Index w) const {
+  /// Whether forward takes the Winograd path for a batch of `batch` images of h x w pixels.
+  bool uses_winograd(Eigen::Index batch, Eigen::Index h, Eigen::Index w) const {
     const bool possible = kh_ == 3 && kw_ == 3 && stride_ == 1 && pad_ == Padding2d::same(1);
     if (!possible || algorithm_ == ConvAlgorithm::im2col) return false;
     if (algorithm_ == ConvAlgorithm::winograd) return true;
-    return in_ >= kWinogradMinChannels && out_channels() >= kWinogradMinChannels && h * w >= kWinogradMinPixels;
+    // measured (bench_unet BM_Conv2d_3x3): Winograd wins from about 64 output pixels per product
+    return in_ >= kWinogradMinChannels && out_channels() >= kWinogradMinChannels &&
+           batch * h * w >= kWinogradMinPixels;
   }
 
   /// Output size along an axis of input size n:  (n + pad_before + pad_after - kernel) / stride + 1.
@@ -115,7 +120,10 @@ class Conv2d {
     check_shapes(in, out);
     const Eigen::Index OH = out.height, OW = out.width, P = out.plane(), K = weight_.cols(), M = out_channels();
     const int threads = ctx.num_threads();
-    if (uses_winograd(in.height, in.width) && forward_winograd(ctx, in, out, epi)) return;
+    if (uses_winograd(in.batch, in.height, in.width)) {
+      forward_winograd(ctx, in, out, epi);
+      return;
+    }
     if (kh_ == 1 && kw_ == 1 && stride_ == 1 && pad_ == Padding2d{}) {
       // A pointwise convolution is a plain product with the input: no im2col.
       const Eigen::Index blocks = (P + kColAlign - 1) / kColAlign;
@@ -132,8 +140,9 @@ class Conv2d {
       return;
     }
     const Eigen::Index rows = out.batch * OH;  // output rows (image, y); a block of columns is whole rows
-    if (threads > 1 && P < kMinColumnsPerThread * threads) {
-      // Too few columns to share: one im2col, and the threads share out the output channels.
+    if (threads > 1 && (P < M || P < kMinColumnsPerThread * threads)) {
+      // Few columns: one im2col, and the threads share out the output channels, so that each packs only
+      // its rows of the weights (the larger operand).
       typename Context<S>::Buffer col = ctx.acquire(K * P);
       im2col(in, OH, OW, 0, rows, col.data());
       const Eigen::Index row_blocks = (M + kRowAlign - 1) / kRowAlign;
@@ -185,27 +194,53 @@ class Conv2d {
   }
 
  private:
-  // The Winograd path, cut into blocks of whole tile rows, about kTileTarget tiles each, the same number of
-  // blocks on every thread. Returns false (nothing done) when there are fewer tile rows than threads.
-  bool forward_winograd(Context<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out, const ConvEpilogue<S>& epi) const {
+  // The Winograd path. Each thread packs (copies) the whole of whichever operand of the 16 products it does
+  // not split, so the work is split along the larger one: the tiles when there are more tiles than output
+  // channels (blocks of whole tile rows, about kTileTarget tiles each, the same number on every thread),
+  // else the output channels (in three phases: input transform, products, output transform).
+  void forward_winograd(Context<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out, const ConvEpilogue<S>& epi) const {
     const detail::WinogradTiles tiles(in.height, in.width);
-    const Eigen::Index rows = in.batch * tiles.rows, C = in_, M = out_channels();
+    const Eigen::Index rows = in.batch * tiles.rows, C = in_, M = out_channels(), total = rows * tiles.cols;
     const int threads = ctx.num_threads();
-    if (rows < threads) return false;
     if (winograd_stale_) {
       winograd_u_.resize(static_cast<std::size_t>(16 * M * C));
       detail::winograd_weights(weight_.data(), M, C, winograd_u_.data());
       winograd_stale_ = false;
     }
-    Eigen::Index blocks = std::max<Eigen::Index>(1, (rows * tiles.cols + kTileTarget / 2) / kTileTarget);
+    const S* u = winograd_u_.data();
+    const S* bias = has_bias() ? bias_.data() : nullptr;
+    if (threads > 1 && (total < M || rows < threads)) {
+      const Eigen::Index scratch_size = detail::winograd_scratch_size(tiles.cols, total);
+      typename Context<S>::Buffer work = ctx.acquire(16 * (C + M) * total + threads * scratch_size);
+      S* v = work.data();
+      S* m = v + 16 * C * total;
+      S* scratch = m + 16 * M * total;
+      ctx.parallel_for(C, [&](Eigen::Index c0, Eigen::Index c1, int thread) {
+        detail::winograd_input(in, tiles, Eigen::Index{0}, rows, c0, c1, v, scratch + thread * scratch_size);
+      });
+      const Eigen::Index row_blocks = (M + kRowAlign - 1) / kRowAlign;
+      ctx.parallel_for(row_blocks, [&](Eigen::Index begin, Eigen::Index end, int) {
+        const Eigen::Index m0 = begin * kRowAlign, m1 = std::min(M, end * kRowAlign);
+        for (Eigen::Index xi = 0; xi < 16; ++xi) {
+          detail::gemm(m1 - m0, total, C, u + (xi * M + m0) * C, C, v + xi * C * total, total,
+                       m + (xi * M + m0) * total, total, false);
+        }
+      });
+      ctx.parallel_for(M, [&](Eigen::Index o0, Eigen::Index o1, int thread) {
+        detail::winograd_output(static_cast<const S*>(m), tiles, Eigen::Index{0}, rows, o0, o1, out, bias,
+                                epi.batch_bias, epi.residual, epi.scale, epi.accumulate,
+                                scratch + thread * scratch_size);
+      });
+      return;
+    }
+    Eigen::Index blocks = std::max<Eigen::Index>(1, (total + kTileTarget / 2) / kTileTarget);
     blocks = std::min((blocks + threads - 1) / threads * threads, rows);
     const Eigen::Index block_rows = (rows + blocks - 1) / blocks;
     blocks = (rows + block_rows - 1) / block_rows;
     const Eigen::Index nt = block_rows * tiles.cols;
-    const Eigen::Index per_thread = 16 * (C + M) * nt + 8 * (2 * tiles.cols + 2) + 4 * tiles.cols;
+    const Eigen::Index per_thread = 16 * (C + M) * nt + detail::winograd_scratch_size(tiles.cols, nt);
     const Eigen::Index used = std::min<Eigen::Index>(threads, blocks);
     typename Context<S>::Buffer work = ctx.acquire(used * per_thread);
-    const S* bias = has_bias() ? bias_.data() : nullptr;
     ctx.parallel_for(blocks, [&](Eigen::Index begin, Eigen::Index end, int thread) {
       S* v = work.data() + thread * per_thread;
       S* m = v + 16 * C * nt;
@@ -213,14 +248,14 @@ class Conv2d {
       for (Eigen::Index blk = begin; blk < end; ++blk) {
         const Eigen::Index r0 = blk * block_rows, r1 = std::min(rows, r0 + block_rows);
         const Eigen::Index n = (r1 - r0) * tiles.cols;
-        detail::winograd_input(in, tiles, r0, r1, v, scratch);
+        detail::winograd_input(in, tiles, r0, r1, Eigen::Index{0}, C, v, scratch);
         for (Eigen::Index xi = 0; xi < 16; ++xi) {
-          detail::gemm(M, n, C, winograd_u_.data() + xi * M * C, C, v + xi * C * n, n, m + xi * M * n, n, false);
+          detail::gemm(M, n, C, u + xi * M * C, C, v + xi * C * n, n, m + xi * M * n, n, false);
         }
-        detail::winograd_output(m, tiles, r0, r1, out, bias, epi.batch_bias, epi.scale, epi.accumulate, scratch);
+        detail::winograd_output(static_cast<const S*>(m), tiles, r0, r1, Eigen::Index{0}, M, out, bias,
+                                epi.batch_bias, epi.residual, epi.scale, epi.accumulate, scratch);
       }
     });
-    return true;
   }
 
   static constexpr Eigen::Index kTileTarget = 256;  // Winograd tiles per block
@@ -278,16 +313,19 @@ class Conv2d {
   // Bias, per-image bias and scale on output channels [m0, m1) x columns [p0, p1).
   void finish(const FeatureMap<S>& out, const ConvEpilogue<S>& epi, Eigen::Index m0, Eigen::Index m1,
               Eigen::Index p0, Eigen::Index p1) const {
-    if (!has_bias() && epi.batch_bias == nullptr && epi.scale == S(1)) return;
-    const Eigen::Index image = out.pixels(), M = out_channels();
+    if (!has_bias() && epi.batch_bias == nullptr && epi.residual == nullptr && epi.scale == S(1)) return;
+    const Eigen::Index image = out.pixels(), M = out_channels(), P = out.plane();
+    using Array = Eigen::Array<S, Eigen::Dynamic, 1>;
     for (Eigen::Index m = m0; m < m1; ++m) {
       S* row = out.channel(m);
       for (Eigen::Index p = p0; p < p1;) {
         const Eigen::Index b = p / image, end = std::min(p1, (b + 1) * image);
         S add = has_bias() ? bias_[m] : S(0);
         if (epi.batch_bias != nullptr) add += epi.batch_bias[b * M + m];
-        Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>> seg(row + p, end - p);
-        if (epi.scale == S(1)) {
+        Eigen::Map<Array> seg(row + p, end - p);
+        if (epi.residual != nullptr) {
+          seg = (seg + add + Eigen::Map<const Array>(epi.residual + m * P + p, end - p)) * epi.scale;
+        } else if (epi.scale == S(1)) {
           seg += add;
         } else {
           seg = (seg + add) * epi.scale;

@@ -62,6 +62,17 @@ Feature<S> make_feature(Context<S>& ctx, Eigen::Index channels, Eigen::Index bat
   return f;
 }
 
+/// dst[0 .. n) = src[0 .. n), cut over ctx's threads when it is large.
+template <class S>
+void parallel_copy(Context<S>& ctx, const S* src, Eigen::Index n, S* dst) {
+  constexpr Eigen::Index kGrain = Eigen::Index{1} << 15;
+  if (ctx.num_threads() == 1 || n < 2 * kGrain) {
+    std::copy_n(src, n, dst);
+    return;
+  }
+  ctx.parallel_for(n, [&](Eigen::Index begin, Eigen::Index end, int) { std::copy_n(src + begin, end - begin, dst + begin); });
+}
+
 /// Copies an NCHW tensor into a channel-major map of the same shape, optionally as 2 x - 1 (diffusers'
 /// center_input_sample).
 template <DenseTensor X, class S>

@@ -115,13 +115,13 @@ class ResnetBlock2D {
       norm2_.forward(ctx, h2.cview(), h2.view(), act_, mod.data(), mod.data() + B * C);
     }
     tproj.release();
+    ConvEpilogue<S> e2;
     if (has_conv_shortcut()) {
       conv_shortcut_.forward(ctx, x, out);
+      e2.accumulate = true;
     } else {
-      std::copy_n(x.data, x.size(), out.data);
+      e2.residual = x.data;
     }
-    ConvEpilogue<S> e2;
-    e2.accumulate = true;
     e2.scale = static_cast<S>(1.0 / output_scale_factor_);
     conv2_.forward(ctx, h2.cview(), out, e2);
   }

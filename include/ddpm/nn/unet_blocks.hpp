@@ -43,8 +43,8 @@ Feature<S> concat_channels(Context<S>& ctx, FeatureMap<const S> a, FeatureMap<co
     ddpm::detail::throw_invalid_argument("ddpm::nn::concat_channels: the maps differ in batch or size");
   }
   Feature<S> out = make_feature(ctx, a.channels + b.channels, a.batch, a.height, a.width);
-  std::copy_n(a.data, a.size(), out.map.data);
-  std::copy_n(b.data, b.size(), out.map.data + a.size());
+  parallel_copy(ctx, a.data, a.size(), out.map.data);
+  parallel_copy(ctx, b.data, b.size(), out.map.data + a.size());
   return out;
 }
 

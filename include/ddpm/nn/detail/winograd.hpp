@@ -52,108 +52,132 @@ struct WinogradTiles {
   WinogradTiles(Eigen::Index h, Eigen::Index w) : rows((h + 1) / 2), cols((w + 1) / 2) {}
 };
 
+/// Scratch values winograd_input and winograd_output need for a block of n tiles of `cols` tiles per row.
+inline Eigen::Index winograd_scratch_size(Eigen::Index cols, Eigen::Index n) {
+  return std::max<Eigen::Index>(16 * (cols + 2), 12 * n);
+}
+
 /// V[xi][c][t - first] = (B^T d B)[xi / 4][xi % 4] for the tiles of tile rows [r0, r1) (tile row r =
-/// image * tiles.rows + row), d the 4x4 input patch at rows 2 row - 1 .., columns 2 col - 1 .. (zero
-/// outside the image). `scratch` holds 8 * (2 * tiles.cols + 2) values.
+/// image * tiles.rows + row) and the input channels [c0, c1), d the 4x4 input patch at rows 2 row - 1 ..,
+/// columns 2 col - 1 .. (zero outside the image). `scratch` holds winograd_scratch_size values.
 template <class S>
-void winograd_input(const FeatureMap<const S>& in, const WinogradTiles& tiles, Eigen::Index r0, Eigen::Index r1, S* v,
-                    S* scratch) {
+void winograd_input(const FeatureMap<const S>& in, const WinogradTiles& tiles, Eigen::Index r0, Eigen::Index r1,
+                    Eigen::Index c0, Eigen::Index c1, S* v, S* scratch) {
+  using Array = Eigen::Array<S, Eigen::Dynamic, 1>;
+  using Map = Eigen::Map<Array>;
   const Eigen::Index nt = (r1 - r0) * tiles.cols, H = in.height, W = in.width, cols = tiles.cols;
-  const Eigen::Index pw = 2 * cols + 2;  // padded row: x = -1 .. 2 cols
-  S* rows[4] = {scratch, scratch + pw, scratch + 2 * pw, scratch + 3 * pw};
-  S* s[4] = {scratch + 4 * pw, scratch + 5 * pw, scratch + 6 * pw, scratch + 7 * pw};
+  // Each padded input row (x = -1 .. 2 cols) is split into its even and odd positions, e[k] = row[2k - 1]
+  // and o[k] = row[2k], k = 0 .. cols, so that every combination below runs over contiguous values.
+  const Eigen::Index h = cols + 1;
+  S* e[4];
+  S* o[4];
+  for (int i = 0; i < 4; ++i) {
+    e[i] = scratch + (2 * i) * (h + 1);
+    o[i] = scratch + (2 * i + 1) * (h + 1);
+  }
+  S* se = scratch + 8 * (h + 1);  // the combined rows, 4 even and 4 odd
   const Eigen::Index stride = in.channels * nt;  // between the 16 matrices
-  for (Eigen::Index c = 0; c < in.channels; ++c) {
+  for (Eigen::Index c = c0; c < c1; ++c) {
     for (Eigen::Index r = r0; r < r1; ++r) {
       const Eigen::Index b = r / tiles.rows, ty = r % tiles.rows;
       const S* image = in.image_channel(c, b);
-      for (int i = 0; i < 4; ++i) {  // the four input rows of this tile row, padded with zeros
+      for (int i = 0; i < 4; ++i) {
         const Eigen::Index y = 2 * ty - 1 + i;
-        S* dst = rows[i];
         if (y < 0 || y >= H) {
-          std::fill_n(dst, pw, S(0));
-        } else {
-          dst[0] = S(0);
-          std::copy_n(image + y * W, W, dst + 1);
-          std::fill(dst + 1 + W, dst + pw, S(0));
+          std::fill_n(e[i], h, S(0));
+          std::fill_n(o[i], h, S(0));
+          continue;
         }
+        const S* row = image + y * W;
+        const Eigen::Index n_odd = W / 2, n_even = (W + 1) / 2;  // x = 1, 3, .. and x = 0, 2, ..
+        e[i][0] = S(0);
+        for (Eigen::Index k = 0; k < n_odd; ++k) e[i][k + 1] = row[2 * k + 1];
+        std::fill(e[i] + n_odd + 1, e[i] + h, S(0));
+        for (Eigen::Index k = 0; k < n_even; ++k) o[i][k] = row[2 * k];
+        std::fill(o[i] + n_even, o[i] + h, S(0));
       }
-      for (Eigen::Index x = 0; x < pw; ++x) {  // B^T d: combine the rows
-        s[0][x] = rows[0][x] - rows[2][x];
-        s[1][x] = rows[1][x] + rows[2][x];
-        s[2][x] = rows[2][x] - rows[1][x];
-        s[3][x] = rows[1][x] - rows[3][x];
+      // B^T d: combine the rows (s0 = d0 - d2, s1 = d1 + d2, s2 = d2 - d1, s3 = d1 - d3), even and odd
+      S* sd[2][4];
+      for (int i = 0; i < 4; ++i) {
+        sd[0][i] = se + (2 * i) * (h + 1);
+        sd[1][i] = se + (2 * i + 1) * (h + 1);
       }
+      for (int p = 0; p < 2; ++p) {
+        S* const* d = p == 0 ? e : o;
+        Map(sd[p][0], h) = Map(d[0], h) - Map(d[2], h);
+        Map(sd[p][1], h) = Map(d[1], h) + Map(d[2], h);
+        Map(sd[p][2], h) = Map(d[2], h) - Map(d[1], h);
+        Map(sd[p][3], h) = Map(d[1], h) - Map(d[3], h);
+      }
+      // (B^T d) B: the tile at column t reads row[2t - 1 .. 2t + 2] = e[t], o[t], e[t + 1], o[t + 1]
       S* out = v + c * nt + (r - r0) * cols;
-      for (int i = 0; i < 4; ++i) {  // (B^T d) B: combine the columns of each tile
-        const S* si = s[i];
-        S* o0 = out + (4 * i + 0) * stride;
-        S* o1 = out + (4 * i + 1) * stride;
-        S* o2 = out + (4 * i + 2) * stride;
-        S* o3 = out + (4 * i + 3) * stride;
-        for (Eigen::Index t = 0; t < cols; ++t) {
-          const S a = si[2 * t], bb = si[2 * t + 1], cc = si[2 * t + 2], d = si[2 * t + 3];
-          o0[t] = a - cc;
-          o1[t] = bb + cc;
-          o2[t] = cc - bb;
-          o3[t] = bb - d;
-        }
+      for (int i = 0; i < 4; ++i) {
+        const Map ev(sd[0][i], h), od(sd[1][i], h);
+        Map(out + (4 * i + 0) * stride, cols) = ev.head(cols) - ev.tail(cols);
+        Map(out + (4 * i + 1) * stride, cols) = od.head(cols) + ev.tail(cols);
+        Map(out + (4 * i + 2) * stride, cols) = ev.tail(cols) - od.head(cols);
+        Map(out + (4 * i + 3) * stride, cols) = od.head(cols) - od.tail(cols);
       }
     }
   }
 }
 
-/// The output pixels of the tiles of tile rows [r0, r1) from M[xi][o][t - first]:
-///   out = scale * ((accumulate ? out : 0) + A^T m A + bias[o] + batch_bias[b, o])
-/// bias and batch_bias ([batch, C_out]) may be null. `scratch` holds 4 * tiles.cols values.
+/// The output pixels of the tiles of tile rows [r0, r1) and output channels [o0, o1) from M[xi][o][t - first]:
+///   out = scale * ((accumulate ? out : 0) + A^T m A + bias[o] + batch_bias[b, o] + residual)
+/// bias, batch_bias ([batch, C_out]) and residual (out's shape) may be null. `scratch` holds
+/// winograd_scratch_size values.
 template <class S>
-void winograd_output(const S* m, const WinogradTiles& tiles, Eigen::Index r0, Eigen::Index r1, const FeatureMap<S>& out,
-                     const S* bias, const S* batch_bias, S scale, bool accumulate, S* scratch) {
+void winograd_output(const S* m, const WinogradTiles& tiles, Eigen::Index r0, Eigen::Index r1, Eigen::Index o0,
+                     Eigen::Index o1, const FeatureMap<S>& out, const S* bias, const S* batch_bias,
+                     const S* residual, S scale, bool accumulate, S* scratch) {
+  using Array = Eigen::Array<S, Eigen::Dynamic, 1>;
+  using Map = Eigen::Map<Array>;
+  using ConstMap = Eigen::Map<const Array>;
   const Eigen::Index nt = (r1 - r0) * tiles.cols, H = out.height, W = out.width, cols = tiles.cols;
   const Eigen::Index stride = out.channels * nt;
-  S* y00 = scratch;
-  S* y01 = scratch + cols;
-  S* y10 = scratch + 2 * cols;
-  S* y11 = scratch + 3 * cols;
-  for (Eigen::Index o = 0; o < out.channels; ++o) {
+  S* p0[4];
+  S* p1[4];
+  for (int j = 0; j < 4; ++j) {
+    p0[j] = scratch + j * nt;
+    p1[j] = scratch + (4 + j) * nt;
+  }
+  S* y[4] = {scratch + 8 * nt, scratch + 9 * nt, scratch + 10 * nt, scratch + 11 * nt};  // y00, y01, y10, y11
+  for (Eigen::Index o = o0; o < o1; ++o) {
+    // A^T m over all tiles of the block at once: every (xi, o) run of M is contiguous over the tiles
+    const S* mo = m + o * nt;
+    for (int j = 0; j < 4; ++j) {
+      const ConstMap a(mo + (0 + j) * stride, nt), b(mo + (4 + j) * stride, nt), c(mo + (8 + j) * stride, nt),
+          d(mo + (12 + j) * stride, nt);
+      Map(p0[j], nt) = a + b + c;
+      Map(p1[j], nt) = b - c - d;
+    }
+    // (A^T m) A
+    Map(y[0], nt) = Map(p0[0], nt) + Map(p0[1], nt) + Map(p0[2], nt);
+    Map(y[1], nt) = Map(p0[1], nt) - Map(p0[2], nt) - Map(p0[3], nt);
+    Map(y[2], nt) = Map(p1[0], nt) + Map(p1[1], nt) + Map(p1[2], nt);
+    Map(y[3], nt) = Map(p1[1], nt) - Map(p1[2], nt) - Map(p1[3], nt);
     for (Eigen::Index r = r0; r < r1; ++r) {
       const Eigen::Index b = r / tiles.rows, ty = r % tiles.rows;
-      const S* mm = m + o * nt + (r - r0) * cols;
-      for (Eigen::Index t = 0; t < cols; ++t) {
-        S p0[4], p1[4];  // A^T m: combine the rows
-        for (int j = 0; j < 4; ++j) {
-          const S a = mm[(0 + j) * stride + t], bb = mm[(4 + j) * stride + t], cc = mm[(8 + j) * stride + t],
-                  d = mm[(12 + j) * stride + t];
-          p0[j] = a + bb + cc;
-          p1[j] = bb - cc - d;
-        }
-        y00[t] = p0[0] + p0[1] + p0[2];  // (A^T m) A: combine the columns
-        y01[t] = p0[1] - p0[2] - p0[3];
-        y10[t] = p1[0] + p1[1] + p1[2];
-        y11[t] = p1[1] - p1[2] - p1[3];
-      }
       S add = bias != nullptr ? bias[o] : S(0);
       if (batch_bias != nullptr) add += batch_bias[b * out.channels + o];
       S* image = out.image_channel(o, b);
       for (int dy = 0; dy < 2; ++dy) {
-        const Eigen::Index y = 2 * ty + dy;
-        if (y >= H) break;
-        S* row = image + y * W;
-        const S* first = dy == 0 ? y00 : y10;
-        const S* second = dy == 0 ? y01 : y11;
-        if (accumulate) {
-          for (Eigen::Index t = 0; t < W / 2; ++t) {
-            row[2 * t] = (row[2 * t] + first[t] + add) * scale;
-            row[2 * t + 1] = (row[2 * t + 1] + second[t] + add) * scale;
-          }
-          if (W % 2 == 1) row[W - 1] = (row[W - 1] + first[W / 2] + add) * scale;
-        } else {
-          for (Eigen::Index t = 0; t < W / 2; ++t) {
-            row[2 * t] = (first[t] + add) * scale;
-            row[2 * t + 1] = (second[t] + add) * scale;
-          }
-          if (W % 2 == 1) row[W - 1] = (first[W / 2] + add) * scale;
+        const Eigen::Index yy = 2 * ty + dy;
+        if (yy >= H) break;
+        S* row = image + yy * W;
+        const S* first = y[2 * dy] + (r - r0) * cols;
+        const S* second = y[2 * dy + 1] + (r - r0) * cols;
+        const S* res = residual != nullptr ? residual + (row - out.data) : nullptr;
+        auto finish = [&](Eigen::Index x, S value) {
+          if (accumulate) value += row[x];
+          if (res != nullptr) value += res[x];
+          row[x] = value * scale;
+        };
+        for (Eigen::Index t = 0; t < W / 2; ++t) {
+          finish(2 * t, first[t] + add);
+          finish(2 * t + 1, second[t] + add);
         }
+        if (W % 2 == 1) finish(W - 1, first[W / 2] + add);
       }
     }
   }
