@@ -9,55 +9,15 @@
 
 #include <benchmark/benchmark.h>
 
-#include <algorithm>
-#include <array>
-#include <chrono>
-#include <map>
-
+#include "bench_common.hpp"
 #include "ddpm/ddpm.hpp"
 
 namespace {
 
-using Shape = std::array<Eigen::Index, 4>;
-
-Shape shape_of(const benchmark::State& state) {
-  return {state.range(0), state.range(1), state.range(2), state.range(3)};
-}
-
-ddpm::Tensor<float, 4> filled(const Shape& s, std::uint64_t seed) {
-  ddpm::Tensor<float, 4> x(s[0], s[1], s[2], s[3]);
-  ddpm::fill_normal(x, seed);
-  return x;
-}
-
-// a = b + s * c over three arrays of n floats: STREAM's triad, the bandwidth an elementwise kernel that reads
-// two tensors and writes one can hope for. Measured once per size (best of several passes) and cached.
-double triad_bytes_per_second(Eigen::Index n) {
-  static std::map<Eigen::Index, double> cache;
-  if (auto it = cache.find(n); it != cache.end()) return it->second;
-  Eigen::ArrayXf a = Eigen::ArrayXf::Zero(n), b = Eigen::ArrayXf::Random(n), c = Eigen::ArrayXf::Random(n);
-  const int reps = static_cast<int>(std::clamp<Eigen::Index>((Eigen::Index{1} << 28) / std::max<Eigen::Index>(n, 1), 5, 20000));
-  double best = 1e300;
-  for (int pass = 0; pass < 7; ++pass) {
-    const auto start = std::chrono::steady_clock::now();
-    for (int r = 0; r < reps; ++r) {
-      a = b + 0.5f * c;
-      benchmark::DoNotOptimize(a.data());
-      benchmark::ClobberMemory();
-    }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / reps;
-    best = std::min(best, seconds);
-  }
-  return cache[n] = 3.0 * sizeof(float) * static_cast<double>(n) / best;
-}
-
-// Reports bytes/s and items/s for `bytes_per_iteration` and the fraction of the triad bandwidth.
-void report(benchmark::State& state, Eigen::Index n, double bytes_per_iteration) {
-  state.SetItemsProcessed(state.iterations() * n);
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes_per_iteration));
-  state.counters["triad_fraction"] = benchmark::Counter(
-      bytes_per_iteration / triad_bytes_per_second(n), benchmark::Counter::kIsIterationInvariantRate);
-}
+using ddpm_bench::filled;
+using ddpm_bench::report;
+using ddpm_bench::Shape;
+using ddpm_bench::shape_of;
 
 void BM_Triad(benchmark::State& state) {
   const Shape s = shape_of(state);

@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+//
+// Benchmarks of the samplers (docs/samplers.md): one in-place step of each sampler, `sampler.step(i,
+// model_output, x, noise)` with the predicted x0 kept in the sampler's own buffer, on NCHW float shapes; and
+// the per-step cost of the whole reverse loop ddpm::sample() with a model that costs nothing.
+//
+// Bytes are what a step must move at the least: read the model output and x, write x (3 tensors), and for
+// the multistep DPM-Solver++(2M) also read the previous x0 and keep this one (5 tensors). Noise is not
+// counted: a step that adds noise draws it from a NoiseSource inside the timed region, so `triad_fraction`
+// (bytes/s over the STREAM-triad bandwidth of the same size) includes the noise generation.
+// Every step benchmark visits the steps of a 1000-step run in order, 0, 1, ..., N-2, then again from 0 and
+// x_T, leaving out the last step (which adds no noise, and is first order for DPM-Solver++); so all the steps
+// of a noisy sampler draw noise, and all but one in 999 of DPM-Solver++ are second order.
+//
+//   build/h-benchs/bench/bench_samplers --benchmark_counters_tabular=true
+//   /usr/bin/python3 bench/compare_torch_samplers.py --bench build/h-benchs/bench/bench_samplers
+
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstddef>
+
+#include "bench_common.hpp"
+#include "ddpm/ddpm.hpp"
+#include "ddpm/sample.hpp"
+#include "ddpm/samplers/ddim.hpp"
+#include "ddpm/samplers/ddpm.hpp"
+#include "ddpm/samplers/dpm_solver.hpp"
+#include "ddpm/samplers/euler.hpp"
+#include "ddpm/samplers/euler_ancestral.hpp"
+
+namespace {
+
+using ddpm_bench::filled;
+using ddpm_bench::report;
+using ddpm_bench::Shape;
+using ddpm_bench::shape_of;
+
+constexpr int kTrainSteps = 1000;
+constexpr int kRunSteps = 1000;  // the benchmarked run: every training timestep
+
+const ddpm::NoiseSchedule<float>& schedule() {
+  static const auto s = ddpm::NoiseSchedule<float>::linear(kTrainSteps);
+  return s;
+}
+
+bool all_finite(const ddpm::Tensor<float, 4>& x) {
+  for (Eigen::Index k = 0; k < x.size(); ++k) {
+    if (!std::isfinite(x.data()[k])) return false;
+  }
+  return true;
+}
+
+// Times sampler.step(i, output, x, noise) in place, i cycling through 0 .. N-2. `tensors` is the number of
+// tensors of x's size the step must read or write (see the top of this file).
+template <class Sampler, class Noise>
+void time_steps(benchmark::State& state, Sampler& sampler, Noise&& noise, int tensors) {
+  const Shape s = shape_of(state);
+  const auto output = filled(s, 1);  // an eps prediction
+  const auto x_T = filled(s, 2);
+  auto x = x_T;
+  const int wrap = sampler.num_steps() - 1;
+  int i = 0;
+  sampler.reset();
+  for (auto _ : state) {
+    sampler.step(i, output, x, noise);
+    benchmark::DoNotOptimize(x.data());
+    benchmark::ClobberMemory();
+    if (++i == wrap) {
+      // A new run from x_T (restarting from the end of a run would grow x without bound); one copy per
+      // 999 steps.
+      i = 0;
+      x = x_T;
+    }
+  }
+  if (!all_finite(x)) state.SkipWithError("x is no longer finite");
+  report(state, x.size(), static_cast<double>(tensors) * sizeof(float) * static_cast<double>(x.size()));
+}
+
+// DDPM (fixed_small variance), the noise from a NoiseSource.
+void BM_DDPM_Step(benchmark::State& state) {
+  ddpm::DDPMSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::NoiseSource noise(7);
+  time_steps(state, sampler, noise, 3);
+}
+
+// DDIM with eta = 0: deterministic, no noise drawn.
+void BM_DDIM_Eta0_Step(benchmark::State& state) {
+  ddpm::DDIMSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps, .eta = 0.0});
+  time_steps(state, sampler, ddpm::no_noise, 3);
+}
+
+// DDIM with eta = 1: DDPM's variance, the noise from a NoiseSource.
+void BM_DDIM_Eta1_Step(benchmark::State& state) {
+  ddpm::DDIMSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps, .eta = 1.0});
+  ddpm::NoiseSource noise(7);
+  time_steps(state, sampler, noise, 3);
+}
+
+// DPM-Solver++(2M), midpoint: also reads the previous x0 and keeps this one.
+void BM_DPMSolver2M_Step(benchmark::State& state) {
+  ddpm::DPMSolverMultistepSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  time_steps(state, sampler, ddpm::no_noise, 5);
+}
+
+void BM_Euler_Step(benchmark::State& state) {
+  ddpm::EulerSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  time_steps(state, sampler, ddpm::no_noise, 3);
+}
+
+// Euler ancestral, the noise from a NoiseSource.
+void BM_EulerAncestral_Step(benchmark::State& state) {
+  ddpm::EulerAncestralSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::NoiseSource noise(7);
+  time_steps(state, sampler, noise, 3);
+}
+
+// For reference: the triad itself, and the normal generator alone (writes one tensor; its bytes/s are
+// those of that one tensor), on the same shapes.
+void BM_Triad(benchmark::State& state) {
+  const Shape s = shape_of(state);
+  const Eigen::Index n = s[0] * s[1] * s[2] * s[3];
+  Eigen::ArrayXf a = Eigen::ArrayXf::Zero(n), b = Eigen::ArrayXf::Random(n), c = Eigen::ArrayXf::Random(n);
+  for (auto _ : state) {
+    a = b + 0.5f * c;
+    benchmark::DoNotOptimize(a.data());
+    benchmark::ClobberMemory();
+  }
+  report(state, n, 3.0 * sizeof(float) * static_cast<double>(n));
+}
+
+void BM_FillNormal(benchmark::State& state) {
+  const Shape s = shape_of(state);
+  ddpm::Tensor<float, 4> out(s[0], s[1], s[2], s[3]);
+  ddpm::NoiseSource noise(3);
+  for (auto _ : state) {
+    noise(out);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  report(state, out.size(), 1.0 * sizeof(float) * static_cast<double>(out.size()));
+}
+
+// The whole reverse loop: ddpm::sample() over a 50-step DDIM (eta = 0) run with a model that costs nothing:
+// it returns a preallocated tensor, which the loop copies into the output tensor it keeps (a real model
+// would allocate and fill that tensor itself). Counter `per_step` is the time per step. Two references
+// take the loop apart: BM_SampleLoop_ByHand is the same loop written out (the same copy, the same steps),
+// so its difference from BM_SampleLoop_Overhead is what sample() itself adds; BM_SampleLoop_StepsOnly is
+// the 50 steps alone on one output tensor, so its difference from BM_SampleLoop_Overhead is the whole
+// loop's overhead per step with a zero-cost model (the model output's allocation and copy included).
+constexpr int kLoopSteps = 50;
+
+template <class Body>
+void time_loop(benchmark::State& state, Body&& body) {
+  for (auto _ : state) body();
+  state.SetItemsProcessed(state.iterations() * kLoopSteps);
+  state.counters["per_step"] =
+      benchmark::Counter(kLoopSteps, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+void BM_SampleLoop_Overhead(benchmark::State& state) {
+  const Shape s = shape_of(state);
+  const auto output = filled(s, 1);
+  const auto x_T = filled(s, 2);
+  ddpm::DDIMSampler<float> sampler(schedule(), {.num_inference_steps = kLoopSteps});
+  auto model = [&output](const ddpm::Tensor<float, 4>&, int) -> const ddpm::Tensor<float, 4>& { return output; };
+  time_loop(state, [&] {
+    ddpm::Tensor<float, 4> x = ddpm::sample(sampler, model, x_T, ddpm::no_noise);
+    benchmark::DoNotOptimize(x.data());
+    benchmark::ClobberMemory();
+  });
+}
+
+void BM_SampleLoop_ByHand(benchmark::State& state) {
+  const Shape s = shape_of(state);
+  const auto output = filled(s, 1);
+  const auto x_T = filled(s, 2);
+  ddpm::DDIMSampler<float> sampler(schedule(), {.num_inference_steps = kLoopSteps});
+  auto model = [&output](const ddpm::Tensor<float, 4>&, int) -> const ddpm::Tensor<float, 4>& { return output; };
+  time_loop(state, [&] {
+    ddpm::Tensor<float, 4> x = x_T;
+    ddpm::Tensor<float, 4> x0(s[0], s[1], s[2], s[3]);
+    sampler.reset();
+    for (int i = 0; i < kLoopSteps; ++i) {
+      const ddpm::Tensor<float, 4> out = model(x, sampler.timesteps()[static_cast<std::size_t>(i)]);
+      sampler.step(i, out, x, ddpm::no_noise, x0);
+    }
+    benchmark::DoNotOptimize(x.data());
+    benchmark::ClobberMemory();
+  });
+}
+
+void BM_SampleLoop_StepsOnly(benchmark::State& state) {
+  const Shape s = shape_of(state);
+  const auto output = filled(s, 1);
+  const auto x_T = filled(s, 2);
+  ddpm::DDIMSampler<float> sampler(schedule(), {.num_inference_steps = kLoopSteps});
+  ddpm::Tensor<float, 4> x0(s[0], s[1], s[2], s[3]);
+  time_loop(state, [&] {
+    ddpm::Tensor<float, 4> x = x_T;
+    sampler.reset();
+    for (int i = 0; i < kLoopSteps; ++i) sampler.step(i, output, x, ddpm::no_noise, x0);
+    benchmark::DoNotOptimize(x.data());
+    benchmark::ClobberMemory();
+  });
+}
+
+void sampler_shapes(benchmark::internal::Benchmark* b) {
+  b->Args({1, 3, 8, 8})->Args({16, 3, 64, 64})->Args({4, 4, 128, 128});
+  b->ArgNames({"n", "c", "h", "w"});
+}
+
+BENCHMARK(BM_Triad)->Apply(sampler_shapes);
+BENCHMARK(BM_FillNormal)->Apply(sampler_shapes);
+BENCHMARK(BM_DDPM_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_DDIM_Eta0_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_DDIM_Eta1_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_DPMSolver2M_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_Euler_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_EulerAncestral_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_SampleLoop_Overhead)->Apply(sampler_shapes);
+BENCHMARK(BM_SampleLoop_ByHand)->Apply(sampler_shapes);
+BENCHMARK(BM_SampleLoop_StepsOnly)->Apply(sampler_shapes);
+
+}  // namespace
+
+BENCHMARK_MAIN();
