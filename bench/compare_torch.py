@@ -7,6 +7,10 @@ It times, in one run, PyTorch's
     sqrt_ab * x0 + sqrt_1mab * eps                         (noise given)
     sqrt_ab * x0 + sqrt_1mab * torch.randn_like(x0)        (drawing the noise)
 and ddpm's BM_QSample_GivenNoise / BM_QSample_DrawNoise, and prints a Markdown table with the ratios.
+
+PyTorch is measured at its best: with glibc's default malloc thresholds every PyTorch op page-faults its fresh
+result tensor in, so the script re-executes itself with MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_
+raised (as bench/compare_torch_samplers.py does); --default-malloc keeps glibc's defaults.
 """
 import argparse
 import json
@@ -23,6 +27,7 @@ def parse_args():
     p.add_argument("--bench", default="build/release/bench/bench_core", help="path of the bench_core binary")
     p.add_argument("--threads", type=int, default=1, help="threads for both sides (default 1)")
     p.add_argument("--min-time", type=float, default=0.5, help="seconds per measurement")
+    p.add_argument("--default-malloc", action="store_true", help="keep glibc's malloc thresholds for PyTorch")
     return p.parse_args()
 
 
@@ -77,8 +82,14 @@ def ddpm_times(bench, threads, min_time):
     return result
 
 
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+
+
 def main():
     args = parse_args()
+    if not args.default_malloc and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
+        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:],
+                  dict(os.environ, **MALLOC_ENV))
     # PyTorch at its best: OpenBLAS's own pool must not spin beside torch's threads (shared/PERF-NOTES.md).
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
