@@ -392,41 +392,44 @@ class GaussianMixturePredictor {
     const Eigen::Index B = x_t.dimension(0);
     const int K = num_components();
     const double c = std::sqrt(alpha_bar), scale = std::sqrt(1.0 - alpha_bar);
-    std::vector<double> inv_v(static_cast<std::size_t>(K)), log_prior(static_cast<std::size_t>(K)),
-        logit(static_cast<std::size_t>(K));
+    std::vector<double> inv_v(static_cast<std::size_t>(K)), log_prior(static_cast<std::size_t>(K));
     for (int k = 0; k < K; ++k) {
       const double s2 = stddevs_[static_cast<std::size_t>(k)] * stddevs_[static_cast<std::size_t>(k)];
       inv_v[static_cast<std::size_t>(k)] = 1.0 / (alpha_bar * s2 + (1.0 - alpha_bar));
       log_prior[static_cast<std::size_t>(k)] = std::log(weights_[static_cast<std::size_t>(k)]) +
                                                0.5 * static_cast<double>(dim_) * std::log(inv_v[static_cast<std::size_t>(k)]);
     }
-    const Eigen::MatrixXd centers = c * mu_;  // K x D
-    // One pass per point, no temporaries: the work is B K D, small next to any network.
-    const S* x = x_t.data();
-    S* e = out.data();
-    for (Eigen::Index b = 0; b < B; ++b) {
-      const S* xb = x + b * dim_;
-      double top = -std::numeric_limits<double>::infinity();
+    // Vectorised over chunks of points, one coordinate at a time: the work is B K D, small next to any
+    // network, and the temporaries are a few cache-sized arrays reused across chunks.
+    using RowMat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    const Eigen::Map<const RowMat> xs(x_t.data(), B, dim_);
+    Eigen::Map<RowMat> es(out.data(), B, dim_);
+    constexpr Eigen::Index kChunk = 512;
+    const Eigen::Index rows = std::min(B, kChunk);
+    Eigen::ArrayXXd r(rows, K);
+    Eigen::ArrayXd diff(rows), top(rows), total(rows), a(rows);
+    for (Eigen::Index b0 = 0; b0 < B; b0 += kChunk) {
+      const Eigen::Index n = std::min(kChunk, B - b0);
+      auto rc = r.topRows(n);
+      auto dc = diff.head(n);
       for (int k = 0; k < K; ++k) {
-        double d2 = 0.0;
+        rc.col(k).setConstant(log_prior[static_cast<std::size_t>(k)]);
         for (Eigen::Index d = 0; d < dim_; ++d) {
-          const double diff = static_cast<double>(xb[d]) - centers(k, d);
-          d2 += diff * diff;
+          dc = xs.col(d).segment(b0, n).template cast<double>().array() - c * mu_(k, d);
+          rc.col(k) -= (0.5 * inv_v[static_cast<std::size_t>(k)]) * dc.square();
         }
-        const double l = log_prior[static_cast<std::size_t>(k)] - 0.5 * inv_v[static_cast<std::size_t>(k)] * d2;
-        logit[static_cast<std::size_t>(k)] = l;
-        top = std::max(top, l);
       }
-      double total = 0.0;
-      for (int k = 0; k < K; ++k) total += (logit[static_cast<std::size_t>(k)] = std::exp(logit[static_cast<std::size_t>(k)] - top));
-      // eps = sqrt(1 - ab) sum_k r_k (x - c mu_k) / v_k
+      top.head(n) = rc.rowwise().maxCoeff();
+      rc = (rc.colwise() - top.head(n)).exp();
+      total.head(n) = rc.rowwise().sum();
+      // r_k / v_k with normalised r_k, so that eps = sqrt(1 - ab) (a x - c sum_k (r_k / v_k) mu_k)
+      for (int k = 0; k < K; ++k) rc.col(k) *= inv_v[static_cast<std::size_t>(k)] / total.head(n);
+      a.head(n) = rc.rowwise().sum();
       for (Eigen::Index d = 0; d < dim_; ++d) {
-        double acc = 0.0;
-        for (int k = 0; k < K; ++k) {
-          acc += logit[static_cast<std::size_t>(k)] * inv_v[static_cast<std::size_t>(k)] *
-                 (static_cast<double>(xb[d]) - centers(k, d));
-        }
-        e[b * dim_ + d] = static_cast<S>(scale * acc / total);
+        // x_d is read before its output column is written, so out may be x_t itself
+        dc = a.head(n) * xs.col(d).segment(b0, n).template cast<double>().array() -
+             c * (rc.matrix() * mu_.col(d)).array();
+        es.col(d).segment(b0, n) = (scale * dc).template cast<S>().matrix();
       }
     }
   }

@@ -16,9 +16,9 @@ references are wrong, this script follows the corrected semantics that docs/samp
     at integer timesteps (Euler rounds its linspace timesteps; diffusers passes fractional ones) and work on
     the variance-preserving x_t (diffusers' Euler works on x_t / sqrt(alpha_bar) and starts from
     sigma_max * noise).
-Every such case agrees with the reference implementation wherever the reference is right; the script
-tests/reference/README (see docs/samplers.md, "Parity") describes how this was confirmed by running the
-references themselves outside the repository.
+Every such case agrees with the reference implementation wherever the reference is right; docs/samplers.md
+(section 8, "Parity and tests") records how this was confirmed by running the references themselves
+outside the repository.
 
 Run with Debian's interpreter (it has NumPy):   /usr/bin/python3 tests/reference/make_sampler_fixtures.py
 The output is deterministic: fixed seeds, every number printed as the repr of a float64.
