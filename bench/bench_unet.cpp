@@ -13,11 +13,49 @@
 
 #include <benchmark/benchmark.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
 #include "ddpm/nn/unet2d.hpp"
+
+#if defined(__GLIBC__)
+// Every heap allocation of the process is counted (glibc's allocator is interposed), so that the benchmark
+// can report the allocations of a forward pass in the steady state: the counter `allocs` (expected: 0).
+extern "C" {
+void* __libc_malloc(std::size_t);
+void* __libc_calloc(std::size_t, std::size_t);
+void* __libc_realloc(void*, std::size_t);
+void* __libc_memalign(std::size_t, std::size_t);
+}
+namespace {
+std::atomic<long> g_allocations{0};
+}
+extern "C" void* malloc(std::size_t n) noexcept {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_malloc(n);
+}
+extern "C" void* calloc(std::size_t n, std::size_t size) noexcept {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_calloc(n, size);
+}
+extern "C" void* realloc(void* p, std::size_t n) noexcept {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_realloc(p, n);
+}
+extern "C" int posix_memalign(void** p, std::size_t alignment, std::size_t n) noexcept {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  *p = __libc_memalign(alignment, n);
+  return *p != nullptr ? 0 : 12;
+}
+extern "C" void* aligned_alloc(std::size_t alignment, std::size_t n) noexcept {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_memalign(alignment, n);
+}
+#define DDPM_BENCH_COUNTS_ALLOCATIONS 1
+#endif
 
 namespace {
 
@@ -101,6 +139,12 @@ void BM_UNet2D_Forward(benchmark::State& state) {
   for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = std::sin(0.37f * static_cast<float>(i));
   const double t = 500;
   model.forward(x, std::span<const double>(&t, 1), out);  // warm-up: the scratch buffers reach steady state
+#ifdef DDPM_BENCH_COUNTS_ALLOCATIONS
+  model.forward(x, std::span<const double>(&t, 1), out);
+  const long before = g_allocations.load();
+  model.forward(x, std::span<const double>(&t, 1), out);
+  state.counters["allocs"] = static_cast<double>(g_allocations.load() - before);  // of one pass
+#endif
   for (auto _ : state) {
     model.forward(x, std::span<const double>(&t, 1), out);
     benchmark::DoNotOptimize(out.data());

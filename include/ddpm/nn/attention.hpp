@@ -106,22 +106,20 @@ class AttentionBlock {
     typename Context<S>::Buffer scores = ctx.acquire(used * query_block * L);
     const S scale = S(1) / std::sqrt(static_cast<S>(d));
     ctx.parallel_for(jobs, [&](Eigen::Index begin, Eigen::Index end, int thread) {
-      using RowMap = detail::RowMap<S>;
-      using ConstRowMap = detail::ConstRowMap<S>;
       for (Eigen::Index job = begin; job < end; ++job) {
         const Eigen::Index pair = job / splits, q0 = (job % splits) * query_block;
         const Eigen::Index nq = std::min(L, q0 + query_block) - q0;
         if (nq <= 0) continue;
         const Eigen::Index b = pair / heads_, h = pair % heads_;
         const S* base = qkv.data() + b * L;
-        ConstRowMap q(base + (h * d) * N + q0, d, nq, Eigen::OuterStride<>(N));         // [d, nq]
-        ConstRowMap k(base + (inner + h * d) * N, d, L, Eigen::OuterStride<>(N));      // [d, L]
-        ConstRowMap v(base + (2 * inner + h * d) * N, d, L, Eigen::OuterStride<>(N));  // [d, L]
-        Eigen::Map<detail::RowMatrix<S>> p(scores.data() + thread * query_block * L, nq, L);
-        p.noalias() = (q.transpose() * scale) * k;  // [queries, keys]
-        softmax_rows(p.data(), nq, L);
-        RowMap o(heads_out.data() + (h * d) * N + b * L + q0, d, nq, Eigen::OuterStride<>(N));
-        o.noalias() = v * p.transpose();  // o[:, i] = sum_j p[i, j] v[:, j]
+        const S* q = base + (h * d) * N + q0;           // [d, nq], row stride N
+        const S* k = base + (inner + h * d) * N;        // [d, L]
+        const S* v = base + (2 * inner + h * d) * N;    // [d, L]
+        S* p = scores.data() + thread * query_block * L;  // [nq, L]
+        detail::gemm<S, true, false>(nq, L, d, q, N, k, N, p, L, false, scale);  // p = scale q^T k
+        softmax_rows(p, nq, L);
+        S* o = heads_out.data() + (h * d) * N + b * L + q0;  // [d, nq], row stride N
+        detail::gemm<S, false, true>(d, nq, L, v, N, p, L, o, N, false);  // o[:, i] = sum_j p[i, j] v[:, j]
       }
     });
     scores.release();

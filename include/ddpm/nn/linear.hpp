@@ -6,10 +6,12 @@
 
 #include <concepts>
 #include <string>
+#include <type_traits>
 
 #include <Eigen/Core>
 
 #include "ddpm/error.hpp"
+#include "ddpm/nn/detail/gemm.hpp"
 #include "ddpm/nn/parameter.hpp"
 
 namespace ddpm::nn {
@@ -50,7 +52,15 @@ class Linear {
                                            " features, but must have " + std::to_string(in_features()));
     }
     y.resize(x.rows(), out_features());
-    y.noalias() = x * weight_.transpose();
+    if constexpr (std::is_same_v<typename Derived::Scalar, S> && int(Derived::Flags & Eigen::RowMajorBit) &&
+                  bool(Derived::Flags & Eigen::DirectAccessBit)) {
+      // Eigen's GEMM with its packing buffers supplied: nothing allocated in the steady state
+      detail::gemm<S, false, true>(x.rows(), out_features(), in_features(), x.derived().data(),
+                                   x.derived().outerStride(), weight_.data(), in_features(), y.data(),
+                                   out_features(), false);
+    } else {
+      y.noalias() = x * weight_.transpose();
+    }
     if (has_bias()) y.rowwise() += bias_.transpose();
   }
 

@@ -16,6 +16,7 @@
 #include "ddpm/nn/activation.hpp"
 #include "ddpm/nn/context.hpp"
 #include "ddpm/nn/conv2d.hpp"
+#include "ddpm/nn/detail/gemm.hpp"
 #include "ddpm/nn/feature_map.hpp"
 #include "ddpm/nn/group_norm.hpp"
 #include "ddpm/nn/linear.hpp"
@@ -93,8 +94,9 @@ class ResnetBlock2D {
     const Eigen::Index B = x.batch, C = out_channels(), P = time_emb_proj_.out_features();
     // the time projection [B, P]
     typename Context<S>::Buffer tproj = ctx.acquire(B * P);
+    detail::gemm<S, false, true>(B, P, temb_channels(), temb_act.data(), temb_channels(),
+                                 time_emb_proj_.weight().data(), temb_channels(), tproj.data(), P, false);  // temb W^T
     Eigen::Map<Matrix> t(tproj.data(), B, P);
-    t.noalias() = temb_act * time_emb_proj_.weight().transpose();
     t.rowwise() += time_emb_proj_.bias().transpose();
 
     Feature<S> h = make_feature(ctx, x.channels, B, x.height, x.width);

@@ -6,6 +6,7 @@
 // faster than a Tensor contraction), and the same product cut over a Context's threads.
 
 #include <algorithm>
+#include <vector>
 
 #include <Eigen/Core>
 
@@ -20,22 +21,99 @@ using ConstRowMap = Eigen::Map<const RowMatrix<S>, Eigen::Unaligned, Eigen::Oute
 template <class S>
 using RowMap = Eigen::Map<RowMatrix<S>, Eigen::Unaligned, Eigen::OuterStride<>>;
 
-/// C (m x n, row stride ldc) = A (m x k, lda) * B (k x n, ldb), or C += A * B when accumulate.
+#if EIGEN_VERSION_AT_LEAST(3, 4, 0)
+#define DDPM_NN_GEMM_PREALLOCATED 1
+
+/// The blocking of Eigen's GEMM with its packing buffers supplied, so that a product allocates nothing: a
+/// plain `C.noalias() = A * B` allocates (and frees) its packing buffers on every call once they exceed
+/// EIGEN_STACK_ALLOCATION_LIMIT (128 kB), hundreds of times per forward pass of a UNet. The buffers are
+/// per thread and only grow. (Eigen's internal API of 3.4: level3_blocking, computeProductBlockingSizes,
+/// general_matrix_matrix_product, as Eigen's own products use them.)
 template <class S>
+class GemmBlocking : public Eigen::internal::level3_blocking<S, S> {
+ public:
+  // A row-major destination is computed by Eigen as the column-major product C^T = B^T A^T: its "rows"
+  // are our n and its "cols" our m (as gemm_blocking_space<RowMajor, ...> sets them).
+  GemmBlocking(Eigen::Index m, Eigen::Index n, Eigen::Index k) {
+    this->m_mc = n;
+    this->m_nc = m;
+    this->m_kc = k;
+    Eigen::internal::computeProductBlockingSizes<S, S, 1>(this->m_kc, this->m_mc, this->m_nc, Eigen::Index{1});
+    const Eigen::Index size_a = (this->m_mc * this->m_kc + 63) / 64 * 64, size_b = this->m_kc * this->m_nc;
+    thread_local std::vector<S, Eigen::aligned_allocator<S>> buffer;
+    if (static_cast<Eigen::Index>(buffer.size()) < size_a + size_b) buffer.resize(static_cast<std::size_t>(size_a + size_b));
+    this->m_blockA = buffer.data();
+    this->m_blockB = buffer.data() + size_a;
+  }
+};
+#endif
+
+/// C (m x n, row stride ldc) = alpha op(A) op(B), or C += alpha op(A) op(B) when accumulate, where A is
+/// stored row-major as m x k (lda) or, when TransA, as k x m whose transpose is used; B likewise as k x n or
+/// n x k. Allocates nothing once the calling thread has run a product of this size.
+template <class S, bool TransA = false, bool TransB = false>
 void gemm(Eigen::Index m, Eigen::Index n, Eigen::Index k, const S* a, Eigen::Index lda, const S* b, Eigen::Index ldb,
-          S* c, Eigen::Index ldc, bool accumulate) {
+          S* c, Eigen::Index ldc, bool accumulate, S alpha = S(1)) {
   if (m == 0 || n == 0) return;
   RowMap<S> cm(c, m, n, Eigen::OuterStride<>(ldc));
   if (k == 0) {
     if (!accumulate) cm.setZero();
     return;
   }
-  ConstRowMap<S> am(a, m, k, Eigen::OuterStride<>(lda));
-  ConstRowMap<S> bm(b, k, n, Eigen::OuterStride<>(ldb));
-  if (accumulate) {
-    cm.noalias() += am * bm;
+#ifdef DDPM_NN_GEMM_PREALLOCATED
+  // Tiny products and matrix-vector products go through Eigen's expressions, which allocate nothing there.
+  if (n > 1 && m > 1 && m + n + k >= 32) {
+    if (!accumulate) cm.setZero();
+    GemmBlocking<S> blocking(m, n, k);
+    constexpr int OrderA = TransA ? Eigen::ColMajor : Eigen::RowMajor;
+    constexpr int OrderB = TransB ? Eigen::ColMajor : Eigen::RowMajor;
+    Eigen::internal::general_matrix_matrix_product<Eigen::Index, S, OrderA, false, S, OrderB, false, Eigen::RowMajor,
+                                                   1>::run(m, n, k, a, lda, b, ldb, c, 1, ldc, alpha, blocking, nullptr);
+    return;
+  }
+#endif
+  using ColMap = Eigen::Map<const Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>, Eigen::Unaligned,
+                            Eigen::OuterStride<>>;
+  if (m == 1 && !TransA) {
+    // a row vector times a matrix, computed as the matrix-vector product c^T = op(B)^T a^T (no temporary)
+    using Vector = Eigen::Matrix<S, Eigen::Dynamic, 1>;
+    Eigen::Map<Vector, Eigen::Unaligned> cv(c, n);
+    const Eigen::Map<const Vector, Eigen::Unaligned> av(a, k);
+    auto assign = [&](const auto& bt) {
+      if (accumulate) {
+        cv.noalias() += alpha * (bt * av);
+      } else {
+        cv.noalias() = alpha * (bt * av);
+      }
+    };
+    if constexpr (TransB) {
+      assign(ConstRowMap<S>(b, n, k, Eigen::OuterStride<>(ldb)));
+    } else {
+      assign(ColMap(b, n, k, Eigen::OuterStride<>(ldb)));
+    }
+    return;
+  }
+  auto product = [&](const auto& am) {
+    if constexpr (TransB) {
+      const ColMap bm(b, k, n, Eigen::OuterStride<>(ldb));
+      if (accumulate) {
+        cm.noalias() += alpha * am * bm;
+      } else {
+        cm.noalias() = alpha * am * bm;
+      }
+    } else {
+      const ConstRowMap<S> bm(b, k, n, Eigen::OuterStride<>(ldb));
+      if (accumulate) {
+        cm.noalias() += alpha * am * bm;
+      } else {
+        cm.noalias() = alpha * am * bm;
+      }
+    }
+  };
+  if constexpr (TransA) {
+    product(ColMap(a, m, k, Eigen::OuterStride<>(lda)));
   } else {
-    cm.noalias() = am * bm;
+    product(ConstRowMap<S>(a, m, k, Eigen::OuterStride<>(lda)));
   }
 }
 
