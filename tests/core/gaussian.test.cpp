@@ -355,7 +355,7 @@ TEMPLATE_TEST_CASE("discretized likelihood is mirror-symmetric and accepts scala
   }
 }
 
-TEMPLATE_TEST_CASE("discretized likelihood stays within [log 1e-12, 0] at extreme scales", "[gaussian][discretized]",
+TEMPLATE_TEST_CASE("discretized likelihood stays between log 1e-12 and 0 at extreme scales", "[gaussian][discretized]",
                    float, double) {
   using S = TestType;
   constexpr double inf = std::numeric_limits<double>::infinity();

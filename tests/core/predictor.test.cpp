@@ -115,7 +115,7 @@ TEST_CASE("prediction_of reads the declared kind; with_prediction declares one",
   CHECK(std::string(ddpm::prediction_name(Prediction::velocity)) == "velocity");
 }
 
-TEST_CASE("GaussianMixturePredictor equals E[eps | x_t] by numerical integration", "[samplers][predictor]") {
+TEST_CASE("GaussianMixturePredictor equals E(eps | x_t) by numerical integration", "[samplers][predictor]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
   SECTION("2-D, three components") {
     const Mixture m{{0.5, 0.3, 0.2}, {{-2.0, 0.0}, {1.5, 1.5}, {1.0, -2.0}}, {0.5, 0.8, 0.6}};

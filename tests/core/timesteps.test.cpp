@@ -95,7 +95,7 @@ TEST_CASE("spaced_timesteps matches NumPy semantics for every N from 1 to T", "[
   }
 }
 
-TEST_CASE("spaced_timesteps: every list is strictly decreasing and inside [0, T)", "[samplers][timesteps]") {
+TEST_CASE("spaced_timesteps: every list is strictly decreasing and inside 0 <= t < T", "[samplers][timesteps]") {
   int lists = 0;
   for (int T : {1, 2, 5, 64, 1000}) {
     for (int N = 1; N <= T; ++N) {

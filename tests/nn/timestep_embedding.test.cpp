@@ -38,7 +38,7 @@ TEMPLATE_TEST_CASE("sinusoidal_embedding matches its closed form", "[nn][timeste
   }
 }
 
-TEST_CASE("sinusoidal_embedding at t = 0 is [0..0, 1..1], or [1..1, 0..0] flipped", "[nn][timestep_embedding]") {
+TEST_CASE("sinusoidal_embedding at t = 0 is (0..0, 1..1), or (1..1, 0..0) flipped", "[nn][timestep_embedding]") {
   const std::vector<double> t = {0};
   const auto e = ddpm::nn::sinusoidal_embedding<double>(t, 6, false, 1.0);
   CHECK(e(0, 0) == 0.0);
