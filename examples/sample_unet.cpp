@@ -1,0 +1,534 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+
+// sample_unet: samples images from a diffusers UNet2DModel checkpoint with any sampler of the library and
+// writes them as one PNG grid.
+//
+//   sample_unet --model DIR [--sampler ddim] [--steps 50] [--seed 0] [--batch 16] [--out grid.png]
+//
+// DIR is a folder as diffusers' save_pretrained writes it (config.json + diffusion_pytorch_model.safetensors),
+// e.g. the unet/ folder of google/ddpm-cifar10-32, or the pipeline folder holding unet/. The noise schedule
+// and the prediction type come from the pipeline's scheduler/scheduler_config.json (or DIR/scheduler_config.json)
+// when there is one, else the DDPM defaults (linear betas 1e-4 .. 0.02, T = 1000, epsilon prediction).
+// A progress bar runs on stderr; the time of every step (the UNet's forward pass and the sampler's update) is
+// measured and summarised. Without --model, it says how to get a checkpoint and runs the small random-weight
+// test model of the repository (tests/data/unet/tiny) as a smoke demo: its images are noise by design.
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/cli.hpp"
+#include "common/progress.hpp"
+#include "ddpm/ddpm.hpp"
+#include "ddpm/io/image.hpp"
+#include "ddpm/nn/unet2d.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using Batch = ddpm::Tensor<float, 4>;  // NCHW
+
+// x_T is numbers 0 .. n-1 of the seed's Philox stream; the noisy samplers' per-step noise starts here, far
+// beyond (as in gmm2d), so that x_T is the same for every sampler and step count.
+constexpr std::uint64_t kStepNoiseOffset = std::uint64_t{1} << 40;
+
+constexpr const char* kTestModel = "tests/data/unet/tiny";
+
+// ---------------------------------------------------------------------------------------------------------
+// The checkpoint folder.
+
+struct ModelFiles {
+  fs::path unet_dir;          // holds config.json and diffusion_pytorch_model.safetensors
+  fs::path scheduler_config;  // empty if there is none
+};
+
+[[noreturn]] void fail(const std::string& message) { throw std::runtime_error(message); }
+
+// The UNet folder for --model DIR (DIR itself, or DIR/unet for a pipeline folder) and its scheduler config
+// (DIR/../scheduler/scheduler_config.json, as a diffusers pipeline has it, else DIR/scheduler_config.json).
+ModelFiles locate_model(const std::string& arg) {
+  const fs::path dir(arg);
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) fail("--model: \"" + arg + "\" does not exist");
+  if (!fs::is_directory(dir, ec)) {
+    fail("--model: \"" + arg +
+         "\" is not a directory; pass the folder that holds config.json and diffusion_pytorch_model.safetensors");
+  }
+  ModelFiles files;
+  if (fs::exists(dir / "config.json", ec)) {
+    files.unet_dir = dir;
+  } else if (fs::exists(dir / "unet" / "config.json", ec)) {
+    files.unet_dir = dir / "unet";  // a pipeline folder: use its unet/
+  } else {
+    fail("--model: \"" + arg +
+         "\" has no config.json (nor unet/config.json); it must be a diffusers UNet2DModel folder with "
+         "config.json and diffusion_pytorch_model.safetensors");
+  }
+  const fs::path weights = files.unet_dir / "diffusion_pytorch_model.safetensors";
+  if (!fs::exists(weights, ec)) {
+    if (fs::exists(files.unet_dir / "diffusion_pytorch_model.bin", ec)) {
+      fail("--model: \"" + files.unet_dir.string() +
+           "\" has only diffusion_pytorch_model.bin (a PyTorch pickle); convert it once with\n"
+           "  /usr/bin/python3 tests/reference/make_unet_fixture.py --convert-bin " +
+           (files.unet_dir / "diffusion_pytorch_model.bin").string() + "\n(see docs/unet.md, \"Getting a checkpoint\")");
+    }
+    fail("--model: \"" + files.unet_dir.string() + "\" has no diffusion_pytorch_model.safetensors");
+  }
+  for (const fs::path& candidate : {files.unet_dir / ".." / "scheduler" / "scheduler_config.json",
+                                    files.unet_dir / "scheduler_config.json"}) {
+    if (fs::is_regular_file(candidate, ec)) {
+      files.scheduler_config = candidate.lexically_normal();
+      break;
+    }
+  }
+  return files;
+}
+
+// The repository's test model, looked for under the current directory and relative to the executable
+// (build/<dir>/examples/sample_unet -> ../../../tests/..., or build/examples/sample_unet -> ../../tests/...).
+fs::path find_test_model(const char* argv0) {
+  std::vector<fs::path> candidates = {fs::current_path() / kTestModel};
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) exe = fs::absolute(argv0, ec);
+  if (!exe.empty()) {
+    const fs::path exe_dir = exe.parent_path();
+    candidates.push_back(exe_dir / ".." / ".." / ".." / kTestModel);
+    candidates.push_back(exe_dir / ".." / ".." / kTestModel);
+  }
+  std::string tried;
+  for (const fs::path& c : candidates) {
+    if (fs::exists(c / "config.json", ec) && fs::exists(c / "diffusion_pytorch_model.safetensors", ec)) {
+      return c.lexically_normal();
+    }
+    tried += "\n  " + c.lexically_normal().string();
+  }
+  fail(std::string("no --model given, and the test model (") + kTestModel + ") was not found; looked in:" + tried +
+       "\nrun from the repository root, or pass --model DIR");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The scheduler config: the few fields of diffusers' scheduler_config.json that decide the process.
+
+struct SchedulerConfig {
+  std::string source = "defaults (no scheduler_config.json)";
+  int num_train_timesteps = 1000;
+  std::string beta_schedule = "linear";
+  double beta_start = 1e-4, beta_end = 0.02;
+  std::vector<double> trained_betas;
+  std::string prediction_type = "epsilon";
+  std::optional<bool> clip_sample;
+  double clip_sample_range = 1.0;
+  bool rescale_betas_zero_snr = false;
+  std::string variance_type = "fixed_small";  // DDPM only
+  std::optional<std::string> timestep_spacing;
+  int steps_offset = 0;
+};
+
+SchedulerConfig read_scheduler_config(const fs::path& path) {
+  SchedulerConfig c;
+  if (path.empty()) return c;
+  c.source = path.string();
+  std::ifstream in(path);
+  if (!in) fail(path.string() + ": cannot be read");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail(path.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!j.is_object()) fail(path.string() + ": not a JSON object");
+  // Reads j[key] into out if it is present and not null; a value of the wrong type is an error.
+  auto read = [&](const char* key, auto& out) {
+    const auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return;
+    try {
+      using T = std::remove_cvref_t<decltype(out)>;
+      if constexpr (std::is_same_v<T, std::optional<bool>>) {
+        out = it->template get<bool>();
+      } else if constexpr (std::is_same_v<T, std::optional<std::string>>) {
+        out = it->template get<std::string>();
+      } else if constexpr (std::is_same_v<T, int> || std::is_same_v<T, double>) {
+        if (!it->is_number()) throw std::invalid_argument("not a number");
+        out = it->template get<T>();
+      } else {
+        out = it->template get<T>();
+      }
+    } catch (const std::exception&) {
+      fail(path.string() + ": \"" + key + "\" is " + it->dump() + ", which is not of the expected type");
+    }
+  };
+  read("num_train_timesteps", c.num_train_timesteps);
+  read("beta_schedule", c.beta_schedule);
+  read("beta_start", c.beta_start);
+  read("beta_end", c.beta_end);
+  read("trained_betas", c.trained_betas);
+  read("prediction_type", c.prediction_type);
+  read("clip_sample", c.clip_sample);
+  read("clip_sample_range", c.clip_sample_range);
+  read("rescale_betas_zero_snr", c.rescale_betas_zero_snr);
+  read("variance_type", c.variance_type);
+  read("timestep_spacing", c.timestep_spacing);
+  read("steps_offset", c.steps_offset);
+  return c;
+}
+
+ddpm::NoiseSchedule<float> make_schedule(const SchedulerConfig& c) {
+  ddpm::NoiseSchedule<float> schedule = [&] {
+    if (!c.trained_betas.empty()) return ddpm::NoiseSchedule<float>::from_betas(c.trained_betas);
+    const int T = c.num_train_timesteps;
+    if (c.beta_schedule == "linear") return ddpm::NoiseSchedule<float>::linear(T, c.beta_start, c.beta_end);
+    if (c.beta_schedule == "scaled_linear") {
+      return ddpm::NoiseSchedule<float>::scaled_linear(T, c.beta_start, c.beta_end);
+    }
+    if (c.beta_schedule == "squaredcos_cap_v2") return ddpm::NoiseSchedule<float>::cosine(T);
+    if (c.beta_schedule == "sigmoid") return ddpm::NoiseSchedule<float>::sigmoid(T, c.beta_start, c.beta_end);
+    fail(c.source + ": beta_schedule is \"" + c.beta_schedule +
+         "\", but must be linear, scaled_linear, squaredcos_cap_v2 or sigmoid");
+  }();
+  return c.rescale_betas_zero_snr ? schedule.rescaled_zero_terminal_snr() : schedule;
+}
+
+ddpm::Prediction parse_prediction(const SchedulerConfig& c) {
+  if (c.prediction_type == "epsilon") return ddpm::Prediction::epsilon;
+  if (c.prediction_type == "sample") return ddpm::Prediction::sample;
+  if (c.prediction_type == "v_prediction") return ddpm::Prediction::velocity;
+  fail(c.source + ": prediction_type is \"" + c.prediction_type + "\", but must be epsilon, sample or v_prediction");
+}
+
+ddpm::VarianceType parse_variance(const SchedulerConfig& c) {
+  if (c.variance_type == "fixed_small") return ddpm::VarianceType::fixed_small;
+  if (c.variance_type == "fixed_small_log") return ddpm::VarianceType::fixed_small_log;
+  if (c.variance_type == "fixed_large") return ddpm::VarianceType::fixed_large;
+  if (c.variance_type == "learned_range") return ddpm::VarianceType::learned_range;
+  fail(c.source + ": variance_type is \"" + c.variance_type +
+       "\", but the DDPM sampler supports fixed_small, fixed_small_log, fixed_large and learned_range");
+}
+
+std::optional<ddpm::TimestepSpacing> parse_spacing(const std::string& text, const std::string& where) {
+  if (text == "auto") return std::nullopt;
+  if (text == "leading") return ddpm::TimestepSpacing::leading;
+  if (text == "trailing") return ddpm::TimestepSpacing::trailing;
+  if (text == "linspace") return ddpm::TimestepSpacing::linspace;
+  throw examples::UsageError(where + " is \"" + text + "\", but must be leading, trailing or linspace");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sampling.
+
+struct StepTiming {
+  std::vector<double> step_ms;   // each step: the model's forward pass and the sampler's update
+  std::vector<double> model_ms;  // the forward pass alone
+  double total_s = 0;
+};
+
+// Runs `sampler` from x_T with a progress bar, timing every step.
+template <class Sampler>
+Batch run_sampler(Sampler& sampler, ddpm::nn::UNet2D<float>& unet, ddpm::Prediction kind, Batch x_T,
+                  ddpm::NoiseSource noise, const std::string& label, StepTiming& timing) {
+  const int n = sampler.num_steps();
+  timing.step_ms.assign(static_cast<std::size_t>(n), 0.0);
+  timing.model_ms.assign(static_cast<std::size_t>(n), 0.0);
+  int current = 0;
+  auto timed_unet = [&](const Batch& x, int t) {
+    const Clock::time_point start = Clock::now();
+    Batch out = unet(x, t);
+    timing.model_ms[static_cast<std::size_t>(current)] =
+        std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    return out;
+  };
+  examples::ProgressBar bar(label, n);
+  const Clock::time_point start = Clock::now();
+  Clock::time_point last = start;
+  Batch x = ddpm::sample(sampler, ddpm::with_prediction(kind, timed_unet), std::move(x_T), noise,
+                         [&](int i, int, const Batch&, const Batch&) {
+                           const Clock::time_point now = Clock::now();
+                           timing.step_ms[static_cast<std::size_t>(i)] =
+                               std::chrono::duration<double, std::milli>(now - last).count();
+                           last = now;
+                           current = i + 1;
+                           bar.update(i + 1);
+                         });
+  timing.total_s = std::chrono::duration<double>(Clock::now() - start).count();
+  bar.finish();
+  return x;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+void print_timing(const StepTiming& timing, const std::vector<int>& timesteps, Eigen::Index batch, bool per_step) {
+  const std::size_t n = timing.step_ms.size();
+  if (per_step) {
+    std::printf("\n  %5s %6s %10s %10s\n", "step", "t", "step (ms)", "UNet (ms)");
+    for (std::size_t i = 0; i < n; ++i) {
+      std::printf("  %5zu %6d %10.2f %10.2f\n", i, timesteps[i], timing.step_ms[i], timing.model_ms[i]);
+    }
+  }
+  double model_total = 0;
+  for (double ms : timing.model_ms) model_total += ms;
+  const auto [lo, hi] = std::minmax_element(timing.step_ms.begin(), timing.step_ms.end());
+  std::printf("\ntiming: %zu steps in %.3f s, %.2f ms per step on average (%.2f ms per image per step)\n", n,
+              timing.total_s, 1e3 * timing.total_s / static_cast<double>(n),
+              1e3 * timing.total_s / static_cast<double>(n) / static_cast<double>(batch));
+  std::printf("        per step: first %.2f ms, median %.2f ms, min %.2f ms, max %.2f ms\n", timing.step_ms.front(),
+              median(timing.step_ms), *lo, *hi);
+  std::printf("        the UNet took %.3f s of it (%.1f %%), the sampler and the loop the rest\n", model_total / 1e3,
+              timing.total_s > 0 ? 100.0 * model_total / 1e3 / timing.total_s : 0.0);
+}
+
+// Nearest-neighbour enlargement by an integer factor, so that 32 x 32 samples are visible.
+ddpm::Image enlarge(const ddpm::Image& src, int factor) {
+  if (factor == 1) return src;
+  ddpm::Image out(src.width * factor, src.height * factor, src.channels);
+  for (int y = 0; y < out.height; ++y) {
+    for (int x = 0; x < out.width; ++x) {
+      for (int c = 0; c < src.channels; ++c) out.at(y, x, c) = src.at(y / factor, x / factor, c);
+    }
+  }
+  return out;
+}
+
+const char* kHowToGetOne =
+    "No --model given. To sample a real model, download a diffusers UNet2DModel checkpoint, e.g.\n"
+    "google/ddpm-cifar10-32 from the Hugging Face hub (its unet/ folder, and scheduler/ for the schedule):\n"
+    "\n"
+    "  huggingface-cli download google/ddpm-cifar10-32 unet/config.json \\\n"
+    "      unet/diffusion_pytorch_model.safetensors scheduler/scheduler_config.json --local-dir ddpm-cifar10-32\n"
+    "  sample_unet --model ddpm-cifar10-32/unet --sampler ddim --steps 50 --batch 16 --out grid.png\n"
+    "\n"
+    "A checkpoint with only diffusion_pytorch_model.bin converts to safetensors with PyTorch alone:\n"
+    "\n"
+    "  /usr/bin/python3 tests/reference/make_unet_fixture.py --convert-bin DIR/diffusion_pytorch_model.bin\n"
+    "\n"
+    "(docs/unet.md, \"Getting a checkpoint\", has more ways.) Meanwhile, a smoke demo on the repository's\n"
+    "small test model, whose weights are random: expect noise, not pictures.\n\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return examples::main_guard("sample_unet", [&] {
+    examples::CommandLine cli(
+        "sample_unet",
+        "Samples images from a diffusers UNet2DModel checkpoint (config.json + diffusion_pytorch_model.\n"
+        "safetensors) with one of the library's samplers and writes them as a PNG grid. The schedule and\n"
+        "prediction type come from scheduler/scheduler_config.json next to the UNet folder (or in it) if\n"
+        "present, else linear betas 1e-4 .. 0.02 over T = 1000 and epsilon prediction. Without --model it\n"
+        "explains how to get a checkpoint and runs the repository's random-weight test model.");
+    cli.option("model", "DIR", "the UNet folder (or a pipeline folder holding unet/)", "");
+    cli.option("sampler", "NAME", "ddpm, ddim, dpm++, euler or euler_a", "ddim");
+    cli.option("steps", "N", "number of sampling steps (model calls), 1 to T", "50");
+    cli.option("eta", "X", "DDIM's eta in [0, 1] (0: deterministic, 1: DDPM-like noise)", "0");
+    cli.option("spacing", "NAME", "timestep spacing: auto (the scheduler config's, else the sampler's), "
+                                  "leading, trailing or linspace", "auto");
+    cli.option("clip", "MODE", "bound the predicted x0 to [-1, 1]: auto (the config's clip_sample, "
+                               "else on), on or off", "auto");
+    cli.option("seed", "N", "seed of x_T and of the samplers' noise", "0");
+    cli.option("batch", "N", "number of images (default 16; 8 for the smoke demo)", "");
+    cli.option("size", "N", "image height and width (default: the config's sample_size)", "");
+    cli.option("threads", "N", "threads of the UNet's forward pass (0: all cores)", "0");
+    cli.option("columns", "N", "images per row of the grid (0: about sqrt(batch))", "0");
+    cli.option("scale", "N", "enlarge the grid by N, nearest neighbour (0: to at least 64 pixels per image)",
+               "0");
+    cli.option("out", "PATH", "where to write the PNG grid", "grid.png");
+    cli.flag("per-step", "print the time of every step, not only the summary");
+    if (!cli.parse(argc, argv)) return 0;
+
+    // Options first, so that a typo fails before the model is loaded.
+    const std::string sampler_name = cli.get("sampler");
+    if (sampler_name != "ddpm" && sampler_name != "ddim" && sampler_name != "dpm++" && sampler_name != "euler" &&
+        sampler_name != "euler_a") {
+      throw examples::UsageError("--sampler is \"" + sampler_name + "\", but must be ddpm, ddim, dpm++, euler or euler_a");
+    }
+    const int steps = static_cast<int>(cli.get_integer("steps", 1, 1000000));
+    const double eta = cli.get_double("eta", 0.0, 1.0);
+    if (cli.has("eta") && sampler_name != "ddim") throw examples::UsageError("--eta applies to --sampler ddim only");
+    const std::optional<ddpm::TimestepSpacing> spacing_option = parse_spacing(cli.get("spacing"), "--spacing");
+    const std::string clip_mode = cli.get("clip");
+    if (clip_mode != "auto" && clip_mode != "on" && clip_mode != "off") {
+      throw examples::UsageError("--clip is \"" + clip_mode + "\", but must be auto, on or off");
+    }
+    const std::uint64_t seed = cli.get_u64("seed");
+    const bool demo = !cli.has("model");
+    const Eigen::Index batch = cli.has("batch") ? cli.get_integer("batch", 1, 4096) : (demo ? 8 : 16);
+    const int threads_option = static_cast<int>(cli.get_integer("threads", 0, 1024));
+    const int threads =
+        threads_option > 0 ? threads_option : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    const int columns_option = static_cast<int>(cli.get_integer("columns", 0, 4096));
+    const int scale_option = static_cast<int>(cli.get_integer("scale", 0, 64));
+    const std::string out_path = cli.get("out");
+
+    ModelFiles files;
+    if (demo) {
+      std::printf("%s", kHowToGetOne);
+      files = locate_model(find_test_model(argv[0]).string());
+    } else {
+      files = locate_model(cli.get("model"));
+    }
+
+    // The model.
+    const Clock::time_point load_start = Clock::now();
+    auto unet = ddpm::nn::UNet2D<float>::from_pretrained(files.unet_dir.string());
+    const double load_s = std::chrono::duration<double>(Clock::now() - load_start).count();
+    unet.set_num_threads(threads);
+    const ddpm::nn::UNet2DConfig& config = unet.config();
+    int height = 0, width = 0;
+    if (cli.has("size")) {
+      height = width = static_cast<int>(cli.get_integer("size", 1, 4096));
+    } else if (config.sample_size) {
+      height = (*config.sample_size)[0];
+      width = (*config.sample_size)[1];
+    } else {
+      throw examples::UsageError(files.unet_dir.string() + "/config.json has no sample_size; give --size N");
+    }
+    const int levels = static_cast<int>(config.block_out_channels.size());
+    const int multiple = 1 << (levels - 1);
+    if (height % multiple != 0 || width % multiple != 0) {
+      throw examples::UsageError("the image size is " + std::to_string(height) + " x " + std::to_string(width) +
+                                 ", but this UNet (" + std::to_string(levels) +
+                                 " blocks) needs multiples of " + std::to_string(multiple));
+    }
+    const int channels = config.in_channels;
+    if (channels < 1 || channels > 4) {
+      throw std::runtime_error("the model has " + std::to_string(channels) +
+                               " input channels; a PNG grid needs 1 to 4");
+    }
+
+    // The process.
+    const SchedulerConfig sched = read_scheduler_config(files.scheduler_config);
+    const ddpm::NoiseSchedule<float> schedule = make_schedule(sched);
+    const ddpm::Prediction kind = parse_prediction(sched);
+    const int T = schedule.num_steps();
+    if (steps > T) {
+      throw examples::UsageError("--steps is " + std::to_string(steps) + ", but must be in [1, " +
+                                 std::to_string(T) + "] (T = " + std::to_string(T) + ")");
+    }
+    if (config.num_train_timesteps && *config.num_train_timesteps != T) {
+      std::fprintf(stderr, "sample_unet: warning: the UNet config says num_train_timesteps = %d, the schedule has T = %d\n",
+                   *config.num_train_timesteps, T);
+    }
+    std::optional<ddpm::TimestepSpacing> spacing = spacing_option;
+    if (!spacing && sched.timestep_spacing) spacing = parse_spacing(*sched.timestep_spacing, sched.source + ": timestep_spacing");
+    const bool clip = clip_mode == "on" || (clip_mode == "auto" && sched.clip_sample.value_or(true));
+    const ddpm::Clipping clipping = clip ? ddpm::Clipping::clip(sched.clip_sample_range) : ddpm::Clipping::none();
+
+    std::printf("model:     %s (%lld parameters, loaded in %.2f s)\n", files.unet_dir.string().c_str(),
+                static_cast<long long>(unet.num_parameters()), load_s);
+    std::printf("           %d blocks, channels", levels);
+    for (int c : config.block_out_channels) std::printf(" %d", c);
+    std::printf(", %d in / %d out channels; images %d x %d; %d thread%s\n", config.in_channels, config.out_channels,
+                height, width, threads, threads == 1 ? "" : "s");
+    std::printf("schedule:  %s\n", sched.source.c_str());
+    std::printf("           %s, T = %d%s, prediction %s, x0 %s\n",
+                sched.trained_betas.empty() ? sched.beta_schedule.c_str() : "trained_betas", T,
+                sched.rescale_betas_zero_snr ? ", zero terminal SNR" : "", sched.prediction_type.c_str(),
+                clip ? "clipped to [-1, 1]" : "not clipped");
+
+    // x_T ~ N(0, I).
+    Batch x_T(batch, channels, height, width);
+    ddpm::NoiseSource initial_noise(seed);
+    initial_noise(x_T);
+    const ddpm::NoiseSource step_noise(seed, kStepNoiseOffset);
+
+    StepTiming timing;
+    std::vector<int> timesteps;
+    std::string description;
+    Batch x;
+    auto run = [&](auto&& sampler, std::string name) {
+      timesteps = sampler.timesteps();
+      description = std::move(name) + ", " + std::to_string(sampler.num_steps()) + " steps";
+      std::printf("sampler:   %s, timesteps %d .. %d; %lld images, seed %llu\n", description.c_str(),
+                  timesteps.front(), timesteps.back(), static_cast<long long>(batch),
+                  static_cast<unsigned long long>(seed));
+      std::fflush(stdout);  // before the progress bar on stderr
+      x = run_sampler(sampler, unet, kind, std::move(x_T), step_noise, "sampling", timing);
+    };
+    if (sampler_name == "ddpm") {
+      ddpm::DDPMOptions o;
+      o.num_inference_steps = steps;
+      if (spacing) o.timestep_spacing = *spacing;
+      o.steps_offset = sched.steps_offset;
+      o.variance_type = parse_variance(sched);
+      o.clipping = clipping;
+      run(ddpm::DDPMSampler<float>(schedule, o), std::string("DDPM (") + ddpm::variance_type_name(o.variance_type) + ")");
+    } else if (sampler_name == "ddim") {
+      ddpm::DDIMOptions o;
+      o.num_inference_steps = steps;
+      if (spacing) o.timestep_spacing = *spacing;
+      o.steps_offset = sched.steps_offset;
+      o.eta = eta;
+      o.clipping = clipping;
+      char name[48];
+      std::snprintf(name, sizeof name, "DDIM (eta %g)", eta);
+      run(ddpm::DDIMSampler<float>(schedule, o), name);
+    } else if (sampler_name == "dpm++") {
+      ddpm::DPMSolverOptions o;
+      o.num_inference_steps = steps;
+      if (spacing) o.timestep_spacing = *spacing;
+      o.steps_offset = sched.steps_offset;
+      o.clipping = clipping;
+      run(ddpm::DPMSolverMultistepSampler<float>(schedule, o), "DPM-Solver++(2M)");
+    } else {
+      ddpm::EulerOptions o;
+      o.num_inference_steps = steps;
+      if (spacing) o.timestep_spacing = *spacing;
+      o.steps_offset = sched.steps_offset;
+      o.clipping = clipping;
+      if (sampler_name == "euler") {
+        run(ddpm::EulerSampler<float>(schedule, o), "Euler");
+      } else {
+        run(ddpm::EulerAncestralSampler<float>(schedule, o), "Euler ancestral");
+      }
+    }
+    print_timing(timing, timesteps, batch, cli.has("per-step"));
+
+    // What came out: a broken model or schedule shows as NaN, a dead one as a constant.
+    long long non_finite = 0;
+    double lo = std::numeric_limits<double>::infinity(), hi = -lo, sum = 0, sum2 = 0;
+    for (Eigen::Index k = 0; k < x.size(); ++k) {
+      const double v = x.data()[k];
+      if (!std::isfinite(v)) {
+        ++non_finite;
+        continue;
+      }
+      lo = std::min(lo, v), hi = std::max(hi, v), sum += v, sum2 += v * v;
+    }
+    if (non_finite > 0) {
+      throw std::runtime_error("the samples have " + std::to_string(non_finite) + " of " + std::to_string(x.size()) +
+                               " values that are not finite (NaN or infinity); no grid written");
+    }
+    const double mean = sum / static_cast<double>(x.size());
+    const double stddev = std::sqrt(std::max(0.0, sum2 / static_cast<double>(x.size()) - mean * mean));
+    std::printf("\nsamples:   min %.3f, max %.3f, mean %.3f, standard deviation %.3f (the PNG maps [-1, 1] to 0..255)\n",
+                lo, hi, mean, stddev);
+
+    const int columns = columns_option > 0 ? columns_option
+                                           : static_cast<int>(std::ceil(std::sqrt(static_cast<double>(batch))));
+    const int scale = scale_option > 0 ? scale_option : std::max(1, (64 + std::min(height, width) - 1) / std::min(height, width));
+    const ddpm::Image grid = enlarge(ddpm::make_grid(x, columns, 2, 0), scale);
+    ddpm::write_png(out_path, grid);
+    std::printf("wrote %s (%d x %d pixels: %lld images of %d x %d, %d per row, enlarged %dx)\n", out_path.c_str(),
+                grid.width, grid.height, static_cast<long long>(batch), height, width, std::min<int>(columns, static_cast<int>(batch)),
+                scale);
+    return 0;
+  });
+}
