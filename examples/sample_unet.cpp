@@ -376,6 +376,13 @@ int main(int argc, char** argv) {
     const int columns_option = static_cast<int>(cli.get_integer("columns", 0, 4096));
     const int scale_option = static_cast<int>(cli.get_integer("scale", 0, 64));
     const std::string out_path = cli.get("out");
+    {  // fail now rather than after sampling
+      std::error_code ec;
+      const fs::path parent = fs::path(out_path).parent_path();
+      if (out_path.empty() || fs::is_directory(out_path, ec) || (!parent.empty() && !fs::is_directory(parent, ec))) {
+        throw examples::UsageError("--out is \"" + out_path + "\", but must be a file path in an existing directory");
+      }
+    }
 
     ModelFiles files;
     if (demo) {
