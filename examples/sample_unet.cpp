@@ -32,6 +32,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/cli.hpp"
+#include "common/draw.hpp"
 #include "common/progress.hpp"
 #include "ddpm/ddpm.hpp"
 #include "ddpm/io/image.hpp"
@@ -85,12 +86,13 @@ ModelFiles locate_model(const std::string& arg) {
       fail("--model: \"" + files.unet_dir.string() +
            "\" has only diffusion_pytorch_model.bin (a PyTorch pickle); convert it once with\n"
            "  /usr/bin/python3 tests/reference/make_unet_fixture.py --convert-bin " +
-           (files.unet_dir / "diffusion_pytorch_model.bin").string() + "\n(see docs/unet.md, \"Getting a checkpoint\")");
+           (files.unet_dir / "diffusion_pytorch_model.bin").string() +
+           "\n(see docs/unet.md, \"Getting a checkpoint\")");
     }
     fail("--model: \"" + files.unet_dir.string() + "\" has no diffusion_pytorch_model.safetensors");
   }
-  for (const fs::path& candidate : {files.unet_dir / ".." / "scheduler" / "scheduler_config.json",
-                                    files.unet_dir / "scheduler_config.json"}) {
+  for (const fs::path& candidate :
+       {files.unet_dir / ".." / "scheduler" / "scheduler_config.json", files.unet_dir / "scheduler_config.json"}) {
     if (fs::is_regular_file(candidate, ec)) {
       files.scheduler_config = candidate.lexically_normal();
       break;
@@ -308,6 +310,17 @@ ddpm::Image enlarge(const ddpm::Image& src, int factor) {
   return out;
 }
 
+// The grid under a line of text (black on white), widened if the text is wider than the grid.
+ddpm::Image add_caption(const ddpm::Image& grid, const std::string& text) {
+  constexpr int margin = 4;
+  const int text_h = examples::text_height(1);
+  const int width = std::max(grid.width, examples::text_width(text, 1) + 2 * margin);
+  ddpm::Image out(width, grid.height + text_h + 2 * margin, grid.channels, 255);
+  examples::draw_text(out, margin, margin, text, 1, {0, 0, 0});
+  examples::blit(out, grid, (width - grid.width) / 2, text_h + 2 * margin);
+  return out;
+}
+
 const char* kHowToGetOne =
     "No --model given. To sample a real model, download a diffusers UNet2DModel checkpoint, e.g.\n"
     "google/ddpm-cifar10-32 from the Hugging Face hub (its unet/ folder, and scheduler/ for the schedule):\n"
@@ -338,26 +351,31 @@ int main(int argc, char** argv) {
     cli.option("sampler", "NAME", "ddpm, ddim, dpm++, euler or euler_a", "ddim");
     cli.option("steps", "N", "number of sampling steps (model calls), 1 to T", "50");
     cli.option("eta", "X", "DDIM's eta in [0, 1] (0: deterministic, 1: DDPM-like noise)", "0");
-    cli.option("spacing", "NAME", "timestep spacing: auto (the scheduler config's, else the sampler's), "
-                                  "leading, trailing or linspace", "auto");
-    cli.option("clip", "MODE", "bound the predicted x0 to [-1, 1]: auto (the config's clip_sample, "
-                               "else on), on or off", "auto");
+    cli.option("spacing", "NAME",
+               "timestep spacing: auto (the scheduler config's, else the sampler's), "
+               "leading, trailing or linspace",
+               "auto");
+    cli.option("clip", "MODE",
+               "bound the predicted x0 to [-1, 1]: auto (the config's clip_sample, "
+               "else on), on or off",
+               "auto");
     cli.option("seed", "N", "seed of x_T and of the samplers' noise", "0");
     cli.option("batch", "N", "number of images (default 16; 8 for the smoke demo)", "");
     cli.option("size", "N", "image height and width (default: the config's sample_size)", "");
     cli.option("threads", "N", "threads of the UNet's forward pass (0: all cores)", "0");
     cli.option("columns", "N", "images per row of the grid (0: about sqrt(batch))", "0");
-    cli.option("scale", "N", "enlarge the grid by N, nearest neighbour (0: to at least 64 pixels per image)",
-               "0");
+    cli.option("scale", "N", "enlarge the grid by N, nearest neighbour (0: to at least 64 pixels per image)", "0");
     cli.option("out", "PATH", "where to write the PNG grid", "grid.png");
     cli.flag("per-step", "print the time of every step, not only the summary");
+    cli.flag("caption", "write the sampler, steps and seed above the grid");
     if (!cli.parse(argc, argv)) return 0;
 
     // Options first, so that a typo fails before the model is loaded.
     const std::string sampler_name = cli.get("sampler");
     if (sampler_name != "ddpm" && sampler_name != "ddim" && sampler_name != "dpm++" && sampler_name != "euler" &&
         sampler_name != "euler_a") {
-      throw examples::UsageError("--sampler is \"" + sampler_name + "\", but must be ddpm, ddim, dpm++, euler or euler_a");
+      throw examples::UsageError("--sampler is \"" + sampler_name +
+                                 "\", but must be ddpm, ddim, dpm++, euler or euler_a");
     }
     const int steps = static_cast<int>(cli.get_integer("steps", 1, 1000000));
     const double eta = cli.get_double("eta", 0.0, 1.0);
@@ -411,8 +429,8 @@ int main(int argc, char** argv) {
     const int multiple = 1 << (levels - 1);
     if (height % multiple != 0 || width % multiple != 0) {
       throw examples::UsageError("the image size is " + std::to_string(height) + " x " + std::to_string(width) +
-                                 ", but this UNet (" + std::to_string(levels) +
-                                 " blocks) needs multiples of " + std::to_string(multiple));
+                                 ", but this UNet (" + std::to_string(levels) + " blocks) needs multiples of " +
+                                 std::to_string(multiple));
     }
     const int channels = config.in_channels;
     if (channels < 1 || channels > 4) {
@@ -426,15 +444,17 @@ int main(int argc, char** argv) {
     const ddpm::Prediction kind = parse_prediction(sched);
     const int T = schedule.num_steps();
     if (steps > T) {
-      throw examples::UsageError("--steps is " + std::to_string(steps) + ", but must be in [1, " +
-                                 std::to_string(T) + "] (T = " + std::to_string(T) + ")");
+      throw examples::UsageError("--steps is " + std::to_string(steps) + ", but must be in [1, " + std::to_string(T) +
+                                 "] (T = " + std::to_string(T) + ")");
     }
     if (config.num_train_timesteps && *config.num_train_timesteps != T) {
-      std::fprintf(stderr, "sample_unet: warning: the UNet config says num_train_timesteps = %d, the schedule has T = %d\n",
+      std::fprintf(stderr,
+                   "sample_unet: warning: the UNet config says num_train_timesteps = %d, the schedule has T = %d\n",
                    *config.num_train_timesteps, T);
     }
     std::optional<ddpm::TimestepSpacing> spacing = spacing_option;
-    if (!spacing && sched.timestep_spacing) spacing = parse_spacing(*sched.timestep_spacing, sched.source + ": timestep_spacing");
+    if (!spacing && sched.timestep_spacing)
+      spacing = parse_spacing(*sched.timestep_spacing, sched.source + ": timestep_spacing");
     const bool clip = clip_mode == "on" || (clip_mode == "auto" && sched.clip_sample.value_or(true));
     const ddpm::Clipping clipping = clip ? ddpm::Clipping::clip(sched.clip_sample_range) : ddpm::Clipping::none();
 
@@ -463,9 +483,8 @@ int main(int argc, char** argv) {
     auto run = [&](auto&& sampler, std::string name) {
       timesteps = sampler.timesteps();
       description = std::move(name) + ", " + std::to_string(sampler.num_steps()) + " steps";
-      std::printf("sampler:   %s, timesteps %d .. %d; %lld images, seed %llu\n", description.c_str(),
-                  timesteps.front(), timesteps.back(), static_cast<long long>(batch),
-                  static_cast<unsigned long long>(seed));
+      std::printf("sampler:   %s, timesteps %d .. %d; %lld images, seed %llu\n", description.c_str(), timesteps.front(),
+                  timesteps.back(), static_cast<long long>(batch), static_cast<unsigned long long>(seed));
       std::fflush(stdout);  // before the progress bar on stderr
       x = run_sampler(sampler, unet, kind, std::move(x_T), step_noise, "sampling", timing);
     };
@@ -476,7 +495,8 @@ int main(int argc, char** argv) {
       o.steps_offset = sched.steps_offset;
       o.variance_type = parse_variance(sched);
       o.clipping = clipping;
-      run(ddpm::DDPMSampler<float>(schedule, o), std::string("DDPM (") + ddpm::variance_type_name(o.variance_type) + ")");
+      run(ddpm::DDPMSampler<float>(schedule, o),
+          std::string("DDPM (") + ddpm::variance_type_name(o.variance_type) + ")");
     } else if (sampler_name == "ddim") {
       ddpm::DDIMOptions o;
       o.num_inference_steps = steps;
@@ -525,17 +545,20 @@ int main(int argc, char** argv) {
     }
     const double mean = sum / static_cast<double>(x.size());
     const double stddev = std::sqrt(std::max(0.0, sum2 / static_cast<double>(x.size()) - mean * mean));
-    std::printf("\nsamples:   min %.3f, max %.3f, mean %.3f, standard deviation %.3f (the PNG maps [-1, 1] to 0..255)\n",
-                lo, hi, mean, stddev);
+    std::printf(
+        "\nsamples:   min %.3f, max %.3f, mean %.3f, standard deviation %.3f (the PNG maps [-1, 1] to 0..255)\n", lo,
+        hi, mean, stddev);
 
-    const int columns = columns_option > 0 ? columns_option
-                                           : static_cast<int>(std::ceil(std::sqrt(static_cast<double>(batch))));
-    const int scale = scale_option > 0 ? scale_option : std::max(1, (64 + std::min(height, width) - 1) / std::min(height, width));
-    const ddpm::Image grid = enlarge(ddpm::make_grid(x, columns, 2, 0), scale);
+    const int columns =
+        columns_option > 0 ? columns_option : static_cast<int>(std::ceil(std::sqrt(static_cast<double>(batch))));
+    const int scale =
+        scale_option > 0 ? scale_option : std::max(1, (64 + std::min(height, width) - 1) / std::min(height, width));
+    ddpm::Image grid = enlarge(ddpm::make_grid(x, columns, 2, 0), scale);
+    if (cli.has("caption")) grid = add_caption(grid, description + ", seed " + std::to_string(seed));
     ddpm::write_png(out_path, grid);
     std::printf("wrote %s (%d x %d pixels: %lld images of %d x %d, %d per row, enlarged %dx)\n", out_path.c_str(),
-                grid.width, grid.height, static_cast<long long>(batch), height, width, std::min<int>(columns, static_cast<int>(batch)),
-                scale);
+                grid.width, grid.height, static_cast<long long>(batch), height, width,
+                std::min<int>(columns, static_cast<int>(batch)), scale);
     return 0;
   });
 }
