@@ -79,4 +79,17 @@ inline void report(benchmark::State& state, Eigen::Index n, double bytes_per_ite
                                                         benchmark::Counter::kIsIterationInvariantRate);
 }
 
+/// STREAM's triad a = b + s * c on arrays of the benchmark's NCHW size: the reference for triad_fraction.
+inline void BM_Triad(benchmark::State& state) {
+  const Shape s = shape_of(state);
+  const Eigen::Index n = s[0] * s[1] * s[2] * s[3];
+  Eigen::ArrayXf a = Eigen::ArrayXf::Zero(n), b = Eigen::ArrayXf::Random(n), c = Eigen::ArrayXf::Random(n);
+  for (auto _ : state) {
+    a = b + 0.5f * c;
+    benchmark::DoNotOptimize(a.data());
+    benchmark::ClobberMemory();
+  }
+  report(state, n, 3.0 * sizeof(float) * static_cast<double>(n));
+}
+
 }  // namespace ddpm_bench

@@ -19,17 +19,7 @@ using ddpm_bench::report;
 using ddpm_bench::Shape;
 using ddpm_bench::shape_of;
 
-void BM_Triad(benchmark::State& state) {
-  const Shape s = shape_of(state);
-  const Eigen::Index n = s[0] * s[1] * s[2] * s[3];
-  Eigen::ArrayXf a = Eigen::ArrayXf::Zero(n), b = Eigen::ArrayXf::Random(n), c = Eigen::ArrayXf::Random(n);
-  for (auto _ : state) {
-    a = b + 0.5f * c;
-    benchmark::DoNotOptimize(a.data());
-    benchmark::ClobberMemory();
-  }
-  report(state, n, 3.0 * sizeof(float) * n);
-}
+using ddpm_bench::BM_Triad;
 
 void BM_NoiseSchedule_Construct(benchmark::State& state) {
   for (auto _ : state) {

@@ -118,17 +118,7 @@ void BM_EulerAncestral_Step(benchmark::State& state) {
 
 // For reference: the triad itself, and the normal generator alone (writes one tensor; its bytes/s are
 // those of that one tensor), on the same shapes.
-void BM_Triad(benchmark::State& state) {
-  const Shape s = shape_of(state);
-  const Eigen::Index n = s[0] * s[1] * s[2] * s[3];
-  Eigen::ArrayXf a = Eigen::ArrayXf::Zero(n), b = Eigen::ArrayXf::Random(n), c = Eigen::ArrayXf::Random(n);
-  for (auto _ : state) {
-    a = b + 0.5f * c;
-    benchmark::DoNotOptimize(a.data());
-    benchmark::ClobberMemory();
-  }
-  report(state, n, 3.0 * sizeof(float) * static_cast<double>(n));
-}
+using ddpm_bench::BM_Triad;
 
 void BM_FillNormal(benchmark::State& state) {
   const Shape s = shape_of(state);

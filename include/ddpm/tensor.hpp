@@ -135,6 +135,22 @@ Eigen::Index per_sample_size(const T& t) {
 // same expression either way, so the result does not depend on the thread count.
 inline constexpr Eigen::Index kParallelGrain = Eigen::Index{1} << 15;
 
+/// Runs f(k) for k in [0, chunks): on OpenMP threads when built with OpenMP and `total` elements are
+/// worth a fork, else in order. Each chunk computes the same values either way.
+template <class F>
+void for_each_chunk(Eigen::Index chunks, Eigen::Index total, F&& f) {
+#ifdef _OPENMP
+  if (total >= 2 * kParallelGrain) {
+#pragma omp parallel for schedule(static)
+    for (Eigen::Index k = 0; k < chunks; ++k) f(k);
+    return;
+  }
+#else
+  (void)total;
+#endif
+  for (Eigen::Index k = 0; k < chunks; ++k) f(k);
+}
+
 /// One coefficient per batch element, or one shared by the whole batch (stride 0).
 template <class S>
 struct PerSample {
@@ -171,14 +187,7 @@ void lincomb2_per_sample(S* out, PerSample<S> a, const S* x, PerSample<S> c, con
     const Eigen::Index n = end - begin;
     Out(out + begin, n) = a[b] * In(x + begin, n) + c[b] * In(y + begin, n);
   };
-#ifdef _OPENMP
-  if (total >= 2 * kParallelGrain) {
-#pragma omp parallel for schedule(static)
-    for (Eigen::Index k = 0; k < chunks; ++k) run_chunk(k);
-    return;
-  }
-#endif
-  for (Eigen::Index k = 0; k < chunks; ++k) run_chunk(k);
+  for_each_chunk(chunks, total, run_chunk);
 }
 
 }  // namespace detail

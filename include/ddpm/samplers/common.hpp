@@ -121,14 +121,7 @@ void lincomb(S* out, Eigen::Index batch, Eigen::Index per_sample, std::initializ
     }
   };
   const Eigen::Index chunks = blocks * chunks_per_block;
-#ifdef _OPENMP
-  if (total >= 2 * kParallelGrain) {
-#pragma omp parallel for schedule(static)
-    for (Eigen::Index k = 0; k < chunks; ++k) run_chunk(k);
-    return;
-  }
-#endif
-  for (Eigen::Index k = 0; k < chunks; ++k) run_chunk(k);
+  for_each_chunk(chunks, total, run_chunk);
 }
 
 /// The coefficients of a linear map of (x_t, model output):  value = from_x * x_t + from_output * output.
