@@ -7,7 +7,9 @@ PyTorch runs the UNet2DModel of tests/reference/make_unet_fixture.py (written fr
 parameter names and arithmetic; 35,746,307 parameters) under torch.no_grad, in eval mode, with the same
 thread count as the C++ side and OPENBLAS_NUM_THREADS=1 (OpenBLAS's own pool otherwise spins against
 PyTorch's), in both channels-first and channels-last memory formats, and keeps the better one: PyTorch at its
-best. Each configuration (batch 1 and 8, 1 and 2 threads) is timed in a fresh process, alternating C++ and
+best. PyTorch's matrix products (attention, linear layers) go through libblas.so.3: with Debian's reference
+libblas3 they crawl, so install libopenblas0-pthread (apt) first; the script reports the BLAS PyTorch loaded
+and warns when it is the reference one. Each configuration (batch 1 and 8, 1 and 2 threads) is timed in a fresh process, alternating C++ and
 PyTorch over --rounds rounds, and the best time of each is kept. Prints a Markdown table with GFLOP/s and
 the ratio (PyTorch time / ddpm time: above 1 means ddpm is faster).
 """
@@ -60,7 +62,9 @@ def torch_time(batch, threads, min_time):
                 model(x, t)
                 best = min(best, time.perf_counter() - start)
             results[fmt] = best
-    return results
+    with open("/proc/self/maps") as maps:
+        blas = sorted({line.split()[-1] for line in maps if "libblas" in line or "libopenblas" in line})
+    return results, blas
 
 
 def run_torch(batch, threads, min_time):
@@ -68,7 +72,11 @@ def run_torch(batch, threads, min_time):
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--torch-only", "--batch", str(batch),
                           "--threads", str(threads), "--min-time", str(min_time)],
                          env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
+    times, blas = json.loads(out)
+    if not any("openblas" in path or "mkl" in path for path in blas):
+        print(f"warning: PyTorch loaded {blas or 'no BLAS'}; with the reference BLAS it is not at its best "
+              "(apt-get install libopenblas0-pthread)", file=sys.stderr)
+    return times, blas
 
 
 def run_ddpm(bench, batch, threads, min_time):
@@ -96,7 +104,8 @@ def main():
         for _ in range(args.rounds):
             t_ddpm, gflop = run_ddpm(args.bench, batch, threads, args.min_time)
             best_ddpm = min(best_ddpm, t_ddpm)
-            for fmt, t in run_torch(batch, threads, args.min_time).items():
+            times, blas = run_torch(batch, threads, args.min_time)
+            for fmt, t in times.items():
                 formats[fmt] = min(formats.get(fmt, float("inf")), t)
         fmt, best_torch = min(formats.items(), key=lambda kv: kv[1])
         rows.append((batch, threads, best_ddpm, best_torch, fmt, gflop, formats))
@@ -107,6 +116,7 @@ def main():
         print(f"| {batch} | {threads} | {d:.3f} | {gflop * batch / d:.1f} | {t:.3f} | {gflop * batch / t:.1f} | "
               f"{fmt.replace('_', '-')} | {t / d:.2f} |")
     print()
+    print("PyTorch's BLAS: " + ", ".join(blas))
     for batch, threads, _, _, _, _, formats in rows:
         print(f"batch {batch}, {threads} thread(s): PyTorch " +
               ", ".join(f"{k.replace('_', '-')} {v:.3f} s" for k, v in formats.items()))
