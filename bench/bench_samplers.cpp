@@ -52,19 +52,25 @@ bool all_finite(const ddpm::Tensor<float, 4>& x) {
   return true;
 }
 
-// Times sampler.step(i, output, x, noise) in place, i cycling through 0 .. N-2. `tensors` is the number of
-// tensors of x's size the step must read or write (see the top of this file).
+// Times sampler.step(i, output, x, noise) in place (with_x0: sampler.step(i, output, x, noise, x0)), i cycling
+// through 0 .. N-2. `tensors` is the number of tensors of x's size the step must read or write (see the top of
+// this file).
 template <class Sampler, class Noise>
-void time_steps(benchmark::State& state, Sampler& sampler, Noise&& noise, int tensors) {
+void time_steps(benchmark::State& state, Sampler& sampler, Noise&& noise, int tensors, bool with_x0 = false) {
   const Shape s = shape_of(state);
   const auto output = filled(s, 1);  // an eps prediction
   const auto x_T = filled(s, 2);
   auto x = x_T;
+  ddpm::Tensor<float, 4> x0(x.dimensions());
   const int wrap = sampler.num_steps() - 1;
   int i = 0;
   sampler.reset();
   for (auto _ : state) {
-    sampler.step(i, output, x, noise);
+    if (with_x0) {
+      sampler.step(i, output, x, noise, x0);
+    } else {
+      sampler.step(i, output, x, noise);
+    }
     benchmark::DoNotOptimize(x.data());
     benchmark::ClobberMemory();
     if (++i == wrap) {
@@ -89,6 +95,13 @@ void BM_DDPM_Step(benchmark::State& state) {
 void BM_DDIM_Eta0_Step(benchmark::State& state) {
   ddpm::DDIMSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps, .eta = 0.0});
   time_steps(state, sampler, ddpm::no_noise, 3);
+}
+
+// DDIM with eta = 0, asking for the predicted x0 too (sampler.step(i, output, x, noise, x0)): one more tensor
+// written.
+void BM_DDIM_Eta0_StepWithX0(benchmark::State& state) {
+  ddpm::DDIMSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps, .eta = 0.0});
+  time_steps(state, sampler, ddpm::no_noise, 4, true);
 }
 
 // DDIM with eta = 1: DDPM's variance, the noise from a NoiseSource.
@@ -205,6 +218,7 @@ BENCHMARK(BM_Triad)->Apply(sampler_shapes);
 BENCHMARK(BM_FillNormal)->Apply(sampler_shapes);
 BENCHMARK(BM_DDPM_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_DDIM_Eta0_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_DDIM_Eta0_StepWithX0)->Apply(sampler_shapes);
 BENCHMARK(BM_DDIM_Eta1_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_DPMSolver2M_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_Euler_Step)->Apply(sampler_shapes);

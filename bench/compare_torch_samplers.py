@@ -275,6 +275,7 @@ def ddpm_times(bench, threads, min_time, repetitions, clock):
         seconds = b[key] * {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
         # per_step and triad_fraction are rates of Google Benchmark's CPU time
         entry = {"seconds": seconds, "triad_fraction": b.get("triad_fraction"),
+                 "stream_fraction": b.get("stream_fraction"),
                  "per_step": seconds / LOOP_STEPS if name.startswith("BM_SampleLoop") else None}
         best = result.get((shape, name))
         if best is None or entry["seconds"] < best["seconds"]:
@@ -299,15 +300,16 @@ def main():
     theirs, version = torch_times(args.threads, args.min_time, clock)
     malloc = "glibc default malloc" if args.default_malloc else "malloc thresholds raised"
     print(f"PyTorch {version}, {args.threads} thread(s), {args.clock} time, {malloc}; time per step, "
-          "ratio = PyTorch / ddpm; triad fraction = ddpm's bytes/s over the triad bandwidth of the same size\n")
-    print("| shape | sampler | PyTorch | ddpm | ratio | ddpm triad fraction |")
-    print("|---|---|---|---|---|---|")
+          "ratio = PyTorch / ddpm; ddpm's bytes/s over the triad bandwidth of the same size (in cache) and "
+          "over STREAM's triad on DRAM-sized arrays\n")
+    print("| shape | sampler | PyTorch | ddpm | ratio | ddpm / same-size triad | ddpm / STREAM triad |")
+    print("|---|---|---|---|---|---|---|")
     for shape in SHAPES:
         for name, label in SAMPLERS:
             tt = theirs[(shape, name)]
             o = ours[(shape, name)]
             print(f"| {shape} | {label} | {tt * 1e6:.1f} us | {o['seconds'] * 1e6:.2f} us | {tt / o['seconds']:.0f}x "
-                  f"| {o['triad_fraction']:.2f} |")
+                  f"| {o['triad_fraction']:.2f} | {o['stream_fraction']:.2f} |")
     print(f"\nddpm::sample() with a zero-cost model ({LOOP_STEPS} DDIM eta=0 steps), time per step: the loop, the same loop "
           "written by hand, the steps alone; overhead = loop - steps alone\n")
     print("| shape | sample() | by hand | steps alone | overhead per step |")

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <type_traits>
@@ -256,6 +257,89 @@ Eigen::Index output_stride(const char* fn, const M& output, const X& x, bool* ha
   return doubled ? 2 * ps : ps;
 }
 
+/// A step in the form every sampler of this library reduces to, with coefficients in double (cast to S once):
+///   x0 = bound(x0.from_x * x + x0.from_output * output)                       (bound: Eq. (S3))
+///   x <- x0_coef x0 + x_coef x + output_coef output + history_coef history + noise_coef z
+/// `history` is a multistep sampler's x0 of the previous step (read, then overwritten with this x0); z is
+/// drawn only when `noise` is true.
+struct StepPlan {
+  Linear x0;
+  double x0_coef = 0.0, x_coef = 0.0, output_coef = 0.0, history_coef = 0.0, noise_coef = 0.0;
+  bool noise = false;
+};
+
+/// How the step kernel gets x0: computed from x and the output, computed and clipped to [-range, range], or
+/// read from a buffer that already holds it (dynamic thresholding needs all of x0 before it can bound it).
+enum class X0Source { compute, compute_clip, given };
+
+/// The operands of one step kernel run, as the scalar type's values; pointers are to element 0.
+template <class S>
+struct StepOperands {
+  S* x;
+  const S* output;
+  Eigen::Index output_stride, per_sample;
+  S* x0;       // where x0 is stored (compute*) or read (given); may be null when neither
+  S* history;  // previous x0 in, this x0 out; may be null
+  S from_x, from_output, range, x0_coef, x_coef, output_coef, history_coef, noise_coef;
+};
+
+/// The step of StepPlan on elements [first, last) of x, one pass: each element of x, the output, the
+/// history and the noise is read once and x (and x0, the history) written once; z points to the noise of
+/// element `first`. The output may have a larger batch stride (a learned-variance output): the range is
+/// cut at batch elements. Every element goes through the same expression however the range is chunked.
+template <class S, X0Source kX0, bool kStoreX0, bool kReadHistory, bool kWriteHistory, bool kNoise>
+void step_range(const StepOperands<S>& a, Eigen::Index first, Eigen::Index last, const S* z) {
+  auto body = [&a](Eigen::Index i, Eigen::Index n, const S* __restrict out, const S* __restrict zs) {
+    S* __restrict xs = a.x + i;
+    S* __restrict x0s = kX0 == X0Source::given || kStoreX0 ? a.x0 + i : nullptr;
+    S* __restrict hs = kReadHistory || kWriteHistory ? a.history + i : nullptr;
+    for (Eigen::Index k = 0; k < n; ++k) {
+      const S xv = xs[k], ov = out[k];
+      S x0;
+      if constexpr (kX0 == X0Source::given) {
+        x0 = x0s[k];
+      } else {
+        x0 = a.from_x * xv + a.from_output * ov;
+        if constexpr (kX0 == X0Source::compute_clip) x0 = std::min(std::max(x0, -a.range), a.range);
+        if constexpr (kStoreX0) x0s[k] = x0;
+      }
+      S v = a.x0_coef * x0 + a.x_coef * xv + a.output_coef * ov;
+      if constexpr (kReadHistory) v += a.history_coef * hs[k];
+      if constexpr (kWriteHistory) hs[k] = x0;
+      if constexpr (kNoise) v += a.noise_coef * zs[k];
+      xs[k] = v;
+    }
+  };
+  const Eigen::Index ps = a.per_sample;
+  if (a.output_stride == ps) {
+    body(first, last - first, a.output + first, z);
+    return;
+  }
+  for (Eigen::Index i = first; i < last;) {  // one segment per batch element
+    const Eigen::Index b = i / ps;
+    const Eigen::Index stop = std::min(last, (b + 1) * ps);
+    body(i, stop - i, a.output + b * a.output_stride + (i - b * ps), kNoise ? z + (i - first) : nullptr);
+    i = stop;
+  }
+}
+
+/// Calls kernel(first, last, z + first) over [0, total) in chunks (on OpenMP threads for large totals);
+/// z may be null (no noise).
+template <class S, class K>
+void run_ranges(Eigen::Index total, K& kernel, const S* z) {
+  const Eigen::Index chunks = (total + kParallelGrain - 1) / kParallelGrain;
+  for_each_chunk(chunks, total, [&](Eigen::Index k) {
+    const Eigen::Index first = k * kParallelGrain, last = std::min(total, first + kParallelGrain);
+    kernel(first, last, z != nullptr ? z + first : nullptr);
+  });
+}
+
+/// Calls f(std::bool_constant<b>{}).
+template <class F>
+decltype(auto) with_bool(bool b, F&& f) {
+  return b ? f(std::true_type{}) : f(std::false_type{});
+}
+
 /// Reusable buffers of a sampler for the caller's shape: they are allocated once and reused by every later
 /// step of that shape.
 template <class S>
@@ -266,6 +350,11 @@ class Workspace {
     const Eigen::Index n = dims.TotalSize();
     if (static_cast<Eigen::Index>(x0_.size()) != n) x0_.resize(static_cast<std::size_t>(n));
     return TensorMap<S, R>(x0_.data(), dims);
+  }
+  /// A buffer of n values for a predicted x0 that the caller does not keep.
+  S* x0(Eigen::Index n) {
+    if (static_cast<Eigen::Index>(x0_.size()) != n) x0_.resize(static_cast<std::size_t>(n));
+    return x0_.data();
   }
   /// A Tensor (not a map), so that a source typed `void(Tensor<S, R>&)` can fill it.
   template <int R>
@@ -366,13 +455,14 @@ class SamplerBase {
     derived().step_impl(i, model_output, x, noise, x0_out, kind);
   }
 
-  /// Step i in place, keeping the predicted x0 in the sampler's own buffer (allocated once per shape).
+  /// Step i in place, without the predicted x0 (diffusers' `scheduler.step(...)` used for its prev_sample
+  /// only): the step is then one pass over x, the output and the noise, and x0 is never stored.
   template <DenseTensor M, MutableDenseTensor X, class N>
     requires NoiseArgument<N, S, rank_v<X>>
   void step(int i, const M& model_output, X&& x, N&& noise, Prediction kind = Prediction::epsilon) {
     static_assert(std::is_same_v<scalar_t<X>, S>, "ddpm: x must have the sampler's scalar type");
-    TensorMap<S, rank_v<X>> x0 = workspace_.template x0<rank_v<X>>(x.dimensions());
-    derived().step_impl(i, model_output, x, noise, x0, kind);
+    std::nullptr_t no_x0 = nullptr;
+    derived().step_impl(i, model_output, x, noise, no_x0, kind);
   }
 
   /// Step i into a new tensor: returns the sample at the next timestep and leaves x unchanged
@@ -391,28 +481,113 @@ class SamplerBase {
 
   Derived& derived() { return static_cast<Derived&>(*this); }
 
-  /// Validates the shapes of one call and readies x0_out; returns the model output's batch stride.
-  template <DenseTensor M, DenseTensor X, class N, MutableDenseTensor X0>
-  Eigen::Index begin_step(const char* fn, int i, const M& model_output, const X& x, const N& noise, X0& x0_out,
-                          Prediction kind, bool* has_variance = nullptr) const {
+  /// What begin_step found: the model output's batch stride and where x0 goes (null: nowhere).
+  struct StepTarget {
+    Eigen::Index stride;
+    S* x0;
+  };
+
+  /// Validates the shapes of one call and readies x0_out (a tensor or map, or nullptr for none).
+  template <DenseTensor M, DenseTensor X, class N, class X0>
+  StepTarget begin_step(const char* fn, int i, const M& model_output, const X& x, const N& noise, X0& x0_out,
+                        Prediction kind, bool* has_variance = nullptr) const {
     check_step_index(fn, i, num_steps());
     check_prediction(fn, kind);
     require_nonempty(fn, "x", x);
     const Eigen::Index stride = output_stride(fn, model_output, x, has_variance);
     check_noise(fn, noise, x);
-    prepare_output(fn, x0_out, x);
-    return stride;
+    if constexpr (std::is_null_pointer_v<X0>) {
+      return {stride, nullptr};
+    } else {
+      prepare_output(fn, x0_out, x);
+      return {stride, x0_out.data()};
+    }
   }
 
-  /// x0_out = from_x * x + from_output * output, then the clipping of Eq. (S3).
-  template <DenseTensor M, DenseTensor X, MutableDenseTensor X0>
-  void predict_x0(const M& output, Eigen::Index stride, const X& x, const Linear& c, const Clipping& clipping,
-                  X0& x0_out) {
+  /// x0 = from_x * x + from_output * output, then the clipping of Eq. (S3), into x0 (x's size).
+  template <DenseTensor M, DenseTensor X>
+  void predict_x0(const M& output, Eigen::Index stride, const X& x, const Linear& c, const Clipping& clipping, S* x0) {
     const Eigen::Index batch = x.dimension(0), ps = per_sample_size(x);
-    lincomb<S>(x0_out.data(), batch, ps,
+    lincomb<S>(x0, batch, ps,
                {Term<S>{x.data(), ps, static_cast<S>(c.from_x)},
                 Term<S>{output.data(), stride, static_cast<S>(c.from_output)}});
-    apply_clipping(clipping, x0_out.data(), batch, ps, workspace_.scratch());
+    apply_clipping(clipping, x0, batch, ps, workspace_.scratch());
+  }
+
+  /// Runs the step of plan `p` on x in place (see StepPlan), in one pass unless dynamic thresholding needs
+  /// x0 whole first; stores x0 into x0_out when it is not null. kHistory / kNoise say whether the sampler
+  /// can use a history (then `history` holds x.size() values) and noise, so that only those kernels are
+  /// compiled. Noise from a ddpm::NoiseSource is made a chunk at a time inside the pass and never stored:
+  /// the result equals drawing it into a tensor first, bit for bit.
+  template <bool kHistory, bool kNoise, DenseTensor M, MutableDenseTensor X, class N>
+  void run_step(const char* fn, const StepPlan& p, const M& output, Eigen::Index stride, X& x, N& noise, S* x0_out,
+                const Clipping& clipping, S* history = nullptr) {
+    DDPM_ASSERT(kNoise || !p.noise);
+    DDPM_ASSERT(!kHistory || history != nullptr);
+    const Eigen::Index total = x.size();
+    StepOperands<S> a{x.data(),
+                      output.data(),
+                      stride,
+                      per_sample_size(x),
+                      x0_out,
+                      history,
+                      static_cast<S>(p.x0.from_x),
+                      static_cast<S>(p.x0.from_output),
+                      static_cast<S>(clipping.range),
+                      static_cast<S>(p.x0_coef),
+                      static_cast<S>(p.x_coef),
+                      static_cast<S>(p.output_coef),
+                      static_cast<S>(p.history_coef),
+                      static_cast<S>(p.noise_coef)};
+    X0Source source = clipping.mode == Clipping::Mode::clip ? X0Source::compute_clip : X0Source::compute;
+    if (clipping.mode == Clipping::Mode::dynamic_threshold) {
+      a.x0 = x0_out != nullptr ? x0_out : workspace_.x0(total);
+      predict_x0(output, stride, x, p.x0, clipping, a.x0);
+      source = X0Source::given;
+    }
+    auto launch = [&](auto x0_source, auto store_x0, auto read_history, auto with_noise) {
+      auto kernel = [&a](Eigen::Index first, Eigen::Index last, const S* z) {
+        step_range<S, decltype(x0_source)::value, decltype(store_x0)::value, decltype(read_history)::value, kHistory,
+                   decltype(with_noise)::value>(a, first, last, z);
+      };
+      if constexpr (!decltype(with_noise)::value) {
+        run_ranges(total, kernel, static_cast<const S*>(nullptr));
+      } else if constexpr (std::is_same_v<std::remove_cvref_t<N>, NoiseSource>) {
+        check_stream_range(fn, noise.offset(), static_cast<std::uint64_t>(total));
+        for_each_normal_chunk<S>(noise.seed(), noise.offset(), static_cast<std::uint64_t>(total),
+                                 [&kernel](const S* z, std::size_t first, std::size_t last) {
+                                   kernel(static_cast<Eigen::Index>(first), static_cast<Eigen::Index>(last), z);
+                                 });
+        noise.set_offset(noise.offset() + static_cast<std::uint64_t>(total));
+      } else {
+        run_ranges(total, kernel, draw_noise<S, rank_v<X>>(fn, noise, x.dimensions(), workspace_));
+      }
+    };
+    auto with_x0_source = [&](auto&& f) {
+      switch (source) {
+        case X0Source::compute: return f(std::integral_constant<X0Source, X0Source::compute>{});
+        case X0Source::compute_clip: return f(std::integral_constant<X0Source, X0Source::compute_clip>{});
+        case X0Source::given: return f(std::integral_constant<X0Source, X0Source::given>{});
+      }
+    };
+    const bool store = x0_out != nullptr && source != X0Source::given;
+    const bool read_history = kHistory && p.history_coef != 0.0;
+    with_x0_source([&](auto x0_source) {
+      with_bool(store, [&](auto store_x0) {
+        auto next = [&](auto read) {
+          if constexpr (kNoise) {
+            with_bool(p.noise, [&](auto with_noise) { launch(x0_source, store_x0, read, with_noise); });
+          } else {
+            launch(x0_source, store_x0, read, std::false_type{});
+          }
+        };
+        if constexpr (kHistory) {
+          with_bool(read_history, next);
+        } else {
+          next(std::false_type{});
+        }
+      });
+    });
   }
 
   NoiseSchedule<S> schedule_;

@@ -93,36 +93,29 @@ class DDIMSampler : public detail::SamplerBase<DDIMSampler<S>, S> {
   }
 
  private:
-  template <DenseTensor M, MutableDenseTensor X, class N, MutableDenseTensor X0>
+  template <DenseTensor M, MutableDenseTensor X, class N, class X0>
   void step_impl(int i, const M& output, X& x, N& noise, X0& x0_out, Prediction kind) {
     const char* fn = "ddpm::DDIMSampler::step";
-    const Eigen::Index stride = this->begin_step(fn, i, output, x, noise, x0_out, kind);
+    const auto target = this->begin_step(fn, i, output, x, noise, x0_out, kind);
     const Coefficients k = coefficients(i);
     detail::check_x0_defined(fn, kind, k.alpha_bar, this->timesteps_[static_cast<std::size_t>(i)]);
-
-    this->predict_x0(output, stride, x, detail::x0_from_output(kind, k.alpha_bar), options_.clipping, x0_out);
-
     const double c_x0 = std::sqrt(k.alpha_bar_prev);
     const double dir = std::sqrt(std::max(1.0 - k.alpha_bar_prev - k.sigma * k.sigma, 0.0));
-    const Eigen::Index batch = x.dimension(0), ps = detail::per_sample_size(x);
-    const S* z = k.sigma > 0.0 ? detail::draw_noise<S, rank_v<X>>(fn, noise, x.dimensions(), this->workspace_)
-                               : x.data();  // unused: its coefficient is 0
-    const bool rederive = options_.use_clipped_model_output && options_.clipping.mode != Clipping::Mode::none;
-    if (rederive) {
+    detail::StepPlan plan{detail::x0_from_output(kind, k.alpha_bar)};
+    plan.noise = k.sigma > 0.0;
+    plan.noise_coef = k.sigma;
+    if (options_.use_clipped_model_output && options_.clipping.mode != Clipping::Mode::none) {
       // eps = (x - sqrt(alpha_bar) x0) / sqrt(1 - alpha_bar), folded into the coefficients of x and x0.
       const double inv = 1.0 / std::sqrt(1.0 - k.alpha_bar);
-      detail::lincomb<S>(x.data(), batch, ps,
-                         {detail::Term<S>{x0_out.data(), ps, static_cast<S>(c_x0 - dir * std::sqrt(k.alpha_bar) * inv)},
-                          detail::Term<S>{x.data(), ps, static_cast<S>(dir * inv)},
-                          detail::Term<S>{z, ps, static_cast<S>(k.sigma)}});
+      plan.x0_coef = c_x0 - dir * std::sqrt(k.alpha_bar) * inv;
+      plan.x_coef = dir * inv;
     } else {
       const detail::Linear e = detail::eps_from_output(kind, k.alpha_bar);
-      detail::lincomb<S>(x.data(), batch, ps,
-                         {detail::Term<S>{x0_out.data(), ps, static_cast<S>(c_x0)},
-                          detail::Term<S>{x.data(), ps, static_cast<S>(dir * e.from_x)},
-                          detail::Term<S>{output.data(), stride, static_cast<S>(dir * e.from_output)},
-                          detail::Term<S>{z, ps, static_cast<S>(k.sigma)}});
+      plan.x0_coef = c_x0;
+      plan.x_coef = dir * e.from_x;
+      plan.output_coef = dir * e.from_output;
     }
+    this->template run_step<false, true>(fn, plan, output, target.stride, x, noise, target.x0, options_.clipping);
   }
 
   DDIMOptions options_;

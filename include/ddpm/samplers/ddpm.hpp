@@ -111,11 +111,11 @@ class DDPMSampler : public detail::SamplerBase<DDPMSampler<S>, S> {
   }
 
  private:
-  template <DenseTensor M, MutableDenseTensor X, class N, MutableDenseTensor X0>
+  template <DenseTensor M, MutableDenseTensor X, class N, class X0>
   void step_impl(int i, const M& output, X& x, N& noise, X0& x0_out, Prediction kind) {
     const char* fn = "ddpm::DDPMSampler::step";
     bool has_variance = false;
-    const Eigen::Index stride = this->begin_step(fn, i, output, x, noise, x0_out, kind, &has_variance);
+    const auto target = this->begin_step(fn, i, output, x, noise, x0_out, kind, &has_variance);
     const bool learned = options_.variance_type == VarianceType::learned_range;
     if (learned && !has_variance) {
       detail::throw_invalid_argument(std::string(fn) + ": variance_type is learned_range, but model_output has shape " +
@@ -125,44 +125,35 @@ class DDPMSampler : public detail::SamplerBase<DDPMSampler<S>, S> {
     const Coefficients k = coefficients(i);
     const int t = this->timesteps_[static_cast<std::size_t>(i)];
     detail::check_x0_defined(fn, kind, k.alpha_bar, t);
-
-    this->predict_x0(output, stride, x, detail::x0_from_output(kind, k.alpha_bar), options_.clipping, x0_out);
-
     // Posterior mean coefficients (Eq. (7) of docs/math.md over the visited timesteps).
-    const double c_x0 = std::sqrt(k.alpha_bar_prev) * k.beta / (1.0 - k.alpha_bar);
-    const double c_xt = std::sqrt(k.alpha_bar / k.alpha_bar_prev) * (1.0 - k.alpha_bar_prev) / (1.0 - k.alpha_bar);
-    const Eigen::Index batch = x.dimension(0), ps = detail::per_sample_size(x);
+    detail::StepPlan plan{detail::x0_from_output(kind, k.alpha_bar)};
+    plan.x0_coef = std::sqrt(k.alpha_bar_prev) * k.beta / (1.0 - k.alpha_bar);
+    plan.x_coef = std::sqrt(k.alpha_bar / k.alpha_bar_prev) * (1.0 - k.alpha_bar_prev) / (1.0 - k.alpha_bar);
     const bool last = i + 1 == this->num_steps();
-    if (last) {
-      detail::lincomb<S>(x.data(), batch, ps,
-                         {detail::Term<S>{x0_out.data(), ps, static_cast<S>(c_x0)},
-                          detail::Term<S>{x.data(), ps, static_cast<S>(c_xt)}});
-      return;
-    }
-    const S* z = detail::draw_noise<S, rank_v<X>>(fn, noise, x.dimensions(), this->workspace_);
     const double variance = std::max(k.posterior_variance, 1e-20);  // as diffusers clamps it
-    if (!learned) {
-      double std_dev = 0.0;
+    if (last || !learned) {
+      plan.noise = !last;
       switch (options_.variance_type) {
-        case VarianceType::fixed_small: std_dev = std::sqrt(variance); break;
-        case VarianceType::fixed_small_log: std_dev = std::exp(0.5 * std::log(variance)); break;
-        default: std_dev = std::sqrt(k.beta); break;
+        case VarianceType::fixed_small: plan.noise_coef = std::sqrt(variance); break;
+        case VarianceType::fixed_small_log: plan.noise_coef = std::exp(0.5 * std::log(variance)); break;
+        default: plan.noise_coef = std::sqrt(k.beta); break;
       }
-      detail::lincomb<S>(x.data(), batch, ps,
-                         {detail::Term<S>{x0_out.data(), ps, static_cast<S>(c_x0)},
-                          detail::Term<S>{x.data(), ps, static_cast<S>(c_xt)},
-                          detail::Term<S>{z, ps, static_cast<S>(std_dev)}});
+      this->template run_step<false, true>(fn, plan, output, target.stride, x, noise, target.x0, options_.clipping);
       return;
     }
     // learned_range: a per-element standard deviation from the variance half of the output.
+    const Eigen::Index batch = x.dimension(0), ps = detail::per_sample_size(x);
+    S* const x0 = target.x0 != nullptr ? target.x0 : this->workspace_.x0(x.size());
+    this->predict_x0(output, target.stride, x, plan.x0, options_.clipping, x0);
+    const S* z = detail::draw_noise<S, rank_v<X>>(fn, noise, x.dimensions(), this->workspace_);
     using Vec = Eigen::Array<S, Eigen::Dynamic, 1>;
     const S min_log = static_cast<S>(std::log(variance));
     const S max_log = static_cast<S>(std::log(k.beta));
-    const S a0 = static_cast<S>(c_x0), a1 = static_cast<S>(c_xt);
+    const S a0 = static_cast<S>(plan.x0_coef), a1 = static_cast<S>(plan.x_coef);
     for (Eigen::Index b = 0; b < batch; ++b) {
       Eigen::Map<Vec> xb(x.data() + b * ps, ps);
-      Eigen::Map<const Vec> x0b(x0_out.data() + b * ps, ps);
-      Eigen::Map<const Vec> vb(output.data() + b * stride + ps, ps);
+      Eigen::Map<const Vec> x0b(x0 + b * ps, ps);
+      Eigen::Map<const Vec> vb(output.data() + b * target.stride + ps, ps);
       Eigen::Map<const Vec> zb(z + b * ps, ps);
       xb = a0 * x0b + a1 * xb +
            (S(0.5) * ((vb + S(1)) * S(0.5) * max_log + (S(1) - (vb + S(1)) * S(0.5)) * min_log)).exp() * zb;

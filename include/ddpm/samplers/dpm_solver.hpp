@@ -139,17 +139,16 @@ class DPMSolverMultistepSampler : public detail::SamplerBase<DPMSolverMultistepS
   }
 
  private:
-  template <DenseTensor M, MutableDenseTensor X, class N, MutableDenseTensor X0>
+  template <DenseTensor M, MutableDenseTensor X, class N, class X0>
   void step_impl(int i, const M& output, X& x, N& noise, X0& x0_out, Prediction kind) {
     const char* fn = "ddpm::DPMSolverMultistepSampler::step";
-    const Eigen::Index stride = this->begin_step(fn, i, output, x, noise, x0_out, kind);
+    const auto target = this->begin_step(fn, i, output, x, noise, x0_out, kind);
     if (i != 0 && i != next_step_) {
       detail::throw_invalid_argument(std::string(fn) + ": step index i is " + std::to_string(i) + ", but must be " +
                                      std::to_string(next_step_) +
                                      " (a multistep sampler steps in order; step 0 or reset() starts a new run)");
     }
     if (i == 0) lower_order_count_ = 0;
-    const Eigen::Index batch = x.dimension(0), ps = detail::per_sample_size(x);
     if (i > 0 && static_cast<Eigen::Index>(history_.size()) != x.size()) {
       detail::throw_invalid_argument(std::string(fn) + ": x has shape " + detail::shape_string(x) +
                                      ", but the run began with another shape (" + std::to_string(history_.size()) +
@@ -158,38 +157,31 @@ class DPMSolverMultistepSampler : public detail::SamplerBase<DPMSolverMultistepS
 
     const double s0 = sigmas_[static_cast<std::size_t>(i)], s1 = sigmas_[static_cast<std::size_t>(i + 1)];
     const double alpha0 = 1.0 / std::sqrt(1.0 + s0 * s0), sigma_vp0 = s0 * alpha0;
-    this->predict_x0(output, stride, x, detail::x0_from_output(kind, alpha0 * alpha0), options_.clipping, x0_out);
-
+    detail::StepPlan plan{detail::x0_from_output(kind, alpha0 * alpha0)};
     const int n = this->num_steps();
     const bool last = i == n - 1;
     const bool lower_final = last && ((options_.lower_order_final && n < 15) || s1 == 0.0);
     if (s1 == 0.0) {
-      // lambda = +inf: the first-order update is exactly x0.
-      detail::lincomb<S>(x.data(), batch, ps, {detail::Term<S>{x0_out.data(), ps, S(1)}});
+      plan.x0_coef = 1.0;  // lambda = +inf: the first-order update is exactly x0
     } else {
       const double alpha1 = 1.0 / std::sqrt(1.0 + s1 * s1), sigma_vp1 = s1 * alpha1;
       const double h = std::log(s0) - std::log(s1);  // lambda_{i+1} - lambda_i, lambda = -log sigma
       const double em1 = std::expm1(-h);             // e^-h - 1
-      const double c_x = sigma_vp1 / sigma_vp0;
-      if (options_.solver_order == 1 || lower_order_count_ < 1 || lower_final) {
-        detail::lincomb<S>(x.data(), batch, ps,
-                           {detail::Term<S>{x.data(), ps, static_cast<S>(c_x)},
-                            detail::Term<S>{x0_out.data(), ps, static_cast<S>(-alpha1 * em1)}});
-      } else {
+      plan.x_coef = sigma_vp1 / sigma_vp0;
+      plan.x0_coef = -alpha1 * em1;
+      if (!(options_.solver_order == 1 || lower_order_count_ < 1 || lower_final)) {
         const double s_prev = sigmas_[static_cast<std::size_t>(i - 1)];
         const double r = (std::log(s_prev) - std::log(s0)) / h;
         // x <- c_x x + a D0 + b D1 with D1 = (x0_i - x0_{i-1}) / r
-        const double a = -alpha1 * em1;
-        const double b = options_.solver_type == SolverType::midpoint ? -0.5 * alpha1 * em1
-                                                                      : alpha1 * (em1 / h + 1.0);
-        detail::lincomb<S>(x.data(), batch, ps,
-                           {detail::Term<S>{x.data(), ps, static_cast<S>(c_x)},
-                            detail::Term<S>{x0_out.data(), ps, static_cast<S>(a + b / r)},
-                            detail::Term<S>{history_.data(), ps, static_cast<S>(-b / r)}});
+        const double b = options_.solver_type == SolverType::midpoint ? -0.5 * alpha1 * em1 : alpha1 * (em1 / h + 1.0);
+        plan.x0_coef += b / r;
+        plan.history_coef = -b / r;
       }
     }
+    // The history is read as the previous x0 and overwritten with this one in the same pass.
     history_.resize(static_cast<std::size_t>(x.size()));
-    std::copy(x0_out.data(), x0_out.data() + x.size(), history_.data());
+    this->template run_step<true, false>(fn, plan, output, target.stride, x, noise, target.x0, options_.clipping,
+                                         history_.data());
     if (lower_order_count_ < options_.solver_order) ++lower_order_count_;
     next_step_ = i + 1;
   }

@@ -107,20 +107,18 @@ class EulerSampler : public detail::SamplerBase<EulerSampler<S>, S> {
   void reset() {}
 
  private:
-  template <DenseTensor M, MutableDenseTensor X, class N, MutableDenseTensor X0>
+  template <DenseTensor M, MutableDenseTensor X, class N, class X0>
   void step_impl(int i, const M& output, X& x, N& noise, X0& x0_out, Prediction kind) {
     const char* fn = "ddpm::EulerSampler::step";
-    const Eigen::Index stride = this->begin_step(fn, i, output, x, noise, x0_out, kind);
+    const auto target = this->begin_step(fn, i, output, x, noise, x0_out, kind);
     const double s0 = sigmas_[static_cast<std::size_t>(i)], s1 = sigmas_[static_cast<std::size_t>(i + 1)];
-    this->predict_x0(output, stride, x, detail::x0_from_output(kind, 1.0 / (1.0 + s0 * s0)), options_.clipping,
-                     x0_out);
     // x <- (sqrt(1 + s0^2) (s1 / s0) x + (1 - s1 / s0) x0) / sqrt(1 + s1^2)
     const double inv = 1.0 / std::sqrt(1.0 + s1 * s1);
     const double ratio = s1 / s0;
-    const Eigen::Index batch = x.dimension(0), ps = detail::per_sample_size(x);
-    detail::lincomb<S>(x.data(), batch, ps,
-                       {detail::Term<S>{x.data(), ps, static_cast<S>(std::sqrt(1.0 + s0 * s0) * ratio * inv)},
-                        detail::Term<S>{x0_out.data(), ps, static_cast<S>((1.0 - ratio) * inv)}});
+    detail::StepPlan plan{detail::x0_from_output(kind, 1.0 / (1.0 + s0 * s0))};
+    plan.x_coef = std::sqrt(1.0 + s0 * s0) * ratio * inv;
+    plan.x0_coef = (1.0 - ratio) * inv;
+    this->template run_step<false, false>(fn, plan, output, target.stride, x, noise, target.x0, options_.clipping);
   }
 
   EulerOptions options_;

@@ -49,23 +49,21 @@ class EulerAncestralSampler : public detail::SamplerBase<EulerAncestralSampler<S
   void reset() {}
 
  private:
-  template <DenseTensor M, MutableDenseTensor X, class N, MutableDenseTensor X0>
+  template <DenseTensor M, MutableDenseTensor X, class N, class X0>
   void step_impl(int i, const M& output, X& x, N& noise, X0& x0_out, Prediction kind) {
     const char* fn = "ddpm::EulerAncestralSampler::step";
-    const Eigen::Index stride = this->begin_step(fn, i, output, x, noise, x0_out, kind);
+    const auto target = this->begin_step(fn, i, output, x, noise, x0_out, kind);
     const double s0 = sigmas_[static_cast<std::size_t>(i)], s1 = sigmas_[static_cast<std::size_t>(i + 1)];
-    this->predict_x0(output, stride, x, detail::x0_from_output(kind, 1.0 / (1.0 + s0 * s0)), options_.clipping,
-                     x0_out);
     const double up = std::sqrt(std::max(s1 * s1 * (s0 * s0 - s1 * s1) / (s0 * s0), 0.0));
     const double down = s1 * s1 / s0;
     const double inv = 1.0 / std::sqrt(1.0 + s1 * s1);
     const double ratio = down / s0;
-    const Eigen::Index batch = x.dimension(0), ps = detail::per_sample_size(x);
-    const S* z = up > 0.0 ? detail::draw_noise<S, rank_v<X>>(fn, noise, x.dimensions(), this->workspace_) : x.data();
-    detail::lincomb<S>(x.data(), batch, ps,
-                       {detail::Term<S>{x.data(), ps, static_cast<S>(std::sqrt(1.0 + s0 * s0) * ratio * inv)},
-                        detail::Term<S>{x0_out.data(), ps, static_cast<S>((1.0 - ratio) * inv)},
-                        detail::Term<S>{z, ps, static_cast<S>(up > 0.0 ? up * inv : 0.0)}});
+    detail::StepPlan plan{detail::x0_from_output(kind, 1.0 / (1.0 + s0 * s0))};
+    plan.x_coef = std::sqrt(1.0 + s0 * s0) * ratio * inv;
+    plan.x0_coef = (1.0 - ratio) * inv;
+    plan.noise = up > 0.0;
+    plan.noise_coef = up * inv;
+    this->template run_step<false, true>(fn, plan, output, target.stride, x, noise, target.x0, options_.clipping);
   }
 
   EulerOptions options_;
