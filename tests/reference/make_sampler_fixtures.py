@@ -310,6 +310,38 @@ def run_euler(model, kind, x, ts, sig, noises=None, clipping=None):
     return xs
 
 
+def run_euler_churn(model, kind, x, ts, sig, churn, noises, clipping=None):
+    # diffusers' EulerDiscreteScheduler.step with s_churn, s_tmin, s_tmax, s_noise, on the variance-preserving
+    # x: gamma = min(s_churn / N, sqrt(2) - 1) where s_tmin <= sigma <= s_tmax; noise (the next of `noises`)
+    # is drawn only there, raising sigma to sigma_hat = sigma (1 + gamma); the x0 of an epsilon prediction
+    # (made at sigma) is x_ve - sigma_hat eps, of a velocity x_ve / (sigma^2 + 1) - sigma / sqrt(sigma^2 + 1) v.
+    N = len(ts)
+    xs = []
+    drawn = 0
+    for i in range(N):
+        s, s_next = sig[i], sig[i + 1]
+        out = model(x, ts[i])
+        in_range = churn["s_tmin"] <= s <= churn["s_tmax"]
+        gamma = min(churn["s_churn"] / N, 2 ** 0.5 - 1) if in_range else 0.0
+        s_hat = s * (gamma + 1.0)
+        x_ve = x * math.sqrt(s * s + 1.0)
+        if gamma > 0:
+            x_ve = x_ve + noises[drawn] * churn["s_noise"] * math.sqrt(s_hat ** 2 - s ** 2)
+            drawn += 1
+        if kind == "epsilon":
+            x0 = x_ve - s_hat * out
+        elif kind == "velocity":
+            x0 = out * (-s / math.sqrt(s * s + 1.0)) + x_ve / (s * s + 1.0)
+        else:
+            x0 = out
+        x0 = bound(x0, clipping)
+        d = (x_ve - x0) / s_hat
+        x_ve = x_ve + d * (s_next - s_hat)
+        x = x_ve / math.sqrt(s_next * s_next + 1.0)
+        xs.append(x)
+    return xs
+
+
 # --------------------------------------------------------------------------------------------------
 # The Gaussian-mixture oracle: E[eps | x_t] for x0 ~ sum_k w_k N(mu_k, s_k^2 I), by Tweedie's formula
 
@@ -618,6 +650,23 @@ def make_sigma_steps(rng):
                 if clipping:
                     opts["clipping"] = clipping
                 cases.append({"sampler": sampler, "options": opts, "kind": kind,
+                              "output_scale": 3.0 if clipping else 1.0, "timesteps": ts, "sigmas": flat(sig),
+                              "xs": [flat(v) for v in xs]})
+    # Euler with churn: at N = 4 gamma = sqrt(2) - 1 (s_churn / N = 0.75 is capped); sigma_0 = 157.4 lies outside
+    # [s_tmin, s_tmax], the later sigmas inside, so the first step adds no noise and the others do.
+    churn = {"s_churn": 3.0, "s_tmin": 0.5, "s_tmax": 100.0, "s_noise": 1.003}
+    for kind in KINDS:
+        for clipping in [None, {"mode": "clip", "range": 1.0}]:
+            for N, spacing in [(4, "linspace"), (4, "trailing")]:
+                def model(xx, t, _it=iter(range(4))):
+                    return outs[next(_it)] * (3.0 if clipping else 1.0)
+
+                ts, sig = euler_grid(ab, N, spacing, False)
+                xs = run_euler_churn(model, kind, x.copy(), ts, sig, churn, noises, clipping)
+                opts = {"num_inference_steps": N, "timestep_spacing": spacing, "use_karras_sigmas": False, **churn}
+                if clipping:
+                    opts["clipping"] = clipping
+                cases.append({"sampler": "euler", "options": opts, "kind": kind,
                               "output_scale": 3.0 if clipping else 1.0, "timesteps": ts, "sigmas": flat(sig),
                               "xs": [flat(v) for v in xs]})
     write("sigma_steps.json", {"schedule": LINEAR, "shape": shape, "x": flat(x), "outputs": flat(outs),

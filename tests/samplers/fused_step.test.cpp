@@ -120,6 +120,11 @@ TEST_CASE("Sampler steps: every calling form gives the same numbers, on chunked 
       check_run(dpm, kChannels, {false, false, false, false});
       ddpm::EulerSampler<float> euler(schedule, {.num_inference_steps = 3, .clipping = clipping});
       check_run(euler, 2 * kChannels, {false, false, false});
+      if (clipping.mode != ddpm::Clipping::Mode::dynamic_threshold) {
+        // Churn at every step (the noise enters x0 too).
+        ddpm::EulerSampler<float> churned(schedule, {.num_inference_steps = 3, .clipping = clipping, .s_churn = 0.5});
+        check_run(churned, kChannels, {true, true, true});
+      }
       ddpm::EulerAncestralSampler<float> ancestral(schedule, {.num_inference_steps = 3, .clipping = clipping});
       check_run(ancestral, kChannels, {true, true, false});
     }

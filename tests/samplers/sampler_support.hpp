@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <string>
 #include <type_traits>
@@ -189,6 +190,10 @@ inline ddpm::EulerOptions euler_options(const json& o) {
   r.timestep_spacing = spacing_of(o.value("timestep_spacing", std::string("linspace")));
   r.use_karras_sigmas = o.value("use_karras_sigmas", false);
   r.clipping = clipping_of(o);
+  r.s_churn = o.value("s_churn", 0.0);
+  r.s_tmin = o.value("s_tmin", 0.0);
+  r.s_tmax = o.value("s_tmax", std::numeric_limits<double>::infinity());
+  r.s_noise = o.value("s_noise", 1.0);
   return r;
 }
 

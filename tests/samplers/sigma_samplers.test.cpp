@@ -73,7 +73,7 @@ TEMPLATE_TEST_CASE("sigma-space samplers match the reference step by step", "[sa
     }
     ++n;
   }
-  CHECK(n == 45);
+  CHECK(n == 57);
 }
 
 TEST_CASE("DPMSolverMultistepSampler: the history belongs to one run", "[samplers][dpm]") {
@@ -154,6 +154,31 @@ TEST_CASE("Euler ancestral draws noise at every step but the last", "[samplers][
   CHECK_NOTHROW(det.step(0, out, x, ddpm::no_noise));
 }
 
+TEST_CASE("Euler with churn draws noise exactly at the steps whose sigma is in [s_tmin, s_tmax]", "[samplers][euler]") {
+  const auto schedule = ddpm::NoiseSchedule<float>::linear(1000);
+  ddpm::EulerSampler<float> s(schedule, {.num_inference_steps = 5, .s_churn = 1.0, .s_tmin = 1.0, .s_tmax = 20.0});
+  Tensor<float, 2> x(2, 2), out(2, 2);
+  x.setConstant(0.3f);
+  out.setConstant(0.1f);
+  ReplayNoise<float> noise(std::vector<double>(40, 0.5), 4);
+  int expected_calls = 0;
+  for (int i = 0; i < 5; ++i) {
+    const double sigma = s.sigmas()[static_cast<std::size_t>(i)];
+    const bool in_range = sigma >= 1.0 && sigma <= 20.0;
+    INFO("step " << i << ", sigma " << sigma);
+    // gamma = min(s_churn / N, sqrt(2) - 1) = 0.2 inside the range, 0 outside.
+    CHECK(s.churn(i) == Approx(in_range ? 0.2 : 0.0));
+    if (in_range) {
+      ++expected_calls;
+      CHECK_THROWS_WITH(s.step(i, out, x, ddpm::no_noise), Catch::Contains("no_noise"));
+    }
+    s.step(i, out, x, noise);
+    CHECK(noise.calls == expected_calls);
+  }
+  CHECK(expected_calls >= 1);
+  CHECK(expected_calls <= 4);
+}
+
 TEST_CASE("sigma-space samplers reject bad input", "[samplers][dpm][euler]") {
   using ddpm::invalid_argument;
   const auto schedule = ddpm::NoiseSchedule<double>::linear(100);
@@ -171,6 +196,14 @@ TEST_CASE("sigma-space samplers reject bad input", "[samplers][dpm][euler]") {
   CHECK_THROWS_AS(ddpm::EulerSampler<double>(schedule, {.timesteps = {50, 10}, .use_karras_sigmas = true}),
                   invalid_argument);
   CHECK_THROWS_AS(ddpm::EulerAncestralSampler<double>(schedule, {.num_inference_steps = -2}), invalid_argument);
+  CHECK_THROWS_WITH(ddpm::EulerSampler<double>(schedule, {.s_churn = -1.0}), Catch::Contains("s_churn"));
+  CHECK_THROWS_WITH(ddpm::EulerSampler<double>(schedule, {.s_churn = NAN}), Catch::Contains("s_churn"));
+  CHECK_THROWS_WITH(ddpm::EulerSampler<double>(schedule, {.s_noise = -0.5}), Catch::Contains("s_noise"));
+  CHECK_THROWS_WITH(ddpm::EulerSampler<double>(schedule, {.s_tmin = 2.0, .s_tmax = 1.0}), Catch::Contains("s_tmin"));
+  CHECK_THROWS_WITH(ddpm::EulerSampler<double>(
+                        schedule, {.clipping = ddpm::Clipping::dynamic_threshold(), .s_churn = 1.0}),
+                    Catch::Contains("dynamic thresholding"));
+  CHECK_THROWS_WITH(ddpm::EulerAncestralSampler<double>(schedule, {.s_churn = 1.0}), Catch::Contains("EulerSampler only"));
   ddpm::EulerSampler<double> e(schedule, {.num_inference_steps = 10});
   Tensor<double, 3> x(1, 2, 3), out(1, 2, 3), bad(1, 3, 3);
   x.setZero();

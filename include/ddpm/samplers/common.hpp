@@ -258,12 +258,14 @@ Eigen::Index output_stride(const char* fn, const M& output, const X& x, bool* ha
 }
 
 /// A step in the form every sampler of this library reduces to, with coefficients in double (cast to S once):
-///   x0 = bound(x0.from_x * x + x0.from_output * output)                       (bound: Eq. (S3))
+///   x0 = bound(x0.from_x * x + x0.from_output * output + x0_from_noise * z)    (bound: Eq. (S3))
 ///   x <- x0_coef x0 + x_coef x + output_coef output + history_coef history + noise_coef z
 /// `history` is a multistep sampler's x0 of the previous step (read, then overwritten with this x0); z is
-/// drawn only when `noise` is true.
+/// drawn only when `noise` is true (x0_from_noise is nonzero only for Euler's churn, which adds noise to x
+/// before x0 is predicted from it).
 struct StepPlan {
   Linear x0;
+  double x0_from_noise = 0.0;
   double x0_coef = 0.0, x_coef = 0.0, output_coef = 0.0, history_coef = 0.0, noise_coef = 0.0;
   bool noise = false;
 };
@@ -280,7 +282,7 @@ struct StepOperands {
   Eigen::Index output_stride, per_sample;
   S* x0;       // where x0 is stored (compute*) or read (given); may be null when neither
   S* history;  // previous x0 in, this x0 out; may be null
-  S from_x, from_output, range, x0_coef, x_coef, output_coef, history_coef, noise_coef;
+  S from_x, from_output, from_noise, range, x0_coef, x_coef, output_coef, history_coef, noise_coef;
 };
 
 /// The step of StepPlan on elements [first, last) of x, one pass: each element of x, the output, the
@@ -300,6 +302,7 @@ void step_range(const StepOperands<S>& a, Eigen::Index first, Eigen::Index last,
         x0 = x0s[k];
       } else {
         x0 = a.from_x * xv + a.from_output * ov;
+        if constexpr (kNoise) x0 += a.from_noise * zs[k];
         if constexpr (kX0 == X0Source::compute_clip) x0 = std::min(std::max(x0, -a.range), a.range);
         if constexpr (kStoreX0) x0s[k] = x0;
       }
@@ -533,6 +536,7 @@ class SamplerBase {
                       history,
                       static_cast<S>(p.x0.from_x),
                       static_cast<S>(p.x0.from_output),
+                      static_cast<S>(p.x0_from_noise),
                       static_cast<S>(clipping.range),
                       static_cast<S>(p.x0_coef),
                       static_cast<S>(p.x_coef),
@@ -541,6 +545,7 @@ class SamplerBase {
                       static_cast<S>(p.noise_coef)};
     X0Source source = clipping.mode == Clipping::Mode::clip ? X0Source::compute_clip : X0Source::compute;
     if (clipping.mode == Clipping::Mode::dynamic_threshold) {
+      DDPM_ASSERT(p.x0_from_noise == 0.0);  // the sampler rejects churn with dynamic thresholding
       a.x0 = x0_out != nullptr ? x0_out : workspace_.x0(total);
       predict_x0(output, stride, x, p.x0, clipping, a.x0);
       source = X0Source::given;

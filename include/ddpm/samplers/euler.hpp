@@ -2,11 +2,14 @@
 // Copyright (c) 2026 The ddpm authors
 #pragma once
 
-// The Euler sampler of k-diffusion (Karras et al. 2022, Algorithm 1 without churn; diffusers'
-// EulerDiscreteScheduler): Euler steps of the probability-flow ODE dx/dsigma = (x - x0) / sigma in the
-// variance-exploding variable x / sqrt(alpha_bar) = x0 + sigma eps.        [docs/samplers.md, Eq. (S13)]
+// The Euler sampler of k-diffusion (Karras et al. 2022; diffusers' EulerDiscreteScheduler): Euler steps of
+// the probability-flow ODE dx/dsigma = (x - x0) / sigma in the variance-exploding variable
+// x / sqrt(alpha_bar) = x0 + sigma eps, with Algorithm 2's churn as an option.
+//                                                                  [docs/samplers.md, Eqs. (S13), (S13c)]
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,6 +36,15 @@ struct EulerOptions {
   FinalSigma final_sigma = FinalSigma::zero;
   /// Bounds on the predicted x0 (not in diffusers' Euler). Default: none.
   Clipping clipping = {};
+  /// Churn (Karras et al. 2022, Algorithm 2; diffusers' EulerDiscreteScheduler.step arguments of the same
+  /// names), EulerSampler only: at a step whose sigma is in [s_tmin, s_tmax], sigma is raised to
+  /// sigma_hat = sigma (1 + gamma), gamma = min(s_churn / N, sqrt(2) - 1), by adding noise of standard
+  /// deviation s_noise sqrt(sigma_hat^2 - sigma^2) to x. s_churn = 0 (the default) is the deterministic
+  /// Euler sampler.
+  double s_churn = 0.0;
+  double s_tmin = 0.0;
+  double s_tmax = std::numeric_limits<double>::infinity();
+  double s_noise = 1.0;
 };
 
 namespace detail {
@@ -95,9 +107,34 @@ class EulerSampler : public detail::SamplerBase<EulerSampler<S>, S> {
   /// list, or the spacing/offset, timestep list or clipping options are bad.
   explicit EulerSampler(NoiseSchedule<S> schedule, EulerOptions options = {})
       : Base(std::move(schedule)), options_(std::move(options)) {
-    detail::SigmaGrid g = detail::euler_grid("ddpm::EulerSampler", this->schedule_, options_);
+    const char* fn = "ddpm::EulerSampler";
+    detail::SigmaGrid g = detail::euler_grid(fn, this->schedule_, options_);
     this->timesteps_ = std::move(g.timesteps);
     sigmas_ = std::move(g.sigmas);
+    auto fail = [fn](const std::string& what) { detail::throw_invalid_argument(std::string(fn) + ": " + what); };
+    if (!(std::isfinite(options_.s_churn) && options_.s_churn >= 0.0)) {
+      fail("s_churn is " + std::to_string(options_.s_churn) + ", but must be finite and >= 0");
+    }
+    if (!(std::isfinite(options_.s_noise) && options_.s_noise >= 0.0)) {
+      fail("s_noise is " + std::to_string(options_.s_noise) + ", but must be finite and >= 0");
+    }
+    if (std::isnan(options_.s_tmin) || std::isnan(options_.s_tmax) || options_.s_tmin > options_.s_tmax) {
+      fail("s_tmin is " + std::to_string(options_.s_tmin) + " and s_tmax " + std::to_string(options_.s_tmax) +
+           ", but they must be numbers with s_tmin <= s_tmax");
+    }
+    if (options_.s_churn > 0.0 && options_.clipping.mode == Clipping::Mode::dynamic_threshold) {
+      fail("s_churn is " + std::to_string(options_.s_churn) +
+           " together with dynamic thresholding, which is not supported; use Clipping::clip or no bounds");
+    }
+  }
+
+  /// gamma of step i: min(s_churn / N, sqrt(2) - 1) if s_tmin <= sigmas()[i] <= s_tmax, else 0.
+  /// Throws ddpm::invalid_argument if i is outside [0, num_steps()).
+  double churn(int i) const {
+    detail::check_step_index("ddpm::EulerSampler::churn", i, this->num_steps());
+    const double s = sigmas_[static_cast<std::size_t>(i)];
+    if (!(options_.s_churn > 0.0 && options_.s_tmin <= s && s <= options_.s_tmax)) return 0.0;
+    return std::min(options_.s_churn / this->num_steps(), std::sqrt(2.0) - 1.0);
   }
 
   const EulerOptions& options() const { return options_; }
@@ -112,13 +149,30 @@ class EulerSampler : public detail::SamplerBase<EulerSampler<S>, S> {
     const char* fn = "ddpm::EulerSampler::step";
     const auto target = this->begin_step(fn, i, output, x, noise, x0_out, kind);
     const double s0 = sigmas_[static_cast<std::size_t>(i)], s1 = sigmas_[static_cast<std::size_t>(i + 1)];
-    // x <- (sqrt(1 + s0^2) (s1 / s0) x + (1 - s1 / s0) x0) / sqrt(1 + s1^2)
+    const double gamma = churn(i);
+    const double s_hat = s0 * (1.0 + gamma);
+    // In the variance-exploding variable, x_ve = sqrt(1 + s0^2) x + c z (c = 0 without churn), then
+    //   x0 = x_ve - s_hat eps (epsilon; diffusers scales the output evaluated at s0 by s_hat),
+    //   x0 = x_ve / (1 + s0^2) - s0 / sqrt(1 + s0^2) v (velocity),  x0 = output (sample),
+    //   x_ve <- x_ve + (s1 - s_hat) (x_ve - x0) / s_hat,  x <- x_ve / sqrt(1 + s1^2).
+    const double scale = std::sqrt(1.0 + s0 * s0);
+    const double c = gamma > 0.0 ? options_.s_noise * std::sqrt(s_hat * s_hat - s0 * s0) : 0.0;
     const double inv = 1.0 / std::sqrt(1.0 + s1 * s1);
-    const double ratio = s1 / s0;
+    const double ratio = s1 / s_hat;
     detail::StepPlan plan{detail::x0_from_output(kind, 1.0 / (1.0 + s0 * s0))};
-    plan.x_coef = std::sqrt(1.0 + s0 * s0) * ratio * inv;
+    switch (kind) {
+      case Prediction::epsilon:
+        plan.x0.from_output = -s_hat;
+        plan.x0_from_noise = c;
+        break;
+      case Prediction::velocity: plan.x0_from_noise = c / (1.0 + s0 * s0); break;
+      default: break;
+    }
+    plan.x_coef = scale * ratio * inv;
     plan.x0_coef = (1.0 - ratio) * inv;
-    this->template run_step<false, false>(fn, plan, output, target.stride, x, noise, target.x0, options_.clipping);
+    plan.noise = gamma > 0.0;
+    plan.noise_coef = c * ratio * inv;
+    this->template run_step<false, true>(fn, plan, output, target.stride, x, noise, target.x0, options_.clipping);
   }
 
   EulerOptions options_;

@@ -38,6 +38,10 @@ class EulerAncestralSampler : public detail::SamplerBase<EulerAncestralSampler<S
   explicit EulerAncestralSampler(NoiseSchedule<S> schedule, EulerOptions options = {})
       : Base(std::move(schedule)), options_(std::move(options)) {
     detail::SigmaGrid g = detail::euler_grid("ddpm::EulerAncestralSampler", this->schedule_, options_);
+    if (options_.s_churn != 0.0) {
+      detail::throw_invalid_argument("ddpm::EulerAncestralSampler: s_churn is " + std::to_string(options_.s_churn) +
+                                     ", but must be 0: churn is an option of EulerSampler only");
+    }
     this->timesteps_ = std::move(g.timesteps);
     sigmas_ = std::move(g.sigmas);
   }
