@@ -99,4 +99,18 @@ inline void BM_Triad(benchmark::State& state) {
   report(state, n, 3.0 * sizeof(float) * static_cast<double>(n));
 }
 
+/// The standard-normal fill alone (a NoiseSource into one tensor of the benchmark's NCHW size): the
+/// generator's rate, against which every kernel that draws noise is bound. Its bytes are the one tensor written.
+inline void BM_FillNormal(benchmark::State& state) {
+  const Shape s = shape_of(state);
+  ddpm::Tensor<float, 4> out(s[0], s[1], s[2], s[3]);
+  ddpm::NoiseSource noise(3);
+  for (auto _ : state) {
+    noise(out);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  report(state, out.size(), 1.0 * sizeof(float) * static_cast<double>(out.size()));
+}
+
 }  // namespace ddpm_bench

@@ -94,18 +94,7 @@ void BM_QSample_PerSampleT(benchmark::State& state) {
   report(state, x0.size(), 3.0 * sizeof(float) * x0.size());
 }
 
-// The standard-normal fill alone: writes one tensor.
-void BM_FillNormal(benchmark::State& state) {
-  const Shape s = shape_of(state);
-  ddpm::Tensor<float, 4> out(s[0], s[1], s[2], s[3]);
-  ddpm::NoiseSource noise(3);
-  for (auto _ : state) {
-    noise(out);
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
-  }
-  report(state, out.size(), 1.0 * sizeof(float) * out.size());
-}
+using ddpm_bench::BM_FillNormal;
 
 void tensor_shapes(benchmark::internal::Benchmark* b) {
   b->Args({1, 3, 32, 32})->Args({16, 3, 64, 64})->Args({4, 4, 128, 128})->Args({64, 3, 256, 256});

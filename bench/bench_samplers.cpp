@@ -133,17 +133,7 @@ void BM_EulerAncestral_Step(benchmark::State& state) {
 // those of that one tensor), on the same shapes.
 using ddpm_bench::BM_Triad;
 
-void BM_FillNormal(benchmark::State& state) {
-  const Shape s = shape_of(state);
-  ddpm::Tensor<float, 4> out(s[0], s[1], s[2], s[3]);
-  ddpm::NoiseSource noise(3);
-  for (auto _ : state) {
-    noise(out);
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
-  }
-  report(state, out.size(), 1.0 * sizeof(float) * static_cast<double>(out.size()));
-}
+using ddpm_bench::BM_FillNormal;
 
 // The whole reverse loop: ddpm::sample() over a 50-step DDIM (eta = 0) run with a model that costs nothing:
 // it returns a preallocated tensor, which the loop copies into the output tensor it keeps (a real model

@@ -9,10 +9,12 @@
 #include <algorithm>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <Eigen/Core>
 #include <unsupported/Eigen/CXX11/Tensor>
@@ -75,15 +77,22 @@ inline constexpr bool is_plain_tensor_v = false;
 template <class S, int R>
 inline constexpr bool is_plain_tensor_v<Eigen::Tensor<S, R, Eigen::RowMajor>> = true;
 
-/// "(16, 3, 64, 64)"
-template <DenseTensor T>
-std::string shape_string(const T& t) {
+/// "(16, 3, 64, 64)", "()" for a scalar: a shape in error messages (tensors, files, parameters).
+inline std::string shape_string(const std::vector<std::int64_t>& shape) {
   std::string s = "(";
-  for (int i = 0; i < rank_v<T>; ++i) {
+  for (std::size_t i = 0; i < shape.size(); ++i) {
     if (i > 0) s += ", ";
-    s += std::to_string(t.dimension(i));
+    s += std::to_string(shape[i]);
   }
   return s + ")";
+}
+
+/// The shape of a tensor, as above.
+template <DenseTensor T>
+std::string shape_string(const T& t) {
+  std::vector<std::int64_t> dims(static_cast<std::size_t>(rank_v<T>));
+  for (int i = 0; i < rank_v<T>; ++i) dims[static_cast<std::size_t>(i)] = t.dimension(i);
+  return shape_string(dims);
 }
 
 template <DenseTensor A, DenseTensor B>
@@ -159,20 +168,24 @@ struct PerSample {
   S operator[](Eigen::Index b) const { return values[b * stride]; }
 };
 
-/// out[b] = a[b] * x[b] + c[b] * y[b] for every batch element b, as one fused, vectorised pass.
-/// Shapes are validated by the caller; `out` may alias `x` or `y`.
+/// out[b] = a[b] * x[b] + c[b] * y[b] for every batch element b, as one fused, vectorised pass. Batch
+/// element b of y starts at y + b * y_stride (a model output with a learned-variance half has y_stride =
+/// 2 * per_sample); x and out are contiguous. Shapes are validated by the caller; `out` may alias `x`, or
+/// `y` when y_stride = per_sample.
 template <class S>
 void lincomb2_per_sample(S* out, PerSample<S> a, const S* x, PerSample<S> c, const S* y, Eigen::Index batch,
-                         Eigen::Index per_sample) {
+                         Eigen::Index per_sample, Eigen::Index y_stride = -1) {
   using Vec = Eigen::Array<S, Eigen::Dynamic, 1>;
   using In = Eigen::Map<const Vec, Eigen::Unaligned>;
   using Out = Eigen::Map<Vec, Eigen::Unaligned>;
   const Eigen::Index total = batch * per_sample;
   if (total == 0) return;
+  if (y_stride < 0) y_stride = per_sample;
   if (per_sample < 16) {  // tiny samples (points in 2-D): a plain loop beats a map per sample
     for (Eigen::Index b = 0; b < batch; ++b) {
       const S ab = a[b], cb = c[b];
-      for (Eigen::Index i = b * per_sample; i < (b + 1) * per_sample; ++i) out[i] = ab * x[i] + cb * y[i];
+      const S* yb = y + b * (y_stride - per_sample);  // yb[i] is element i - b * per_sample of y's element b
+      for (Eigen::Index i = b * per_sample; i < (b + 1) * per_sample; ++i) out[i] = ab * x[i] + cb * yb[i];
     }
     return;
   }
@@ -185,7 +198,7 @@ void lincomb2_per_sample(S* out, PerSample<S> a, const S* x, PerSample<S> c, con
     const Eigen::Index begin = b * per_sample + (k % chunks_per_sample) * chunk;
     const Eigen::Index end = std::min(begin + chunk, (b + 1) * per_sample);
     const Eigen::Index n = end - begin;
-    Out(out + begin, n) = a[b] * In(x + begin, n) + c[b] * In(y + begin, n);
+    Out(out + begin, n) = a[b] * In(x + begin, n) + c[b] * In(y + b * (y_stride - per_sample) + begin, n);
   };
   for_each_chunk(chunks, total, run_chunk);
 }

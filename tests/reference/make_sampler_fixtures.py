@@ -628,6 +628,20 @@ def make_sigma_steps(rng):
     noises = rng.standard_normal([4] + shape)
     ab = alphas_cumprod(LINEAR)
     cases = []
+
+    def replay(clipping):
+        # A model that returns out_i at its i-th call, scaled up when there are bounds to apply.
+        def model(xx, t, _it=iter(range(4))):
+            return outs[next(_it)] * (3.0 if clipping else 1.0)
+        return model
+
+    def add_case(sampler, opts, kind, clipping, ts, sig, xs):
+        if clipping:
+            opts["clipping"] = clipping
+        cases.append({"sampler": sampler, "options": opts, "kind": kind,
+                      "output_scale": 3.0 if clipping else 1.0, "timesteps": ts, "sigmas": flat(sig),
+                      "xs": [flat(v) for v in xs]})
+
     for kind in KINDS:
         for clipping in [None, {"mode": "clip", "range": 1.0},
                          {"mode": "dynamic_threshold", "ratio": 0.9, "max_value": 1.5}]:
@@ -636,39 +650,26 @@ def make_sigma_steps(rng):
                                                     ("euler", 4, "trailing", False),
                                                     ("euler", 4, "linspace", True),
                                                     ("euler_ancestral", 4, "leading", False)]:
-                def model(xx, t, _it=iter(range(4))):
-                    return outs[next(_it)] * (3.0 if clipping else 1.0)
-
                 if sampler == "dpmsolver":
                     ts, sig = dpm_grid(ab, N, spacing, use_karras)
-                    xs = run_dpm(model, kind, x.copy(), ts, sig, clipping=clipping)
+                    xs = run_dpm(replay(clipping), kind, x.copy(), ts, sig, clipping=clipping)
                 else:
                     ts, sig = euler_grid(ab, N, spacing, use_karras)
-                    xs = run_euler(model, kind, x.copy(), ts, sig,
+                    xs = run_euler(replay(clipping), kind, x.copy(), ts, sig,
                                    noises if sampler == "euler_ancestral" else None, clipping)
                 opts = {"num_inference_steps": N, "timestep_spacing": spacing, "use_karras_sigmas": use_karras}
-                if clipping:
-                    opts["clipping"] = clipping
-                cases.append({"sampler": sampler, "options": opts, "kind": kind,
-                              "output_scale": 3.0 if clipping else 1.0, "timesteps": ts, "sigmas": flat(sig),
-                              "xs": [flat(v) for v in xs]})
-    # Euler with churn: at N = 4 gamma = sqrt(2) - 1 (s_churn / N = 0.75 is capped); sigma_0 = 157.4 lies outside
-    # [s_tmin, s_tmax], the later sigmas inside, so the first step adds no noise and the others do.
+                add_case(sampler, opts, kind, clipping, ts, sig, xs)
+    # Euler with churn: at N = 4 gamma = sqrt(2) - 1 (s_churn / N = 0.75 is capped). Of the sigmas (157.4, 9.49,
+    # 1.46, 0.01) of linspace spacing the middle two lie in [s_tmin, s_tmax], of trailing's (157.4, 17.2, 3.42,
+    # 0.95) the last three: noise is drawn at 2 and 3 steps, never at the first.
     churn = {"s_churn": 3.0, "s_tmin": 0.5, "s_tmax": 100.0, "s_noise": 1.003}
     for kind in KINDS:
         for clipping in [None, {"mode": "clip", "range": 1.0}]:
             for N, spacing in [(4, "linspace"), (4, "trailing")]:
-                def model(xx, t, _it=iter(range(4))):
-                    return outs[next(_it)] * (3.0 if clipping else 1.0)
-
                 ts, sig = euler_grid(ab, N, spacing, False)
-                xs = run_euler_churn(model, kind, x.copy(), ts, sig, churn, noises, clipping)
+                xs = run_euler_churn(replay(clipping), kind, x.copy(), ts, sig, churn, noises, clipping)
                 opts = {"num_inference_steps": N, "timestep_spacing": spacing, "use_karras_sigmas": False, **churn}
-                if clipping:
-                    opts["clipping"] = clipping
-                cases.append({"sampler": "euler", "options": opts, "kind": kind,
-                              "output_scale": 3.0 if clipping else 1.0, "timesteps": ts, "sigmas": flat(sig),
-                              "xs": [flat(v) for v in xs]})
+                add_case("euler", opts, kind, clipping, ts, sig, xs)
     write("sigma_steps.json", {"schedule": LINEAR, "shape": shape, "x": flat(x), "outputs": flat(outs),
                                "noises": flat(noises), "cases": cases})
 

@@ -305,16 +305,6 @@ inline std::string offsets_string(std::size_t begin, std::size_t end) {
   return s;
 }
 
-/// "(3, 4)", "()" for a scalar.
-inline std::string shape_string(const std::vector<std::int64_t>& shape) {
-  std::string s = "(";
-  for (std::size_t i = 0; i < shape.size(); ++i) {
-    if (i > 0) s += ", ";
-    s += std::to_string(shape[i]);
-  }
-  return s + ")";
-}
-
 /// The product of `shape` times `element_size`, or nullopt if it does not fit in size_t. A shape with a 0
 /// is empty, whatever its other extents.
 inline std::optional<std::size_t> byte_size(const std::vector<std::int64_t>& shape, std::size_t element_size) {
@@ -432,7 +422,7 @@ class Safetensors {
     require_floating_point(name, t);
     if (t.shape.size() != static_cast<std::size_t>(R)) {
       fail("tensor '" + name + "' has rank " + std::to_string(t.shape.size()) + " (shape " +
-           detail::shape_string(t.shape) + "), but rank " + std::to_string(R) + " was requested");
+           ddpm::detail::shape_string(t.shape) + "), but rank " + std::to_string(R) + " was requested");
     }
     Tensor<S, R> out;
     if constexpr (R > 0) {
@@ -565,7 +555,7 @@ class Safetensors {
       t.shape.push_back(json_count<std::int64_t>(shape[i], where + ": shape[" + std::to_string(i) + "]"));
     }
     const auto size = detail::byte_size(t.shape, dtype_size(t.dtype));
-    if (!size) fail(where + ": the byte size of shape " + detail::shape_string(t.shape) + " overflows");
+    if (!size) fail(where + ": the byte size of shape " + ddpm::detail::shape_string(t.shape) + " overflows");
 
     const nlohmann::json& offsets = field("data_offsets");
     if (!offsets.is_array() || offsets.size() != 2) {
@@ -581,7 +571,7 @@ class Safetensors {
     }
     if (t.end - t.begin != *size) {
       fail(where + ": data_offsets " + span + " hold " + std::to_string(t.end - t.begin) + " bytes, but dtype " +
-           std::string(dtype_name(t.dtype)) + " and shape " + detail::shape_string(t.shape) + " need " +
+           std::string(dtype_name(t.dtype)) + " and shape " + ddpm::detail::shape_string(t.shape) + " need " +
            std::to_string(*size));
     }
     return t;
@@ -714,7 +704,7 @@ class SafetensorsWriter {
     if (!size || *size != data.size()) {
       ddpm::detail::throw_invalid_argument(std::string(fn) + ": data has " + std::to_string(data.size()) +
                                            " bytes, but dtype " + std::string(dtype_name(dtype)) + " and shape " +
-                                           detail::shape_string(shape) + " need " +
+                                           ddpm::detail::shape_string(shape) + " need " +
                                            (size ? std::to_string(*size) : std::string("more than fit in memory")));
     }
     Entry& e = insert("add_raw", name, dtype, std::move(shape));

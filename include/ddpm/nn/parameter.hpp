@@ -7,6 +7,7 @@
 // with for_each_parameter(prefix, f); a model's list is the concatenation, in the order diffusers
 // registers its modules.
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -27,14 +28,11 @@ struct Parameter {
   }
 };
 
-/// "(128, 3, 3, 3)"
-inline std::string shape_string(const std::vector<std::int64_t>& shape) {
-  std::string s = "(";
-  for (std::size_t i = 0; i < shape.size(); ++i) {
-    if (i > 0) s += ", ";
-    s += std::to_string(shape[i]);
-  }
-  return s + ")";
+/// Visits the parameters of layers[0], layers[1], ... under the names prefix + "0.", prefix + "1.", ...
+/// (a PyTorch ModuleList's names).
+template <class Layers, class F>
+void for_each_indexed_parameter(Layers& layers, const std::string& prefix, F& f) {
+  for (std::size_t i = 0; i < layers.size(); ++i) layers[i].for_each_parameter(prefix + std::to_string(i) + ".", f);
 }
 
 /// The parameters of any layer or model, in order.

@@ -162,13 +162,9 @@ class UNet2D {
   void for_each_parameter(const std::string& prefix, F&& f) {
     conv_in_.for_each_parameter(prefix + "conv_in.", f);
     time_embedding_.for_each_parameter(prefix + "time_embedding.", f);
-    for (std::size_t i = 0; i < down_blocks_.size(); ++i) {
-      down_blocks_[i].for_each_parameter(prefix + "down_blocks." + std::to_string(i) + ".", f);
-    }
+    for_each_indexed_parameter(down_blocks_, prefix + "down_blocks.", f);
     if (mid_block_) mid_block_->for_each_parameter(prefix + "mid_block.", f);
-    for (std::size_t i = 0; i < up_blocks_.size(); ++i) {
-      up_blocks_[i].for_each_parameter(prefix + "up_blocks." + std::to_string(i) + ".", f);
-    }
+    for_each_indexed_parameter(up_blocks_, prefix + "up_blocks.", f);
     conv_norm_out_.for_each_parameter(prefix + "conv_norm_out.", f);
     conv_out_.for_each_parameter(prefix + "conv_out.", f);
   }

@@ -106,12 +106,8 @@ class DownBlock2D {
 
   template <class F>
   void for_each_parameter(const std::string& prefix, F&& f) {
-    for (std::size_t i = 0; i < resnets_.size(); ++i) {
-      resnets_[i].for_each_parameter(prefix + "resnets." + std::to_string(i) + ".", f);
-    }
-    for (std::size_t i = 0; i < attentions_.size(); ++i) {
-      attentions_[i].for_each_parameter(prefix + "attentions." + std::to_string(i) + ".", f);
-    }
+    for_each_indexed_parameter(resnets_, prefix + "resnets.", f);
+    for_each_indexed_parameter(attentions_, prefix + "attentions.", f);
     if (downsampler_) downsampler_->for_each_parameter(prefix + "downsamplers.0.", f);
   }
 
@@ -187,12 +183,8 @@ class UpBlock2D {
 
   template <class F>
   void for_each_parameter(const std::string& prefix, F&& f) {
-    for (std::size_t i = 0; i < resnets_.size(); ++i) {
-      resnets_[i].for_each_parameter(prefix + "resnets." + std::to_string(i) + ".", f);
-    }
-    for (std::size_t i = 0; i < attentions_.size(); ++i) {
-      attentions_[i].for_each_parameter(prefix + "attentions." + std::to_string(i) + ".", f);
-    }
+    for_each_indexed_parameter(resnets_, prefix + "resnets.", f);
+    for_each_indexed_parameter(attentions_, prefix + "attentions.", f);
     if (upsampler_) upsampler_->for_each_parameter(prefix + "upsamplers.0.", f);
   }
 

@@ -69,8 +69,8 @@ void load_weights(Layer& layer, const io::Safetensors& file) {
     used[name] = true;
     const io::TensorInfo& info = file.info(name);
     if (info.shape != p.shape) {
-      mismatched.push_back(name + " has shape " + shape_string(info.shape) + " in the file, but the model needs " +
-                           shape_string(p.shape));
+      mismatched.push_back(name + " has shape " + ddpm::detail::shape_string(info.shape) +
+                           " in the file, but the model needs " + ddpm::detail::shape_string(p.shape));
     } else if (!io::is_floating_point(info.dtype)) {
       mismatched.push_back(name + " has dtype " + std::string(io::dtype_name(info.dtype)) +
                            ", but must be F16, BF16, F32 or F64");

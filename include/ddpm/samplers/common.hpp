@@ -9,12 +9,10 @@
 
 #include <algorithm>
 #include <any>
-#include <array>
 #include <cmath>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
-#include <initializer_list>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -71,59 +69,6 @@ struct Clipping {
 enum class FinalSigma { zero, sigma_min };
 
 namespace detail {
-
-/// One operand of a fused linear combination: `coef * data[b * stride + j]` for batch element b.
-template <class S>
-struct Term {
-  const S* data;
-  Eigen::Index stride;
-  S coef;
-};
-
-/// out[b * per_sample + j] = sum_k coef_k * data_k[b * stride_k + j], for b < batch and j < per_sample, in
-/// one vectorised pass. Terms with a zero coefficient are skipped; `out` may alias an operand of stride
-/// per_sample. With OpenMP (DDPM_OPENMP) large tensors are split into chunks; each element is computed by
-/// the same expression either way.
-template <class S>
-void lincomb(S* out, Eigen::Index batch, Eigen::Index per_sample, std::initializer_list<Term<S>> terms) {
-  using Vec = Eigen::Array<S, Eigen::Dynamic, 1>;
-  using In = Eigen::Map<const Vec, Eigen::Unaligned>;
-  using Out = Eigen::Map<Vec, Eigen::Unaligned>;
-  std::array<Term<S>, 4> t{};
-  int n = 0;
-  bool contiguous = true;
-  for (const Term<S>& term : terms) {
-    DDPM_ASSERT(n < 4);
-    if (term.coef == S(0)) continue;
-    t[static_cast<std::size_t>(n++)] = term;
-    contiguous = contiguous && term.stride == per_sample;
-  }
-  const Eigen::Index total = batch * per_sample;
-  if (total == 0) return;
-  // A block is a run of elements at the same offset in every operand: the whole tensor when every operand
-  // is laid out like out, else one batch element.
-  const Eigen::Index blocks = contiguous ? 1 : batch;
-  const Eigen::Index block_size = contiguous ? total : per_sample;
-  const Eigen::Index chunks_per_block = (block_size + kParallelGrain - 1) / kParallelGrain;
-  const Eigen::Index chunk = (block_size + chunks_per_block - 1) / chunks_per_block;
-  auto run_chunk = [&](Eigen::Index k) {
-    const Eigen::Index b = k / chunks_per_block;
-    const Eigen::Index begin = (k % chunks_per_block) * chunk;
-    const Eigen::Index len = std::min(chunk, block_size - begin);
-    Out o(out + b * block_size + begin, len);
-    auto in = [&](int i) { return In(t[static_cast<std::size_t>(i)].data + b * (contiguous ? 0 : t[static_cast<std::size_t>(i)].stride) + begin, len); };
-    auto c = [&](int i) { return t[static_cast<std::size_t>(i)].coef; };
-    switch (n) {
-      case 0: o.setZero(); break;
-      case 1: o = c(0) * in(0); break;
-      case 2: o = c(0) * in(0) + c(1) * in(1); break;
-      case 3: o = c(0) * in(0) + c(1) * in(1) + c(2) * in(2); break;
-      default: o = c(0) * in(0) + c(1) * in(1) + c(2) * in(2) + c(3) * in(3); break;
-    }
-  };
-  const Eigen::Index chunks = blocks * chunks_per_block;
-  for_each_chunk(chunks, total, run_chunk);
-}
 
 /// The coefficients of a linear map of (x_t, model output):  value = from_x * x_t + from_output * output.
 struct Linear {
@@ -348,13 +293,8 @@ decltype(auto) with_bool(bool b, F&& f) {
 template <class S>
 class Workspace {
  public:
-  template <int R>
-  TensorMap<S, R> x0(const Eigen::DSizes<Eigen::Index, R>& dims) {
-    const Eigen::Index n = dims.TotalSize();
-    if (static_cast<Eigen::Index>(x0_.size()) != n) x0_.resize(static_cast<std::size_t>(n));
-    return TensorMap<S, R>(x0_.data(), dims);
-  }
-  /// A buffer of n values for a predicted x0 that the caller does not keep.
+  /// A buffer of n values for a predicted x0 that the caller does not keep (dynamic thresholding and
+  /// learned_range need x0 whole).
   S* x0(Eigen::Index n) {
     if (static_cast<Eigen::Index>(x0_.size()) != n) x0_.resize(static_cast<std::size_t>(n));
     return x0_.data();
@@ -511,9 +451,8 @@ class SamplerBase {
   template <DenseTensor M, DenseTensor X>
   void predict_x0(const M& output, Eigen::Index stride, const X& x, const Linear& c, const Clipping& clipping, S* x0) {
     const Eigen::Index batch = x.dimension(0), ps = per_sample_size(x);
-    lincomb<S>(x0, batch, ps,
-               {Term<S>{x.data(), ps, static_cast<S>(c.from_x)},
-                Term<S>{output.data(), stride, static_cast<S>(c.from_output)}});
+    const S from_x = static_cast<S>(c.from_x), from_output = static_cast<S>(c.from_output);
+    lincomb2_per_sample<S>(x0, {&from_x, 0}, x.data(), {&from_output, 0}, output.data(), batch, ps, stride);
     apply_clipping(clipping, x0, batch, ps, workspace_.scratch());
   }
 
