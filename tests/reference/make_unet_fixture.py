@@ -122,12 +122,13 @@ class TimestepEmbedding(nn.Module):
 
 
 class ResnetBlock2D(nn.Module):
-    def __init__(self, cin, cout, temb, groups, eps, act, scale, time_norm):
+    def __init__(self, cin, cout, temb, groups, eps, act, scale, time_norm, dropout=0.0):
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, cin, eps=eps)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.time_emb_proj = nn.Linear(temb, 2 * cout if time_norm == "scale_shift" else cout)
         self.norm2 = nn.GroupNorm(groups, cout, eps=eps)
+        self.dropout = nn.Dropout(dropout)  # the config's "dropout": after norm2 and the activation, before conv2
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.conv_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
         self.act = activation(act)
@@ -142,7 +143,7 @@ class ResnetBlock2D(nn.Module):
             h = self.norm2(h) * (1 + scale) + shift
         else:
             h = self.norm2(h + t)
-        h = self.conv2(self.act(h))
+        h = self.conv2(self.dropout(self.act(h)))
         if self.conv_shortcut is not None:
             x = self.conv_shortcut(x)
         return (x + h) / self.scale
@@ -208,7 +209,7 @@ class DownBlock(nn.Module):
     def __init__(self, attn, layers, cin, cout, temb, add_down, cfg, head_dim):
         super().__init__()
         r = dict(temb=temb, groups=cfg["norm_num_groups"], eps=cfg["norm_eps"], act=cfg["act_fn"], scale=1.0,
-                 time_norm=cfg["resnet_time_scale_shift"])
+                 time_norm=cfg["resnet_time_scale_shift"], dropout=cfg["dropout"])
         self.resnets = nn.ModuleList([ResnetBlock2D(cin if i == 0 else cout, cout, **r) for i in range(layers)])
         if attn:
             self.attentions = nn.ModuleList(
@@ -237,7 +238,7 @@ class UpBlock(nn.Module):
     def __init__(self, attn, layers, cin, prev, cout, temb, add_up, cfg, head_dim):
         super().__init__()
         r = dict(temb=temb, groups=cfg["norm_num_groups"], eps=cfg["norm_eps"], act=cfg["act_fn"], scale=1.0,
-                 time_norm=cfg["resnet_time_scale_shift"])
+                 time_norm=cfg["resnet_time_scale_shift"], dropout=cfg["dropout"])
         resnets = []
         for i in range(layers):
             skip = cin if i == layers - 1 else cout
@@ -266,7 +267,7 @@ class MidBlock(nn.Module):
         super().__init__()
         scale = float(cfg["mid_block_scale_factor"])
         r = dict(temb=temb, groups=cfg["norm_num_groups"], eps=cfg["norm_eps"], act=cfg["act_fn"], scale=scale,
-                 time_norm=cfg["resnet_time_scale_shift"])
+                 time_norm=cfg["resnet_time_scale_shift"], dropout=cfg["dropout"])
         self.resnets = nn.ModuleList([ResnetBlock2D(channels, channels, **r) for _ in range(2)])
         attn_groups = cfg["attn_norm_num_groups"]
         if attn_groups is None and cfg["resnet_time_scale_shift"] == "default":
@@ -290,6 +291,20 @@ class UNet2DModel(nn.Module):
         temb = cfg["time_embedding_dim"] or 4 * ch[0]
         self.conv_in = nn.Conv2d(cfg["in_channels"], ch[0], 3, padding=1)
         self.time_embedding = TimestepEmbedding(ch[0], temb)
+        # class conditioning, as diffusers' UNet2DModel: a table (class_embed_type null with num_class_embeds), an
+        # MLP over the sinusoidal projection of the labels ("timestep"), or the labels themselves ("identity",
+        # class_labels of shape [N, time_embed_dim]); num_class_embeds is ignored by the last two
+        kind = cfg["class_embed_type"]
+        if kind is None and cfg["num_class_embeds"] is not None:
+            self.class_embedding = nn.Embedding(cfg["num_class_embeds"], temb)
+        elif kind == "timestep":
+            self.class_embedding = TimestepEmbedding(ch[0], temb)
+        elif kind == "identity":
+            self.class_embedding = nn.Identity()
+        elif kind is None:
+            self.class_embedding = None
+        else:
+            raise ValueError(f"unsupported class_embed_type {kind}")
         self.down_blocks = nn.ModuleList()
         out = ch[0]
         for i, kind in enumerate(cfg["down_block_types"]):
@@ -311,13 +326,27 @@ class UNet2DModel(nn.Module):
         self.conv_norm_out = nn.GroupNorm(cfg["norm_num_groups"], ch[0], eps=cfg["norm_eps"])
         self.conv_out = nn.Conv2d(ch[0], cfg["out_channels"], 3, padding=1)
 
-    def forward(self, x, timesteps):
+    def forward(self, x, timesteps, class_labels=None):
         cfg = self.cfg
         if cfg["center_input_sample"]:
             x = 2 * x - 1.0
         t = torch.as_tensor(timesteps).reshape(-1) * torch.ones(x.shape[0], dtype=torch.int64)
         emb = timestep_embedding(t, cfg["block_out_channels"][0], cfg["flip_sin_to_cos"], cfg["freq_shift"])
         emb = self.time_embedding(emb.to(x.dtype))
+        if self.class_embedding is not None:
+            if class_labels is None:
+                raise ValueError("UNet2DModel: the model is class-conditional, but no class_labels were given")
+            labels = torch.as_tensor(class_labels)
+            if cfg["class_embed_type"] == "timestep":
+                # the same float32 sinusoids as the timesteps, then the model's dtype (diffusers' UNet2DModel skips
+                # this cast, so its "timestep" class embedding only runs in a float32 model)
+                labels = timestep_embedding(labels.reshape(-1), cfg["block_out_channels"][0], cfg["flip_sin_to_cos"],
+                                            cfg["freq_shift"]).to(x.dtype)
+            elif cfg["class_embed_type"] == "identity":
+                labels = labels.to(x.dtype)
+            emb = emb + self.class_embedding(labels).to(x.dtype)  # added after the time MLP
+        elif class_labels is not None:
+            raise ValueError("UNet2DModel: class_labels were given, but the model has no class embedding")
         h = self.conv_in(x)
         skips = [h]
         for block in self.down_blocks:
@@ -340,6 +369,8 @@ def representable_weights(model, generator, q_gain=1.5):
                 p.copy_(0.2 * torch.randn(p.shape, generator=generator))
             elif "norm" in name:  # GroupNorm gamma (norm1, norm2, group_norm, conv_norm_out)
                 p.copy_(1.0 + 0.25 * torch.randn(p.shape, generator=generator))
+            elif name == "class_embedding.weight":  # the table of nn.Embedding: unit normal, as torch initialises it
+                p.copy_(torch.randn(p.shape, generator=generator))
             else:
                 fan_in = p[0].numel()
                 p.copy_(torch.randn(p.shape, generator=generator) / math.sqrt(fan_in))
@@ -406,19 +437,21 @@ def write_model_dir(path, model, config, dtype="F32", legacy_names=False):
                       {"format": "pt"})
 
 
-def make_fixture(path, config, batch, size, timesteps, dtype, legacy_names, seed):
+def make_fixture(path, config, batch, size, timesteps, dtype, legacy_names, seed, class_labels=None):
     generator = torch.Generator().manual_seed(seed)
     model = UNet2DModel(config).eval()
     representable_weights(model, generator)
     sample = torch.randn((batch, config["in_channels"], size, size), generator=generator)
     t = torch.tensor(timesteps, dtype=torch.int64)
+    labels = None if class_labels is None else torch.tensor(class_labels, dtype=torch.int64)
     with torch.no_grad():
-        out32 = model(sample, t)
-        out64 = model.double()(sample.double(), t)
+        out32 = model(sample, t, labels)
+        out64 = model.double()(sample.double(), t, labels)
     write_model_dir(path, model, config, dtype, legacy_names)
-    write_safetensors(os.path.join(path, "reference_io.safetensors"),
-                      {"sample": sample, "timesteps": t.to(torch.float64).reshape(-1), "output_f32": out32,
-                       "output_f64": out64},
+    io = {"sample": sample, "timesteps": t.to(torch.float64).reshape(-1), "output_f32": out32, "output_f64": out64}
+    if labels is not None:
+        io["class_labels"] = labels.to(torch.float64)  # integers, as float64 like the timesteps
+    write_safetensors(os.path.join(path, "reference_io.safetensors"), io,
                       lambda name: "F32" if name in ("sample", "output_f32") else "F64")
     n = sum(p.numel() for p in model.parameters())
     print(f"{os.path.normpath(path)}: {n} parameters, {len(model.state_dict())} tensors, |out| max {out32.abs().max():.4f}, "
@@ -451,11 +484,44 @@ TINY_LEGACY_CONFIG = dict(
 )
 
 
+# Class-conditional (table of 10 labels added to the time embedding), scale_shift time conditioning, a time
+# embedding narrower than 4 * block_out_channels[0], one input and output channel (the digits demo's shape),
+# attention at the full-resolution level only; the mid block's attention has no group norm (scale_shift).
+TINY_CLASS_CONFIG = dict(
+    DEFAULT_CONFIG,
+    sample_size=8,
+    in_channels=1,
+    out_channels=1,
+    block_out_channels=[16, 32],
+    down_block_types=["AttnDownBlock2D", "DownBlock2D"],
+    up_block_types=["UpBlock2D", "AttnUpBlock2D"],
+    layers_per_block=1,
+    attention_head_dim=8,
+    norm_num_groups=8,
+    resnet_time_scale_shift="scale_shift",
+    time_embedding_dim=32,
+    class_embed_type=None,
+    num_class_embeds=10,
+)
+
+
+# Each model directory's own seed: the weights, then the sample, are drawn from it.
+FIXTURES = {
+    "tiny": dict(config=TINY_CONFIG, batch=3, size=16, timesteps=[0, 417, 999], dtype="F16", legacy_names=False,
+                 seed=20260101),
+    "tiny_legacy": dict(config=TINY_LEGACY_CONFIG, batch=2, size=16, timesteps=[250], dtype="F32",
+                        legacy_names=True, seed=20260102),
+    "tiny_class": dict(config=TINY_CLASS_CONFIG, batch=3, size=8, timesteps=[3, 500, 998], dtype="F32",
+                       legacy_names=False, seed=20260103, class_labels=[7, 0, 7]),
+}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "data", "unet"))
     p.add_argument("--convert-bin", metavar="BIN", help="write BIN's state_dict as a .safetensors file beside it")
     p.add_argument("--dtype", default="F32", choices=["F32", "F16", "BF16"], help="dtype for --convert-bin")
+    p.add_argument("--only", nargs="+", choices=list(FIXTURES), help="write only these model directories")
     args = p.parse_args()
     if args.convert_bin:
         state = torch.load(args.convert_bin, map_location="cpu")
@@ -466,10 +532,8 @@ def main():
         print(f"{target}: {len(state)} tensors")
         return
     torch.set_num_threads(1)
-    make_fixture(os.path.join(args.out, "tiny"), TINY_CONFIG, batch=3, size=16, timesteps=[0, 417, 999],
-                 dtype="F16", legacy_names=False, seed=20260101)
-    make_fixture(os.path.join(args.out, "tiny_legacy"), TINY_LEGACY_CONFIG, batch=2, size=16, timesteps=[250],
-                 dtype="F32", legacy_names=True, seed=20260102)
+    for name in args.only or FIXTURES:
+        make_fixture(os.path.join(args.out, name), **FIXTURES[name])
 
 
 if __name__ == "__main__":
