@@ -16,6 +16,28 @@
 
 namespace ddpm {
 
+/// The variance of a DDPM step (diffusers' `variance_type`, improved-diffusion's ModelVarType), with
+/// alpha_bar_prev the alpha_bar of the next timestep visited (1 after the last) and
+/// beta = 1 - alpha_bar[t] / alpha_bar_prev:                                   [docs/samplers.md, Eq. (S8)]
+///   fixed_small:     the posterior variance beta (1 - alpha_bar_prev) / (1 - alpha_bar[t]), std = sqrt
+///   fixed_small_log: the same, std = exp(log(variance) / 2) (diffusers' rounding of it)
+///   fixed_large:     beta (the upper bound of Ho et al.; better log-likelihood, noisier samples)
+///   learned_range:   the model returns 2C channels; the second C, v in [-1, 1], interpolate
+///                    log variance = (v + 1) / 2 * log(beta) + (1 - v) / 2 * log(posterior variance)
+/// (Here rather than in samplers/ddpm.hpp so that the variational bound, vlb.hpp, needs no sampler.)
+enum class VarianceType { fixed_small, fixed_small_log, fixed_large, learned_range };
+
+/// "fixed_small", "fixed_small_log", "fixed_large" or "learned_range".
+inline const char* variance_type_name(VarianceType v) {
+  switch (v) {
+    case VarianceType::fixed_small: return "fixed_small";
+    case VarianceType::fixed_small_log: return "fixed_small_log";
+    case VarianceType::fixed_large: return "fixed_large";
+    case VarianceType::learned_range: return "learned_range";
+  }
+  return "unknown";
+}
+
 /// The posterior mean alone, written into `out`.                                 [docs/math.md, Eq. (7)]
 template <std::floating_point S, DenseTensor X0, DenseTensor Xt, MutableDenseTensor Out>
 void q_posterior_mean(const NoiseSchedule<S>& schedule, const X0& x0, const Xt& x_t, int t, Out&& out) {

@@ -516,6 +516,18 @@ class NoiseSource {
     offset_ += out.size();
   }
 
+  /// Fills out with the next out.size() numbers of the stream as uniforms in (0, 1): u_i = Phi(z_i), the
+  /// standard-normal CDF of normal z_i, evaluated in double (0.5 erfc(-z / sqrt 2)). Phi(Z) is uniform
+  /// for a standard normal Z, so u_i is uniform up to the stream's own approximation of the normal; as
+  /// |z| <= 6.76, every u lies in [7e-12, 1 - 7e-12], never 0 or 1. Advances the stream by out.size()
+  /// numbers exactly as a fill would, so normals and uniforms can be interleaved reproducibly (the
+  /// timestep samplers of timestep_sampler.hpp draw their timesteps this way).  [docs/training.md]
+  /// Throws ddpm::invalid_argument (and draws nothing) if the numbers run past the stream's end.
+  void uniform(std::span<double> out) {
+    fill(out);
+    for (double& u : out) u = 0.5 * std::erfc(u * -0.70710678118654752440);
+  }
+
   std::uint64_t seed() const noexcept { return seed_; }
   /// The stream index of the next number drawn.
   std::uint64_t offset() const noexcept { return offset_; }
