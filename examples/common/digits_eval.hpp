@@ -94,8 +94,7 @@ struct DigitSplit {
 /// splitmix64 seeded with `seed`, so the result is the same on every platform and standard library) and
 /// round(held_out_fraction * class count) of them are held out; so each class keeps its share in both parts.
 /// Throws ddpm::invalid_argument if held_out_fraction is outside [0, 1] or a label is negative.
-inline DigitSplit split_digits(const std::vector<int>& labels, double held_out_fraction = 0.2,
-                               std::uint64_t seed = 0) {
+inline DigitSplit split_digits(const std::vector<int>& labels, double held_out_fraction = 0.2, std::uint64_t seed = 0) {
   if (!(held_out_fraction >= 0.0 && held_out_fraction <= 1.0)) {
     ddpm::detail::throw_invalid_argument("examples::split_digits: held_out_fraction is " +
                                          std::to_string(held_out_fraction) + ", but must be in [0, 1]");

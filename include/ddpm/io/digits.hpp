@@ -41,11 +41,11 @@ namespace ddpm::io {
 inline constexpr std::string_view kSklearnDigitsPath =
     "/usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz";
 
-inline constexpr int kDigitsSide = 8;        ///< image height = width
-inline constexpr int kDigitsPixels = 64;     ///< pixels per image (columns before the label)
-inline constexpr int kDigitsMaxLevel = 16;   ///< grey levels are 0 .. 16
-inline constexpr int kDigitsClasses = 10;    ///< labels are 0 .. 9
-inline constexpr int kDigitsRows = 1797;     ///< rows of sklearn's file
+inline constexpr int kDigitsSide = 8;       ///< image height = width
+inline constexpr int kDigitsPixels = 64;    ///< pixels per image (columns before the label)
+inline constexpr int kDigitsMaxLevel = 16;  ///< grey levels are 0 .. 16
+inline constexpr int kDigitsClasses = 10;   ///< labels are 0 .. 9
+inline constexpr int kDigitsRows = 1797;    ///< rows of sklearn's file
 /// The default cap on the rows a file may hold (well above sklearn's 1797; the full UCI set has 5620).
 inline constexpr std::size_t kDigitsDefaultMaxRows = 65536;
 
@@ -84,7 +84,8 @@ inline std::string digits_quote(std::string_view value) {
 
 [[noreturn]] inline void throw_digits_error(std::string_view fn, std::string_view name, std::size_t line,
                                             const std::string& what) {
-  ddpm::detail::throw_format_error(std::string(fn) + ": " + std::string(name) + " line " + std::to_string(line) + ": " + what);
+  ddpm::detail::throw_format_error(std::string(fn) + ": " + std::string(name) + " line " + std::to_string(line) + ": " +
+                                   what);
 }
 
 // Inflates one complete gzip member (RFC 1952, CRC-32 and length checked by zlib) into at most max_out bytes.
@@ -118,22 +119,22 @@ inline std::string gunzip(std::string_view fn, std::string_view name, std::strin
     const std::size_t produced = chunk.size() - zs.avail_out;
     if (rc == Z_STREAM_ERROR || rc == Z_NEED_DICT || rc == Z_DATA_ERROR || rc == Z_MEM_ERROR) {
       ddpm::detail::throw_format_error(std::string(fn) + ": " + std::string(name) + ": corrupt gzip data (zlib: " +
-                         (zs.msg != nullptr ? zs.msg : "error " + std::to_string(rc)) + ")");
+                                       (zs.msg != nullptr ? zs.msg : "error " + std::to_string(rc)) + ")");
     }
     if (out.size() + produced > max_out) {
       ddpm::detail::throw_format_error(std::string(fn) + ": " + std::string(name) + ": decompresses to more than " +
-                         std::to_string(max_out) + " bytes, more than the row cap allows");
+                                       std::to_string(max_out) + " bytes, more than the row cap allows");
     }
     out.append(chunk.data(), produced);
     if (rc == Z_BUF_ERROR && zs.avail_in == 0 && left == 0) {
       ddpm::detail::throw_format_error(std::string(fn) + ": " + std::string(name) +
-                         ": truncated gzip data (the stream ends before its trailer, after " +
-                         std::to_string(out.size()) + " bytes)");
+                                       ": truncated gzip data (the stream ends before its trailer, after " +
+                                       std::to_string(out.size()) + " bytes)");
     }
   }
   if (zs.avail_in != 0 || left != 0) {
-    ddpm::detail::throw_format_error(std::string(fn) + ": " + std::string(name) + ": " + std::to_string(zs.avail_in + left) +
-                       " bytes follow the gzip stream");
+    ddpm::detail::throw_format_error(std::string(fn) + ": " + std::string(name) + ": " +
+                                     std::to_string(zs.avail_in + left) + " bytes follow the gzip stream");
   }
   return out;
 }
@@ -169,8 +170,7 @@ Digits<S> parse_digits_csv(std::string_view text, std::string_view name = "<text
       detail::throw_digits_error(fn, name, line, "empty line, but every row must hold 65 values");
     }
     if (labels.size() == max_rows) {
-      detail::throw_digits_error(fn, name, line,
-                                       "more than max_rows = " + std::to_string(max_rows) + " rows");
+      detail::throw_digits_error(fn, name, line, "more than max_rows = " + std::to_string(max_rows) + " rows");
     }
     int column = 0;
     std::size_t start = 0;
@@ -182,29 +182,28 @@ Digits<S> parse_digits_csv(std::string_view text, std::string_view name = "<text
       ++column;
       if (column > kDigitsPixels + 1) {
         detail::throw_digits_error(fn, name, line,
-                                         "more than 65 values (64 pixels and a label); value " +
-                                             std::to_string(column) + " is " + detail::digits_quote(value));
+                                   "more than 65 values (64 pixels and a label); value " + std::to_string(column) +
+                                       " is " + detail::digits_quote(value));
       }
       const bool numeric = !value.empty() && value.size() <= 2 &&
                            std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
       if (!numeric) {
         detail::throw_digits_error(fn, name, line,
-                                         "value " + std::to_string(column) + " is " +
-                                             detail::digits_quote(value) +
-                                             ", but must be a decimal integer of one or two digits");
+                                   "value " + std::to_string(column) + " is " + detail::digits_quote(value) +
+                                       ", but must be a decimal integer of one or two digits");
       }
       const int v = value.size() == 1 ? value[0] - '0' : (value[0] - '0') * 10 + (value[1] - '0');
       if (column <= kDigitsPixels) {
         if (v > kDigitsMaxLevel) {
-          detail::throw_digits_error(fn, name, line,
-                                           "pixel " + std::to_string(column) + " is " + std::string(value) +
-                                               ", but must be in [0, 16]");
+          detail::throw_digits_error(
+              fn, name, line,
+              "pixel " + std::to_string(column) + " is " + std::string(value) + ", but must be in [0, 16]");
         }
         levels.push_back(static_cast<std::uint8_t>(v));
       } else {
         if (v >= kDigitsClasses) {
           detail::throw_digits_error(fn, name, line,
-                                           "label (value 65) is " + std::string(value) + ", but must be in [0, 9]");
+                                     "label (value 65) is " + std::string(value) + ", but must be in [0, 9]");
         }
         labels.push_back(v);
       }
@@ -213,8 +212,7 @@ Digits<S> parse_digits_csv(std::string_view text, std::string_view name = "<text
     }
     if (column != kDigitsPixels + 1) {
       detail::throw_digits_error(fn, name, line,
-                                       "has " + std::to_string(column) +
-                                           " values, but must have 65 (64 pixels and a label)");
+                                 "has " + std::to_string(column) + " values, but must have 65 (64 pixels and a label)");
     }
   }
   if (labels.empty()) ddpm::detail::throw_format_error(std::string(fn) + ": " + std::string(name) + " holds no rows");
@@ -253,13 +251,12 @@ Digits<S> load_digits(const std::string& path, std::size_t max_rows = kDigitsDef
   // max_text bytes of text is larger than this.
   if (static_cast<std::size_t>(bytes) > max_text + max_text / 8192 + 1024) {
     ddpm::detail::throw_format_error(std::string(fn) + ": " + path + " is " + std::to_string(bytes) +
-                                     " bytes, more than max_rows = " + std::to_string(max_rows) +
-                                     " rows can take");
+                                     " bytes, more than max_rows = " + std::to_string(max_rows) + " rows can take");
   }
   std::string raw(static_cast<std::size_t>(bytes), '\0');
   if (!file.read(raw.data(), bytes)) ddpm::detail::throw_format_error(std::string(fn) + ": cannot read " + path);
-  const bool gzip = raw.size() >= 2 && static_cast<unsigned char>(raw[0]) == 0x1f &&
-                    static_cast<unsigned char>(raw[1]) == 0x8b;
+  const bool gzip =
+      raw.size() >= 2 && static_cast<unsigned char>(raw[0]) == 0x1f && static_cast<unsigned char>(raw[1]) == 0x8b;
   if (gzip) raw = detail::gunzip(fn, path, raw, max_text);
   return parse_digits_csv<S>(raw, path, max_rows);
 }
@@ -274,8 +271,7 @@ Tensor<S, 4> upsample_nearest(const Tensor<S, 4>& images, int factor) {
     ddpm::detail::throw_invalid_argument("ddpm::io::upsample_nearest: factor is " + std::to_string(factor) +
                                          ", but must be in [1, 1024]");
   }
-  const Eigen::Index n = images.dimension(0), c = images.dimension(1), h = images.dimension(2),
-                     w = images.dimension(3);
+  const Eigen::Index n = images.dimension(0), c = images.dimension(1), h = images.dimension(2), w = images.dimension(3);
   Tensor<S, 4> out(n, c, h * factor, w * factor);
   const Eigen::Index ow = w * factor;
   for (Eigen::Index p = 0; p < n * c; ++p) {
@@ -300,8 +296,7 @@ Tensor<S, 4> upsample_bilinear(const Tensor<S, 4>& images, int factor) {
     ddpm::detail::throw_invalid_argument("ddpm::io::upsample_bilinear: factor is " + std::to_string(factor) +
                                          ", but must be in [1, 1024]");
   }
-  const Eigen::Index n = images.dimension(0), c = images.dimension(1), h = images.dimension(2),
-                     w = images.dimension(3);
+  const Eigen::Index n = images.dimension(0), c = images.dimension(1), h = images.dimension(2), w = images.dimension(3);
   const Eigen::Index oh = h * factor, ow = w * factor;
   Tensor<S, 4> out(n, c, oh, ow);
   struct Tap {
