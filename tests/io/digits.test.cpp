@@ -8,7 +8,8 @@
 // PyTorch's align_corners=False does; upsample_bilinear was confirmed once against torch 1.13's
 // F.interpolate(mode="bilinear", align_corners=False) on a 3 x 5 image at factors 2 and 3, max |diff| 3e-16);
 // hand-placed points whose neighbours and distances are known; and, when sklearn's file is on the machine,
-// its row and class counts as `zcat digits.csv.gz | awk -F,` counts them and the published accuracy of nearest-neighbour classification on it (about 98%; we require >= 95%).
+// its row and class counts as `zcat digits.csv.gz | awk -F,` counts them and the published accuracy of
+// nearest-neighbour classification on these digits (about 98%; we require >= 95%).
 
 #include <catch2/catch.hpp>
 
