@@ -5,24 +5,42 @@
 
 A diffusers-UNet2DModel-compatible network written from scratch in plain PyTorch (Debian's python3-torch,
 no diffusers needed): the same config.json keys, the same parameter names and the same arithmetic, including
-the timestep embedding in float32 and the attention softmax in float32. It draws random weights, moves every
-norm and bias away from its default so that each one changes the output, rounds every weight to a value that
-bfloat16, float16 and float32 all hold exactly (so one set of reference outputs serves files of any of the
-three dtypes), and writes a model directory exactly as diffusers does (config.json +
-diffusion_pytorch_model.safetensors) next to the inputs and the outputs of a forward pass
-(reference_io.safetensors: "sample", "timesteps", "output_f32", "output_f64").
+the timestep embedding in float32 and the attention softmax in at least float32 (a float64 model keeps its
+softmax in float64; diffusers' upcast_softmax would compute it in float32, 1e-7 away). Class conditioning as
+UNet2DModel's: num_class_embeds with class_embed_type null is a table class_embedding.weight
+[num_class_embeds, time_embed_dim]; "timestep" is an MLP class_embedding.linear_1/linear_2 over the labels'
+sinusoidal projection (the timesteps' flip_sin_to_cos and freq_shift); "identity" adds class_labels of shape
+[N, time_embed_dim] as they are; the class embedding is added to the output of the time MLP
+(emb = time_embedding(t_emb) + class_emb), labels missing or unexpected raise ValueError, as diffusers does.
+Unlike diffusers' UNet2DModel, the "timestep" projection is cast to the model's dtype (diffusers feeds its
+float32 projection to the class MLP as is, so it fails in a float16/float64 model; UNet2DConditionModel casts).
+The config's dropout sits in ResnetBlock2D after norm2 and the activation, before conv2 (nn.Dropout, off in
+eval mode); diffusers' attention blocks get none.
 
-    /usr/bin/python3 tests/reference/make_unet_fixture.py [--out tests/data/unet]
+It draws random weights, moves every norm and bias away from its default so that each one changes the output,
+rounds every weight to a value that bfloat16, float16 and float32 all hold exactly (so one set of reference
+outputs serves files of any of the three dtypes), and writes a model directory exactly as diffusers does
+(config.json + diffusion_pytorch_model.safetensors) next to the inputs and the outputs of a forward pass in
+eval mode (reference_io.safetensors: "sample", "timesteps", "output_f32", "output_f64", and "class_labels"
+for a class-conditional model).
+
+    /usr/bin/python3 tests/reference/make_unet_fixture.py [--out tests/data/unet] [--only tiny_class ...]
 
     /usr/bin/python3 tests/reference/make_unet_fixture.py --convert-bin DIR/diffusion_pytorch_model.bin
 
 converts a PyTorch checkpoint of diffusers (a pickled state_dict) into DIR/diffusion_pytorch_model.safetensors
-with the same tensor names (see docs/unet.md); without --convert-bin it
+with the same tensor names (see docs/unet.md); without --convert-bin it writes (each from its own seed)
 
-writes tests/data/unet/tiny (current attention names, float16 weights, three images at different timesteps)
-and tests/data/unet/tiny_legacy (the older attention names query/key/value/proj_attn, float32 weights, a
-DDPM-style config, one timestep for the batch). Both stay small (< 1 MB together) to be committed.
-bench/compare_torch_unet.py imports UNet2DModel from here to time the same architecture.
+tests/data/unet/tiny (current attention names, float16 weights, three images at different timesteps),
+tests/data/unet/tiny_legacy (the older attention names query/key/value/proj_attn, float32 weights, a
+DDPM-style config, one timestep for the batch) and tests/data/unet/tiny_class (10 labels in a table,
+scale_shift time conditioning, time_embedding_dim 32, one channel, 8x8, attention at the full-resolution
+level, float32 weights; labels 7, 0, 7). All stay small to be committed. The weights, configs and inputs are
+reproduced bit for bit; the outputs of tiny and tiny_legacy as committed came from another machine and
+differ here by rounding (2e-6 float32, 6e-15 float64), so rewrite only what you change (--only).
+tests/reference/make_unet_grad_fixture.py computes the autograd and AdamW fixtures from these directories
+(and confirms them against diffusers' own UNet2DModel). bench/compare_torch_unet.py imports UNet2DModel from
+here to time the same architecture.
 """
 import argparse
 import json

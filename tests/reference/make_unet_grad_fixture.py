@@ -32,7 +32,29 @@ p -= lr/(1-b1^k) * m / (sqrt(v)/sqrt(1-b2^k) + eps)) on the simple loss, each st
 The batches are 2 images of 8x8 (sample and eps drawn in float32 and stored as F32; labels drawn with repeats
 allowed) to keep each file under 1.5 MB.
 
-Each model's inputs come from their own torch.Generator (seeds below), so the files do not depend on each other.
+Each model's inputs come from their own torch.Generator (seeds below), so the files do not depend on each other;
+rerunning reproduces every file bit for bit (here, with one thread).
+
+What a C++ test compares: outputs, loss and every gradient of the float64 file within 1e-9 relative to the largest
+|value| of that tensor kind (the largest parameter gradient for the grad.<name> tensors, not each element's own:
+the to_k.bias gradients are zero but for rounding, below 3e-17 here, since a key bias shifts all scores of a query
+alike); the float32 file within 1e-4 of the largest gradient (PyTorch's own float32 gradients are within 3e-6
+of its float64 ones); the AdamW losses and final parameters within 1e-9 relative (double).
+
+Confirmed once against diffusers' own UNet2DModel (huggingface/diffusers 58eb52c, 0.40.0.dev0, run with
+--check-diffusers DIR on a checkout outside the project; nothing of it is committed), same state_dict:
+float64 fixtures (outputs, loss, grad.sample, every parameter gradient) and reference_io output_f64 within
+7e-15 of diffusers with its softmax upcast off (with it on, diffusers' float64 model runs the softmax in
+float32 and differs by 1e-7); float32 fixtures within 1.5e-6 of diffusers in float32; ten AdamW steps on
+diffusers' model reproduce the losses to 1e-14 and the final parameters to 1.7e-11 of the largest (AdamW turns
+the rounding noise of the zero to_k.bias gradients into steps lr * g / (|g| + 1e-8); 2e-13 without those);
+class_embed_type "timestep" and "identity" (random weights, no committed file) within 5e-7 (float32) and
+3e-15 (float64; diffusers' "timestep" raises "mat1 and mat2 must have the same dtype" in a float64 model, so
+its projection is cast there as ours is); dropout 0.3 in train mode with the same torch seed gives the same
+outputs and gradients (2e-15), so every Dropout is where diffusers has it; missing labels and labels for a
+model without a class embedding raise ValueError in both.
+
+    /usr/bin/python3 tests/reference/make_unet_grad_fixture.py --check-diffusers /tmp/diffusers-checkout
 """
 import argparse
 import json
@@ -43,7 +65,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from make_unet_fixture import LEGACY_NAMES, UNet2DModel, write_safetensors
+from make_unet_fixture import LEGACY_NAMES, UNet2DModel, representable_weights, write_safetensors
 
 DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I64": np.int64}
 
@@ -155,6 +177,269 @@ def write_adamw(path, model, to_file, config, generator, steps=10, batch=2, size
     print(f"{os.path.normpath(path)}: losses {' '.join(f'{v:.5f}' for v in losses)}, {os.path.getsize(path)} bytes")
 
 
+# ----------------------------------------------------------------------------------------------------------
+# The one-off confirmation against diffusers' own UNet2DModel (run outside the project; nothing of it is committed)
+
+def import_diffusers_unet(root):
+    """diffusers' UNet2DModel from a checkout (ROOT/src/diffusers) under Debian's torch 1.13 and packages.
+
+    Debian has no huggingface_hub or safetensors (stubbed: any submodule, any attribute) and torch 1.13 lacks some
+    names diffusers' import chain touches at import time (torch.xpu, float8 dtypes, device_mesh, torch.compiler,
+    torch._dynamo: inert stand-ins). The packages diffusers, diffusers.models(.unets, .transformers) are created
+    bare, so that only the UNet's own modules are imported, not every model of diffusers' __init__.
+    Needs python3-packaging, python3-tqdm, python3-regex, python3-filelock, python3-importlib-metadata.
+    """
+    import importlib.abc
+    import importlib.machinery
+    import sys
+    import types
+
+    class Anything:
+        def __init__(self, *a, **k): pass
+        def __call__(self, *a, **k): return Anything()
+        def __getattr__(self, name): return Anything()
+        def __mro_entries__(self, bases): return (object,)
+        def __iter__(self): return iter(())
+        def __bool__(self): return False
+        def __or__(self, other): return self
+        def __ror__(self, other): return self
+        def __getitem__(self, key): return self
+        def __str__(self): return "/nonexistent"
+        __fspath__ = __str__
+
+    class StubModule(types.ModuleType):
+        def __getattr__(self, name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return "/nonexistent" if name.endswith(("_HOME", "_PATH", "_CACHE")) else Anything()
+
+    stubbed = ("huggingface_hub", "safetensors", "torch.distributed._functional_collectives",
+               "torch.distributed.tensor", "torch.nn.attention")
+
+    class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):  # last on the path: only for missing ones
+        def find_spec(self, name, path, target=None):
+            if any(name == s or name.startswith(s + ".") for s in stubbed):
+                return importlib.machinery.ModuleSpec(name, self, is_package=True)
+            return None
+
+        def create_module(self, spec):
+            m = StubModule(spec.name)
+            m.__path__, m.__version__ = [], "0.30.0"
+            return m
+
+        def exec_module(self, module):
+            pass
+
+    sys.meta_path.append(Finder())
+
+    def noop(*a, **k):
+        return None
+
+    def passthrough(*a, **k):  # decorators (allow_in_graph, disable) return what they decorate
+        if len(a) == 1 and callable(a[0]) and not k:
+            return a[0]
+        return (lambda f=None, *_a, **_k: f) if not a else False
+
+    class Lenient(types.ModuleType):
+        def __getattr__(self, name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return passthrough
+
+    for dev in ("xpu", "mps", "npu", "mlu", "musa"):
+        if not hasattr(torch, dev):
+            setattr(torch, dev, types.SimpleNamespace(empty_cache=noop, device_count=lambda: 0,
+                                                      is_available=lambda: False, manual_seed=noop,
+                                                      reset_peak_memory_stats=noop, synchronize=noop,
+                                                      max_memory_allocated=lambda *a: 0))
+    for name in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "uint16", "uint32",
+                 "uint64", *(f"uint{i}" for i in range(1, 8)), *(f"int{i}" for i in range(1, 8))):
+        if not hasattr(torch, name):
+            setattr(torch, name, torch.float32 if name.startswith("float") else torch.int32)
+    import torch.distributed as dist
+    if not hasattr(dist, "device_mesh"):
+        dist.device_mesh = types.SimpleNamespace(DeviceMesh=object, init_device_mesh=noop)
+    for name in ("compiler", "_dynamo"):
+        try:
+            __import__("torch." + name)
+        except ImportError:
+            setattr(torch, name, Lenient("torch." + name))
+            sys.modules["torch." + name] = getattr(torch, name)
+    pkg = os.path.join(root, "src", "diffusers")
+    with open(os.path.join(pkg, "__init__.py")) as f:
+        version = next(line.split('"')[1] for line in f if line.startswith("__version__"))
+    for name, sub in (("diffusers", ""), ("diffusers.models", "models"), ("diffusers.models.unets", "models/unets"),
+                      ("diffusers.models.transformers", "models/transformers")):
+        m = types.ModuleType(name)
+        m.__path__, m.__package__, m.__version__ = [os.path.join(pkg, sub)], name, version
+        sys.modules[name] = m
+    import diffusers.utils  # first, as diffusers' __init__ does, against an import cycle
+    diffusers.utils.logging.set_verbosity_error()  # its note on casting a model with .to(dtype)
+    from diffusers.models.unets.unet_2d import UNet2DModel as DiffusersUNet2DModel
+    return DiffusersUNet2DModel, version
+
+
+def check_diffusers(root, data):
+    """Our reference and the committed fixtures against diffusers' UNet2DModel with the same state_dict."""
+    import copy
+
+    DiffusersUNet2DModel, version = import_diffusers_unet(root)
+    print(f"diffusers {version} from {root}")
+
+    def theirs_for(config, state, dtype, upcast=False):
+        m = DiffusersUNet2DModel(**{k: v for k, v in config.items() if not k.startswith("_")}).eval()
+        m.load_state_dict(state, strict=True)
+        if not upcast:  # upcast_softmax computes a float64 model's softmax in float32 (.float()); float32 is alike
+            for mod in m.modules():
+                if hasattr(mod, "upcast_softmax"):
+                    mod.upcast_softmax = False
+        return m.to(dtype)
+
+    def run(m, ours, x, t, labels, eps):
+        m.zero_grad(set_to_none=True)
+        x = x.clone().requires_grad_(True)
+        out = m(x, t, labels) if ours else m(x, t, class_labels=labels).sample
+        loss = F.mse_loss(out, eps)
+        loss.backward()
+        return out.detach(), loss.item(), x.grad, {n: p.grad for n, p in m.named_parameters()}
+
+    def rel(a, b):
+        return ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
+
+    def grad_rel(g, ref_grads, to_file=None, prefix=""):  # max |difference| over the largest reference gradient
+        largest = max(v.abs().max().item() for v in ref_grads.values())
+        key = (lambda n: prefix + to_file[n]) if to_file else (lambda n: n)
+        return max((g[key(n)].double() - v.double()).abs().max().item() for n, v in ref_grads.items()) / largest
+
+    worst = {"f64": 0.0, "f32": 0.0, "adamw": 0.0}
+
+    def note(kind, *values):
+        worst[kind] = max(worst[kind], *values)
+
+    for name in CASES:
+        path = os.path.join(data, name)
+        ours, config, to_file = load_model_dir(path)
+        state = ours.state_dict()
+        fx = read_safetensors(os.path.join(path, "reference_grads.safetensors"))
+        x, eps, t = fx["sample"], fx["eps"], fx["timesteps"].long()
+        labels = fx["class_labels"].long() if "class_labels" in fx else None
+        out, loss, gx, g = run(theirs_for(config, state, torch.float64), False, x, t, labels, eps)
+        r = (rel(fx["output"], out), abs(fx["loss"].item() - loss) / loss, rel(fx["grad.sample"], gx),
+             grad_rel(fx, g, to_file, "grad."))
+        note("f64", *r)
+        print(f"{name} float64 fixture vs diffusers: output {r[0]:.1e}, loss {r[1]:.1e}, grad.sample {r[2]:.1e}, "
+              f"parameter grads {r[3]:.1e} (of the largest)")
+        out_up = theirs_for(config, state, torch.float64, upcast=True)(x, t, class_labels=labels).sample.detach()
+        print(f"    diffusers with its float32 softmax in the float64 model: output {rel(fx['output'], out_up):.1e}")
+        f32 = read_safetensors(os.path.join(path, "reference_grads_f32.safetensors"))
+        out32, _, gx32, g32 = run(theirs_for(config, state, torch.float32), False, x.float(), t, labels, eps.float())
+        r = (rel(f32["output"], out32), grad_rel(f32, g32, to_file, "grad."), rel(f32["grad.sample"], gx32))
+        note("f32", *r)
+        print(f"    float32 fixture vs diffusers in float32: output {r[0]:.1e}, grads {r[1]:.1e}, grad.sample "
+              f"{r[2]:.1e}; diffusers float32 vs float64 grads {grad_rel(g32, g):.1e}")
+        io = read_safetensors(os.path.join(path, "reference_io.safetensors"))
+        il = io["class_labels"].long() if "class_labels" in io else None
+        with torch.no_grad():
+            o = theirs_for(config, state, torch.float64)(io["sample"], io["timesteps"].long(), class_labels=il).sample
+        note("f64", rel(io["output_f64"], o))
+        print(f"    reference_io output_f64 vs diffusers: {rel(io['output_f64'], o):.1e}")
+        if CASES[name][3]:
+            fa = read_safetensors(os.path.join(path, "reference_adamw.safetensors"))
+            m = theirs_for(config, state, torch.float64)
+            opt = torch.optim.AdamW(m.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
+            losses = []
+            for k in range(10):
+                lab = fa.get(f"step_{k}.class_labels")
+                opt.zero_grad()
+                loss = F.mse_loss(m(fa[f"step_{k}.sample"], fa[f"step_{k}.timesteps"].long(),
+                                    class_labels=None if lab is None else lab.long()).sample, fa[f"step_{k}.eps"])
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+            dl = ((torch.tensor(losses, dtype=torch.float64) - fa["loss"]).abs() / fa["loss"]).max().item()
+            dp = max(rel(fa["final." + to_file[n]], p.detach()) for n, p in m.named_parameters())
+            moved = max(rel(fa["final." + to_file[n]], state[n]) for n in state)
+            note("adamw", dl, dp)
+            print(f"    ten AdamW steps on diffusers' model vs the fixture: losses {dl:.1e}, final parameters {dp:.1e}"
+                  f" (the steps moved them by up to {moved:.1e} of the largest)")
+
+    base = json.load(open(os.path.join(data, "tiny_class", "config.json")))
+    for kind in ("timestep", "identity"):
+        config = dict(base, class_embed_type=kind)
+        ours = UNet2DModel(config).eval()
+        representable_weights(ours, torch.Generator().manual_seed(7))
+        g = torch.Generator().manual_seed(8)
+        x, eps = torch.randn(3, 1, 8, 8, generator=g), torch.randn(3, 1, 8, 8, generator=g)
+        t = torch.tensor([5, 600, 999])
+        labels = torch.tensor([1, 4, 9]) if kind == "timestep" else torch.randn(3, 32, generator=g)
+        for dtype in (torch.float32, torch.float64):
+            theirs = theirs_for(config, ours.state_dict(), dtype)
+            lab = labels.to(dtype) if kind == "identity" else labels
+            if dtype == torch.float64 and kind == "timestep":
+                try:
+                    theirs(x.to(dtype), t, class_labels=lab)
+                except RuntimeError as e:
+                    print(f"{kind} float64: diffusers' UNet2DModel fails ({e}): its time_proj of the labels stays "
+                          f"float32; compared with that projection cast to float64, as our reference does:")
+                proj = theirs.time_proj
+
+                class Cast(torch.nn.Module):
+                    def __init__(self, p):
+                        super().__init__()
+                        self.p = p
+
+                    def forward(self, v):
+                        return self.p(v).double()
+
+                theirs.time_proj = Cast(proj)
+            o1, _, _, g1 = run(copy.deepcopy(ours).to(dtype), True, x.to(dtype), t, lab, eps.to(dtype))
+            o2, _, _, g2 = run(theirs, False, x.to(dtype), t, lab, eps.to(dtype))
+            tag = "f64" if dtype == torch.float64 else "f32"
+            note(tag, rel(o1, o2), grad_rel(g1, g2))
+            names = sorted(n for n in g2 if n.startswith("class_embedding")) or "none"
+            print(f"class_embed_type {kind} {dtype}: output {rel(o1, o2):.1e}, grads {grad_rel(g1, g2):.1e}"
+                  f" (class parameters: {names})")
+
+    for name in ("tiny_class", "tiny_legacy"):  # dropout: same masks only if every Dropout sits where diffusers' does
+        path = os.path.join(data, name)
+        src, config, to_file = load_model_dir(path)
+        config = dict(config, dropout=0.3)
+        ours = UNet2DModel(config).double()
+        ours.load_state_dict(src.state_dict())
+        theirs = theirs_for(config, src.state_dict(), torch.float64).train()
+        fx = read_safetensors(os.path.join(path, "reference_grads.safetensors"))
+        labels = fx["class_labels"].long() if "class_labels" in fx else None
+        args = (fx["sample"], fx["timesteps"].long(), labels, fx["eps"])
+        torch.manual_seed(123)
+        o1, _, _, g1 = run(ours.train(), True, *args)
+        torch.manual_seed(123)
+        o2, _, _, g2 = run(theirs, False, *args)
+        note("f64", rel(o1, o2), grad_rel(g1, g2))
+        print(f"{name} with dropout 0.3 in train mode, same torch seed: output {rel(o1, o2):.1e}, grads "
+              f"{grad_rel(g1, g2):.1e}; the eval-mode output differs by {rel(fx['output'], o2):.1e}")
+
+    ours, config, _ = load_model_dir(os.path.join(data, "tiny_class"))
+    plain, plain_config, _ = load_model_dir(os.path.join(data, "tiny"))
+    cases = [("labels missing", ours, theirs_for(config, ours.state_dict(), torch.float64),
+              torch.zeros(1, 1, 8, 8, dtype=torch.float64), None),
+             ("labels without a class embedding", plain, theirs_for(plain_config, plain.state_dict(), torch.float64),
+              torch.zeros(1, 3, 8, 8, dtype=torch.float64), torch.tensor([2]))]
+    for what, mine, theirs, x, labels in cases:
+        messages = []
+        for m in (mine, theirs):
+            try:
+                m(x, torch.tensor([1]), labels) if m is mine else m(x, torch.tensor([1]), class_labels=labels)
+                messages.append("no error")
+            except ValueError as e:
+                messages.append(f"ValueError: {e}")
+        print(f"{what}: ours {messages[0]!r}; diffusers {messages[1]!r}")
+        assert all(s.startswith("ValueError") for s in messages)
+    # AdamW divides by sqrt(v) + 1e-8: the gradients of to_k.bias, zero but for rounding (a key bias shifts every
+    # score of a query alike), get steps of lr * g / (|g| + 1e-8) from rounding noise; that is the 1e-11
+    print(f"worst: float64 {worst['f64']:.1e}, float32 {worst['f32']:.1e}, AdamW (float64) {worst['adamw']:.1e}")
+    assert worst["f64"] < 1e-13 and worst["f32"] < 1e-5 and worst["adamw"] < 1e-10, worst
+
+
 # model directory: (seed, batch, image size, AdamW fixture?)
 CASES = {
     "tiny": (20261101, 3, 16, True),
@@ -167,8 +452,13 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "data", "unet"))
     p.add_argument("--only", nargs="+", choices=list(CASES))
+    p.add_argument("--check-diffusers", metavar="DIR", help="a diffusers checkout to confirm the fixtures against "
+                   "(writes nothing)")
     args = p.parse_args()
     torch.set_num_threads(1)
+    if args.check_diffusers:
+        check_diffusers(args.check_diffusers, args.data)
+        return
     for name in args.only or CASES:
         seed, batch, size, adamw = CASES[name]
         path = os.path.join(args.data, name)
