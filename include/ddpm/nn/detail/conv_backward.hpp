@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// The backward pass of Conv2d (nn/conv2d.hpp, groups = 1) with its fused epilogue, on the channel-major
+// layout of nn/feature_map.hpp. Forward, with K = in_channels * kh * kw and col(x) the im2col matrix
+// [K, P] of the input (P = batch * out_h * out_w output columns):
+//   out = scale * (R + W col(x) + bias[o] + batch_bias[b, o])          [docs/unet.md, Eq. (U1)]
+// where R is the previous content of out (ConvEpilogue::accumulate) and/or ConvEpilogue::residual. With
+// g = d_out and dy = scale * g (the gradient of the convolution's own result):
+//   d_W[o, k]          += sum_p dy[o, p] col(x)[k, p]               (dy col(x)^T: one GEMM per block)
+//   d_bias[o]          += sum_p dy[o, p]
+//   d_batch_bias[b, o] += sum over the pixels p of image b of dy[o, p]
+//   d_x                 = col2im(W^T dy)                             (the adjoint of im2col: a scatter-add)
+//   d_R                 = dy = scale * d_out                         (see conv2d_backward_residual)
+// The residual branch is the caller's: R is not an input of the kernel, and its gradient is just the
+// scaled d_out (conv2d_backward_residual writes or adds it where the caller wants it).
+//
+// What forward must save: the input x only (the weights are the layer's). Winograd or im2col forward
+// compute the same function, so either may have run.
+//
+// Threads: the columns are cut into blocks of whole output rows (about kConvBackwardColumns each, chosen
+// from the shape alone). For each block, the threads share the im2col (by input channels), then thread t
+// computes the rows of d_W of its output channels and the rows of W^T dy of its input channels, and
+// scatters them into its own channels of d_x; so no two threads write the same value and no reduction
+// across threads is needed. The channels are shared out in groups of kConvChannelGroup (a multiple of the
+// GEMM kernel's register block), so every value is computed by the same sequence of floating-point
+// operations whatever the thread count: results are bit-identical across thread counts (tested).
+
+#include <algorithm>
+#include <concepts>
+#include <string>
+#include <utility>
+
+#include <Eigen/Core>
+
+#include "ddpm/error.hpp"
+#include "ddpm/nn/context.hpp"
+#include "ddpm/nn/conv2d.hpp"
+#include "ddpm/nn/detail/gemm.hpp"
+#include "ddpm/nn/feature_map.hpp"
+
+namespace ddpm::nn::detail {
+
+/// Output columns per block of the im2col backward pass (each block's im2col and W^T dy are K x this).
+inline constexpr Eigen::Index kConvBackwardColumns = 1024;
+/// Channels are handed to threads in groups of this many (the last group takes the remainder), so that
+/// each thread's GEMM rows start on a multiple of the GEMM kernel's register block.
+inline constexpr Eigen::Index kConvChannelGroup = 16;
+
+/// The shape of a convolution: what the backward kernel needs besides the weights.
+struct ConvGeometry {
+  Eigen::Index in_channels = 0, out_channels = 0, kernel_h = 1, kernel_w = 1, stride = 1;
+  Padding2d padding{};
+
+  /// K = in_channels * kernel_h * kernel_w: the columns of the weight matrix [out, K].
+  Eigen::Index weight_columns() const { return in_channels * kernel_h * kernel_w; }
+  Eigen::Index output_height(Eigen::Index h) const {
+    return (h + padding.top + padding.bottom - kernel_h) / stride + 1;
+  }
+  Eigen::Index output_width(Eigen::Index w) const { return (w + padding.left + padding.right - kernel_w) / stride + 1; }
+  /// A 1x1 convolution of stride 1 without padding: a plain product with the input (no im2col).
+  bool pointwise() const { return kernel_h == 1 && kernel_w == 1 && stride == 1 && padding == Padding2d{}; }
+};
+
+/// The geometry of a Conv2d layer.
+template <std::floating_point S>
+ConvGeometry conv_geometry(const Conv2d<S>& conv) {
+  return {conv.in_channels(), conv.out_channels(), conv.kernel_h(), conv.kernel_w(), conv.stride(), conv.padding()};
+}
+
+/// Where conv2d_backward accumulates (+=) the parameter gradients; a null pointer skips that gradient.
+template <class S>
+struct ConvGrads {
+  S* d_weight = nullptr;      ///< [out, in * kh * kw], laid out as Conv2d::weight()
+  S* d_bias = nullptr;        ///< [out]
+  S* d_batch_bias = nullptr;  ///< [batch, out] row-major, as ConvEpilogue::batch_bias
+};
+
+/// The channel range [c0, c1) of thread t of `threads` when `count` channels are shared out in groups of
+/// kConvChannelGroup (the last group takes the remainder; an empty range when there are fewer groups).
+inline std::pair<Eigen::Index, Eigen::Index> conv_channel_range(Eigen::Index count, int t, int threads) {
+  const Eigen::Index groups = std::max<Eigen::Index>(1, count / kConvChannelGroup);
+  const Eigen::Index g0 = groups * t / threads, g1 = groups * (t + 1) / threads;
+  if (g0 >= g1) return {0, 0};
+  return {g0 * kConvChannelGroup, g1 == groups ? count : g1 * kConvChannelGroup};
+}
+
+/// col[(i - i0) * kh * kw + u * kw + v][p - p0] = x_pad[i, b, y s + u, x s + v] for the input channels
+/// [i0, i1) and the output rows [r0, r1) (row r = b * OH + y; p = r * OW + x): forward's im2col restricted to
+/// some channels. The rows of one channel are contiguous, so a channel range is a contiguous row range.
+template <class S>
+void conv_im2col(const ConvGeometry& g, FeatureMap<const S> in, Eigen::Index OH, Eigen::Index OW, Eigen::Index r0,
+                 Eigen::Index r1, Eigen::Index i0, Eigen::Index i1, S* col) {
+  const Eigen::Index cols = (r1 - r0) * OW, H = in.height, W = in.width, s = g.stride;
+  const Eigen::Index kh = g.kernel_h, kw = g.kernel_w;
+  for (Eigen::Index i = i0; i < i1; ++i) {
+    for (Eigen::Index u = 0; u < kh; ++u) {
+      for (Eigen::Index v = 0; v < kw; ++v) {
+        S* dst = col + (((i - i0) * kh + u) * kw + v) * cols;
+        const Eigen::Index dx = v - g.padding.left;
+        // output x with 0 <= x * s + dx < W
+        const Eigen::Index x0 = std::min<Eigen::Index>(dx >= 0 ? 0 : (-dx + s - 1) / s, OW);
+        const Eigen::Index x1 = std::clamp<Eigen::Index>(W - dx > 0 ? (W - dx + s - 1) / s : 0, x0, OW);
+        for (Eigen::Index r = r0; r < r1; ++r, dst += OW) {
+          const Eigen::Index b = r / OH, iy = (r % OH) * s + u - g.padding.top;
+          if (iy < 0 || iy >= H) {
+            std::fill_n(dst, OW, S(0));
+            continue;
+          }
+          const S* src = in.image_channel(i, b) + iy * W + dx;
+          std::fill_n(dst, x0, S(0));
+          if (s == 1) {
+            std::copy(src + x0, src + x1, dst + x0);
+          } else {
+            for (Eigen::Index x = x0; x < x1; ++x) dst[x] = src[x * s];
+          }
+          std::fill(dst + x1, dst + OW, S(0));
+        }
+      }
+    }
+  }
+}
+
+/// The adjoint of conv_im2col: d_x[i, b, y s + u, x s + v] += dcol[(i - i0) * kh * kw + u * kw + v][p - p0]
+/// for the input channels [i0, i1) and output rows [r0, r1); padding positions are dropped. Each target is
+/// visited in a fixed order (u, v, then the rows), so the sums do not depend on who runs the loop.
+template <class S>
+void conv_col2im(const ConvGeometry& g, const S* dcol, Eigen::Index OH, Eigen::Index OW, Eigen::Index r0,
+                 Eigen::Index r1, Eigen::Index i0, Eigen::Index i1, FeatureMap<S> d_x) {
+  const Eigen::Index cols = (r1 - r0) * OW, H = d_x.height, W = d_x.width, s = g.stride;
+  const Eigen::Index kh = g.kernel_h, kw = g.kernel_w;
+  using Array = Eigen::Array<S, Eigen::Dynamic, 1>;
+  for (Eigen::Index i = i0; i < i1; ++i) {
+    for (Eigen::Index u = 0; u < kh; ++u) {
+      for (Eigen::Index v = 0; v < kw; ++v) {
+        const S* src = dcol + (((i - i0) * kh + u) * kw + v) * cols;
+        const Eigen::Index dx = v - g.padding.left;
+        const Eigen::Index x0 = std::min<Eigen::Index>(dx >= 0 ? 0 : (-dx + s - 1) / s, OW);
+        const Eigen::Index x1 = std::clamp<Eigen::Index>(W - dx > 0 ? (W - dx + s - 1) / s : 0, x0, OW);
+        if (x1 <= x0) continue;
+        for (Eigen::Index r = r0; r < r1; ++r, src += OW) {
+          const Eigen::Index b = r / OH, iy = (r % OH) * s + u - g.padding.top;
+          if (iy < 0 || iy >= H) continue;
+          S* dst = d_x.image_channel(i, b) + iy * W + dx;
+          if (s == 1) {
+            Eigen::Map<Array>(dst + x0, x1 - x0) += Eigen::Map<const Array>(src + x0, x1 - x0);
+          } else {
+            for (Eigen::Index x = x0; x < x1; ++x) dst[x * s] += src[x];
+          }
+        }
+      }
+    }
+  }
+}
+
+/// d_bias[o] += scale sum_{b, pixels} d_out[o, b, .],  d_batch_bias[b, o] += scale sum_{pixels} d_out[o, b, .]
+/// (either pointer may be null): the bias parts of conv2d_backward, one output channel per task, each sum
+/// in a fixed order.
+template <std::floating_point S>
+void conv2d_bias_backward(Workspace<S>& ctx, FeatureMap<const S> d_out, S scale, S* d_bias, S* d_batch_bias) {
+  if (d_bias == nullptr && d_batch_bias == nullptr) return;
+  const Eigen::Index M = d_out.channels, N = d_out.batch, n = d_out.pixels();
+  using Array = Eigen::Array<S, Eigen::Dynamic, 1>;
+  ctx.parallel_for(M, [&](Eigen::Index m0, Eigen::Index m1, int) {
+    for (Eigen::Index m = m0; m < m1; ++m) {
+      S total = S(0);
+      for (Eigen::Index b = 0; b < N; ++b) {
+        const S sum = n > 0 ? Eigen::Map<const Array>(d_out.image_channel(m, b), n).sum() : S(0);
+        if (d_batch_bias != nullptr) d_batch_bias[b * M + m] += scale * sum;
+        total += sum;
+      }
+      if (d_bias != nullptr) d_bias[m] += scale * total;
+    }
+  });
+}
+
+/// The gradient of the residual branch of the epilogue (the previous content of out under
+/// ConvEpilogue::accumulate, and ConvEpilogue::residual): d_residual = scale * d_out, written, or added
+/// when accumulate (e.g. into the gradient of a ResNet block's shortcut output). `n` values each.
+template <std::floating_point S>
+void conv2d_backward_residual(Workspace<S>& ctx, const S* d_out, Eigen::Index n, S scale, S* d_residual,
+                              bool accumulate) {
+  using Array = Eigen::Array<S, Eigen::Dynamic, 1>;
+  auto run = [&](Eigen::Index begin, Eigen::Index end, int) {
+    Eigen::Map<Array> dst(d_residual + begin, end - begin);
+    const Eigen::Map<const Array> src(d_out + begin, end - begin);
+    if (accumulate) {
+      dst += scale * src;
+    } else {
+      dst = scale * src;
+    }
+  };
+  constexpr Eigen::Index kGrain = Eigen::Index{1} << 15;
+  if (ctx.num_threads() == 1 || n < 2 * kGrain) {
+    if (n > 0) run(0, n, 0);
+  } else {
+    ctx.parallel_for(n, run);
+  }
+}
+
+/// Checks the shapes of a conv2d_backward call. Throws ddpm::invalid_argument naming what does not fit.
+template <class S>
+void check_conv2d_backward(const ConvGeometry& g, const S* weight, FeatureMap<const S> x, FeatureMap<const S> d_out,
+                           FeatureMap<S> d_x) {
+  const auto dims = [](Eigen::Index c, Eigen::Index n, Eigen::Index h, Eigen::Index w) {
+    return "[C=" + std::to_string(c) + ", N=" + std::to_string(n) + ", H=" + std::to_string(h) +
+           ", W=" + std::to_string(w) + "]";
+  };
+  if (g.in_channels < 1 || g.out_channels < 1 || g.kernel_h < 1 || g.kernel_w < 1 || g.stride < 1 ||
+      g.padding.top < 0 || g.padding.left < 0 || g.padding.bottom < 0 || g.padding.right < 0) {
+    ddpm::detail::throw_invalid_argument(
+        "ddpm::nn::detail::conv2d_backward: the geometry (channels " + std::to_string(g.in_channels) + " -> " +
+        std::to_string(g.out_channels) + ", kernel " + std::to_string(g.kernel_h) + "x" + std::to_string(g.kernel_w) +
+        ", stride " + std::to_string(g.stride) + ") must have channels, kernel and stride >= 1 and paddings >= 0");
+  }
+  if (weight == nullptr) {
+    ddpm::detail::throw_invalid_argument("ddpm::nn::detail::conv2d_backward: weight is null, but must point to [" +
+                                         std::to_string(g.out_channels) + ", " + std::to_string(g.weight_columns()) +
+                                         "] values");
+  }
+  const Eigen::Index oh = g.output_height(x.height), ow = g.output_width(x.width);
+  if (x.data == nullptr || x.channels != g.in_channels || oh < 1 || ow < 1 || d_out.data == nullptr ||
+      d_out.channels != g.out_channels || d_out.batch != x.batch || d_out.height != oh || d_out.width != ow) {
+    ddpm::detail::throw_invalid_argument(
+        "ddpm::nn::detail::conv2d_backward: x " + dims(x.channels, x.batch, x.height, x.width) + " and d_out " +
+        dims(d_out.channels, d_out.batch, d_out.height, d_out.width) + " do not fit a " +
+        std::to_string(g.in_channels) + " -> " + std::to_string(g.out_channels) + " convolution with kernel " +
+        std::to_string(g.kernel_h) + "x" + std::to_string(g.kernel_w) + " and stride " + std::to_string(g.stride) +
+        " (d_out must be " + dims(g.out_channels, x.batch, oh, ow) + ")");
+  }
+  if (d_x.data != nullptr &&
+      (d_x.channels != x.channels || d_x.batch != x.batch || d_x.height != x.height || d_x.width != x.width)) {
+    ddpm::detail::throw_invalid_argument("ddpm::nn::detail::conv2d_backward: d_x is " +
+                                         dims(d_x.channels, d_x.batch, d_x.height, d_x.width) +
+                                         ", but must have x's shape " + dims(x.channels, x.batch, x.height, x.width));
+  }
+}
+
+/// The backward pass of a convolution with the epilogue's output scale `scale` (1 without one):
+///   d_x (=, or += when accumulate_d_x) col2im(scale W^T d_out)
+///   grads.d_weight += scale d_out col(x)^T,  grads.d_bias[o] += scale sum d_out[o],
+///   grads.d_batch_bias[b, o] += scale sum_{pixels of b} d_out[o, b]          (formulas at the top)
+/// x is the convolution's input as forward saw it, weight its [out, in * kh * kw] row-major weights,
+/// d_out the gradient of its output. d_x.data may be null (no input gradient, e.g. for conv_in), as may
+/// each pointer of grads. d_x must not alias x or d_out. The residual's gradient is not computed here
+/// (conv2d_backward_residual). Scratch memory from ctx: 2 K x kConvBackwardColumns values (none for a
+/// pointwise convolution).
+/// Throws ddpm::invalid_argument if weight is null or x, d_out and d_x do not fit the geometry.
+template <std::floating_point S>
+void conv2d_backward(Workspace<S>& ctx, const ConvGeometry& g, const S* weight, FeatureMap<const S> x,
+                     FeatureMap<const S> d_out, S scale, FeatureMap<S> d_x, bool accumulate_d_x,
+                     const ConvGrads<S>& grads) {
+  check_conv2d_backward(g, weight, x, d_out, d_x);
+  conv2d_bias_backward(ctx, d_out, scale, grads.d_bias, grads.d_batch_bias);
+  S* d_weight = grads.d_weight;
+  const bool want_dx = d_x.data != nullptr;
+  if (d_weight == nullptr && !want_dx) return;
+  const Eigen::Index M = g.out_channels, I = g.in_channels, kk = g.kernel_h * g.kernel_w, K = I * kk;
+  const Eigen::Index OH = d_out.height, OW = d_out.width, P = d_out.plane();
+  const S* dy = d_out.data;
+  const int threads = ctx.num_threads();
+
+  if (g.pointwise()) {
+    // d_W += scale dy x^T and d_x = scale W^T dy directly on the channel-major rows: no im2col, no col2im.
+    ctx.parallel_for(threads, [&](Eigen::Index t, Eigen::Index, int thread) {
+      const auto [m0, m1] = conv_channel_range(M, static_cast<int>(t), threads);
+      if (d_weight != nullptr && m1 > m0) {
+        gemm<S, false, true>(ctx.packing_buffer(thread), m1 - m0, I, P, dy + m0 * P, P, x.data, P, d_weight + m0 * I, I,
+                             true, scale);
+      }
+      const auto [i0, i1] = conv_channel_range(I, static_cast<int>(t), threads);
+      if (want_dx && i1 > i0) {
+        gemm<S, true, false>(ctx.packing_buffer(thread), i1 - i0, P, M, weight + i0, I, dy, P, d_x.data + i0 * P, P,
+                             accumulate_d_x, scale);
+      }
+    });
+    return;
+  }
+
+  // Blocks of whole output rows (image, y), about kConvBackwardColumns columns each, from the shape alone.
+  const Eigen::Index rows = x.batch * OH;
+  Eigen::Index blocks = std::max<Eigen::Index>(1, (P + kConvBackwardColumns / 2) / kConvBackwardColumns);
+  blocks = std::min(blocks, rows);
+  const Eigen::Index block_rows = (rows + blocks - 1) / blocks;
+  blocks = (rows + block_rows - 1) / block_rows;
+  const Eigen::Index max_cols = block_rows * OW;
+  typename Workspace<S>::Buffer col, dcol;
+  if (d_weight != nullptr) col = ctx.acquire(K * max_cols);
+  if (want_dx) dcol = ctx.acquire(K * max_cols);
+  for (Eigen::Index blk = 0; blk < blocks; ++blk) {
+    const Eigen::Index r0 = blk * block_rows, r1 = std::min(rows, r0 + block_rows);
+    const Eigen::Index p0 = r0 * OW, n = (r1 - r0) * OW;
+    if (d_weight != nullptr) {
+      ctx.parallel_for(I, [&](Eigen::Index i0, Eigen::Index i1, int) {
+        conv_im2col(g, x, OH, OW, r0, r1, i0, i1, col.data() + i0 * kk * n);
+      });
+    }
+    ctx.parallel_for(threads, [&](Eigen::Index t, Eigen::Index, int thread) {
+      const auto [m0, m1] = conv_channel_range(M, static_cast<int>(t), threads);
+      if (d_weight != nullptr && m1 > m0) {
+        gemm<S, false, true>(ctx.packing_buffer(thread), m1 - m0, K, n, dy + m0 * P + p0, P, col.data(), n,
+                             d_weight + m0 * K, K, true, scale);
+      }
+      const auto [i0, i1] = conv_channel_range(I, static_cast<int>(t), threads);
+      if (want_dx && i1 > i0) {
+        S* dc = dcol.data() + i0 * kk * n;
+        gemm<S, true, false>(ctx.packing_buffer(thread), (i1 - i0) * kk, n, M, weight + i0 * kk, K, dy + p0, P, dc, n,
+                             false, scale);
+        if (blk == 0 && !accumulate_d_x) std::fill_n(d_x.channel(i0), (i1 - i0) * d_x.plane(), S(0));
+        conv_col2im(g, static_cast<const S*>(dc), OH, OW, r0, r1, i0, i1, d_x);
+      }
+    });
+  }
+}
+
+/// conv2d_backward for a Conv2d layer (its geometry and weights); `scale` is the epilogue's scale.
+template <std::floating_point S>
+void conv2d_backward(Workspace<S>& ctx, const Conv2d<S>& conv, FeatureMap<const S> x, FeatureMap<const S> d_out,
+                     S scale, FeatureMap<S> d_x, bool accumulate_d_x, const ConvGrads<S>& grads) {
+  conv2d_backward(ctx, conv_geometry(conv), conv.weight().data(), x, d_out, scale, d_x, accumulate_d_x, grads);
+}
+
+}  // namespace ddpm::nn::detail
