@@ -104,10 +104,10 @@ TEMPLATE_TEST_CASE("group_norm_forward_saved equals GroupNorm::forward bit for b
         ddpm::nn::Context<S> ctx(threads);
         const S* sc = modulated ? scale.data() : nullptr;
         const S* sh = modulated ? shift.data() : nullptr;
-        std::vector<S> expected(size), actual(size), stats(ddpm::nn::detail::group_norm_stats_size(N, G));
+        std::vector<S> expected(size), actual(size), mean(N * G), rstd(N * G);
         gn.forward(ctx, cmap_of(x, C, N, H, W), map_of(expected, C, N, H, W), act, sc, sh);
         ddpm::nn::detail::group_norm_forward_saved(ctx, ddpm::nn::detail::group_norm_args(gn, act, sc, sh),
-                                                   cmap_of(x, C, N, H, W), map_of(actual, C, N, H, W), stats.data());
+                                                   cmap_of(x, C, N, H, W), map_of(actual, C, N, H, W), mean.data(), rstd.data());
         CHECK(std::memcmp(expected.data(), actual.data(), size * sizeof(S)) == 0);
         // statistics against a double computation by definition
         const Index per = C / G * H * W;
@@ -116,12 +116,12 @@ TEMPLATE_TEST_CASE("group_norm_forward_saved equals GroupNorm::forward bit for b
             double sum = 0.0, sq = 0.0;
             for (Index c = g * C / G; c < (g + 1) * C / G; ++c)
               for (Index i = 0; i < H * W; ++i) sum += double(x[(c * N + b) * H * W + i]);
-            const double mean = sum / double(per);
+            const double mu = sum / double(per);
             for (Index c = g * C / G; c < (g + 1) * C / G; ++c)
-              for (Index i = 0; i < H * W; ++i) sq += std::pow(double(x[(c * N + b) * H * W + i]) - mean, 2);
-            const double rstd = 1.0 / std::sqrt(sq / double(per) + 1e-5);
-            CHECK(double(stats[b * G + g]) == Approx(mean).epsilon(nn_test::tolerance<S>()));
-            CHECK(double(stats[N * G + b * G + g]) == Approx(rstd).epsilon(nn_test::tolerance<S>()));
+              for (Index i = 0; i < H * W; ++i) sq += std::pow(double(x[(c * N + b) * H * W + i]) - mu, 2);
+            const double rs = 1.0 / std::sqrt(sq / double(per) + 1e-5);
+            CHECK(double(mean[b * G + g]) == Approx(mu).epsilon(nn_test::tolerance<S>()));
+            CHECK(double(rstd[b * G + g]) == Approx(rs).epsilon(nn_test::tolerance<S>()));
           }
         }
       }
@@ -148,12 +148,12 @@ TEST_CASE("group_norm_backward against finite differences of GroupNorm<double>::
           for (Index i = 0; i < size; ++i) l += pb.w[i] * out[i];
           return l;
         };
-        std::vector<double> stats(ddpm::nn::detail::group_norm_stats_size(N, G)), y(size), d_x(size);
+        std::vector<double> mean(N * G), rstd(N * G), y(size), d_x(size);
         std::vector<double> d_weight(C, 0.0), d_bias(C, 0.0), d_scale(N * C, 0.0), d_shift(N * C, 0.0);
         const auto args = ddpm::nn::detail::group_norm_args(pb.gn, act, sc, sh);
         ddpm::nn::detail::group_norm_forward_saved(ctx, args, cmap_of(pb.x, C, N, H, W), map_of(y, C, N, H, W),
-                                                   stats.data());
-        ddpm::nn::detail::group_norm_backward(ctx, args, cmap_of(pb.x, C, N, H, W), stats.data(),
+                                                   mean.data(), rstd.data());
+        ddpm::nn::detail::group_norm_backward(ctx, args, cmap_of(pb.x, C, N, H, W), mean.data(), rstd.data(),
                                               cmap_of(pb.w, C, N, H, W), map_of(d_x, C, N, H, W),
                                               GroupNormGrads<double>{d_weight.data(), d_bias.data(), d_scale.data(),
                                                                      d_shift.data()});
@@ -182,15 +182,15 @@ TEST_CASE("group_norm_backward accumulates into the parameter gradients and may 
   Problem pb;
   ddpm::nn::Context<double> ctx(1);
   const auto args = ddpm::nn::detail::group_norm_args(pb.gn, Activation::silu, pb.scale.data(), pb.shift.data());
-  std::vector<double> stats(ddpm::nn::detail::group_norm_stats_size(N, G)), y(size), d_x(size);
-  ddpm::nn::detail::group_norm_forward_saved(ctx, args, cmap_of(pb.x, C, N, H, W), map_of(y, C, N, H, W), stats.data());
+  std::vector<double> mean(N * G), rstd(N * G), y(size), d_x(size);
+  ddpm::nn::detail::group_norm_forward_saved(ctx, args, cmap_of(pb.x, C, N, H, W), map_of(y, C, N, H, W), mean.data(), rstd.data());
   std::vector<double> gw(C, 0.0), gb(C, 0.0), gs(N * C, 0.0), gt(N * C, 0.0);
   const GroupNormGrads<double> grads{gw.data(), gb.data(), gs.data(), gt.data()};
-  ddpm::nn::detail::group_norm_backward(ctx, args, cmap_of(pb.x, C, N, H, W), stats.data(), cmap_of(pb.w, C, N, H, W),
+  ddpm::nn::detail::group_norm_backward(ctx, args, cmap_of(pb.x, C, N, H, W), mean.data(), rstd.data(), cmap_of(pb.w, C, N, H, W),
                                         map_of(d_x, C, N, H, W), grads);
   const std::vector<double> gw1 = gw, gb1 = gb, gs1 = gs, gt1 = gt;
   std::vector<double> in_place = pb.w;  // d_x written over d_out
-  ddpm::nn::detail::group_norm_backward(ctx, args, cmap_of(pb.x, C, N, H, W), stats.data(),
+  ddpm::nn::detail::group_norm_backward(ctx, args, cmap_of(pb.x, C, N, H, W), mean.data(), rstd.data(),
                                         cmap_of(in_place, C, N, H, W), map_of(in_place, C, N, H, W), grads);
   CHECK(in_place == d_x);
   for (Index c = 0; c < C; ++c) {
@@ -203,7 +203,7 @@ TEST_CASE("group_norm_backward accumulates into the parameter gradients and may 
   }
   // null gradient pointers skip those gradients and leave d_x unchanged
   std::vector<double> d_x2(size);
-  ddpm::nn::detail::group_norm_backward(ctx, args, cmap_of(pb.x, C, N, H, W), stats.data(), cmap_of(pb.w, C, N, H, W),
+  ddpm::nn::detail::group_norm_backward(ctx, args, cmap_of(pb.x, C, N, H, W), mean.data(), rstd.data(), cmap_of(pb.w, C, N, H, W),
                                         map_of(d_x2, C, N, H, W), GroupNormGrads<double>{});
   CHECK(d_x2 == d_x);
 }
@@ -220,11 +220,11 @@ TEST_CASE("group_norm_backward gives the same bits on 1, 2 and 3 threads", "[nn]
   std::vector<float> ref_dx, ref_params;
   for (const int threads : {1, 2, 3}) {
     ddpm::nn::Context<float> ctx(threads);
-    std::vector<float> stats(ddpm::nn::detail::group_norm_stats_size(N, G)), y(size), d_x(size);
+    std::vector<float> mean(N * G), rstd(N * G), y(size), d_x(size);
     std::vector<float> params(2 * C + 2 * N * C, 0.0f);
-    ddpm::nn::detail::group_norm_forward_saved(ctx, args, cmap_of(x, C, N, H, W), map_of(y, C, N, H, W), stats.data());
+    ddpm::nn::detail::group_norm_forward_saved(ctx, args, cmap_of(x, C, N, H, W), map_of(y, C, N, H, W), mean.data(), rstd.data());
     ddpm::nn::detail::group_norm_backward(
-        ctx, args, cmap_of(x, C, N, H, W), stats.data(), cmap_of(d_out, C, N, H, W), map_of(d_x, C, N, H, W),
+        ctx, args, cmap_of(x, C, N, H, W), mean.data(), rstd.data(), cmap_of(d_out, C, N, H, W), map_of(d_x, C, N, H, W),
         GroupNormGrads<float>{params.data(), params.data() + C, params.data() + 2 * C, params.data() + 2 * C + N * C});
     if (threads == 1) {
       ref_dx = d_x;
@@ -250,11 +250,11 @@ TEST_CASE("group_norm_backward in float agrees with double", "[nn][group_norm][b
       const std::vector<S> scale = uniform_vector<S>(N * C, 44, -0.5, 0.5), shift = uniform_vector<S>(N * C, 45);
       const auto args = ddpm::nn::detail::group_norm_args(gn, act, scale.data(), shift.data());
       ddpm::nn::Context<S> ctx(1);
-      std::vector<S> stats(ddpm::nn::detail::group_norm_stats_size(N, G)), y(size), d_x(size), gw(C), gb(C),
+      std::vector<S> mean(N * G), rstd(N * G), y(size), d_x(size), gw(C), gb(C),
           gs(N * C), gt(N * C);
       ddpm::nn::detail::group_norm_forward_saved(ctx, args, cmap_of(x, C, N, H, W), map_of(y, C, N, H, W),
-                                                 stats.data());
-      ddpm::nn::detail::group_norm_backward(ctx, args, cmap_of(x, C, N, H, W), stats.data(), cmap_of(d_out, C, N, H, W),
+                                                 mean.data(), rstd.data());
+      ddpm::nn::detail::group_norm_backward(ctx, args, cmap_of(x, C, N, H, W), mean.data(), rstd.data(), cmap_of(d_out, C, N, H, W),
                                             map_of(d_x, C, N, H, W),
                                             GroupNormGrads<S>{gw.data(), gb.data(), gs.data(), gt.data()});
       for (const auto* v : {&d_x, &gw, &gb, &gs, &gt}) results.emplace_back(v->begin(), v->end());
@@ -281,7 +281,7 @@ TEST_CASE("group_norm_backward in float agrees with double", "[nn][group_norm][b
 TEST_CASE("group_norm kernels reject bad arguments", "[nn][group_norm][backward]") {
   using ddpm::nn::detail::GroupNormArgs;
   ddpm::nn::Context<float> ctx(1);
-  std::vector<float> a(6 * 2 * 4), b(6 * 2 * 4), stats(12), weight(6, 1.0f), bias(6, 0.0f);
+  std::vector<float> a(6 * 2 * 4), b(6 * 2 * 4), mean(6), rstd(6), weight(6, 1.0f), bias(6, 0.0f);
   const GroupNormArgs<float> ok{3, 1e-5, weight.data(), bias.data()};
   GroupNormArgs<float> bad_groups = ok;
   bad_groups.groups = 4;
@@ -290,16 +290,16 @@ TEST_CASE("group_norm kernels reject bad arguments", "[nn][group_norm][backward]
   auto m = [](std::vector<float>& v, Index c) { return ddpm::nn::FeatureMap<float>{v.data(), c, 2, 2, 2}; };
   using ddpm::nn::detail::group_norm_backward;
   using ddpm::nn::detail::group_norm_forward_saved;
-  CHECK_NOTHROW(group_norm_forward_saved<float>(ctx, ok, m(a, 6), m(b, 6), stats.data()));
-  REQUIRE_THROWS_AS(group_norm_forward_saved<float>(ctx, bad_groups, m(a, 6), m(b, 6), stats.data()),
+  CHECK_NOTHROW(group_norm_forward_saved<float>(ctx, ok, m(a, 6), m(b, 6), mean.data(), rstd.data()));
+  REQUIRE_THROWS_AS(group_norm_forward_saved<float>(ctx, bad_groups, m(a, 6), m(b, 6), mean.data(), rstd.data()),
                     ddpm::invalid_argument);
-  REQUIRE_THROWS_WITH(group_norm_forward_saved<float>(ctx, bad_groups, m(a, 6), m(b, 6), stats.data()),
+  REQUIRE_THROWS_WITH(group_norm_forward_saved<float>(ctx, bad_groups, m(a, 6), m(b, 6), mean.data(), rstd.data()),
                       Catch::Contains("groups is 4"));
-  REQUIRE_THROWS_AS(group_norm_forward_saved<float>(ctx, no_weight, m(a, 6), m(b, 6), stats.data()),
+  REQUIRE_THROWS_AS(group_norm_forward_saved<float>(ctx, no_weight, m(a, 6), m(b, 6), mean.data(), rstd.data()),
                     ddpm::invalid_argument);
-  REQUIRE_THROWS_AS(group_norm_forward_saved<float>(ctx, ok, m(a, 6), m(b, 3), stats.data()), ddpm::invalid_argument);
-  REQUIRE_THROWS_AS(group_norm_backward<float>(ctx, ok, m(a, 6), stats.data(), m(b, 6), m(b, 3), {}),
+  REQUIRE_THROWS_AS(group_norm_forward_saved<float>(ctx, ok, m(a, 6), m(b, 3), mean.data(), rstd.data()), ddpm::invalid_argument);
+  REQUIRE_THROWS_AS(group_norm_backward<float>(ctx, ok, m(a, 6), mean.data(), rstd.data(), m(b, 6), m(b, 3), {}),
                     ddpm::invalid_argument);
-  REQUIRE_THROWS_AS(group_norm_backward<float>(ctx, ok, m(a, 6), nullptr, m(b, 6), m(b, 6), {}),
+  REQUIRE_THROWS_AS(group_norm_backward<float>(ctx, ok, m(a, 6), nullptr, rstd.data(), m(b, 6), m(b, 6), {}),
                     ddpm::invalid_argument);
 }

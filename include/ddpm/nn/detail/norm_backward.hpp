@@ -131,8 +131,6 @@ struct GroupNormGrads {
   S* shift = nullptr;   ///< [batch, channels]
 };
 
-/// Values of the statistics a forward pass saves: mean then rstd, each [batch, groups] (job b * groups + g).
-inline Eigen::Index group_norm_stats_size(Eigen::Index batch, Eigen::Index groups) { return 2 * batch * groups; }
 
 template <class S>
 void check_group_norm_args(const char* fn, const GroupNormArgs<S>& args, FeatureMap<const S> a, FeatureMap<const S> b) {
@@ -153,14 +151,15 @@ void check_group_norm_args(const char* fn, const GroupNormArgs<S>& args, Feature
   }
 }
 
-/// GroupNorm::forward (same arithmetic, the same output bit for bit) that also saves the statistics:
-/// stats[b * groups + g] = mean, stats[batch * groups + b * groups + g] = rstd (rounded to S).
+/// GroupNorm::forward (same arithmetic, the same output bit for bit) that also saves the statistics of
+/// each (image b, group g) at b * groups + g: mean[.] and rstd[.] (rounded to S), batch * groups values each
+/// (either may be null).
 /// `out` may be `in` for inference only: the backward pass needs the input.     [docs/unet.md, Eq. (U2)]
 /// Throws ddpm::invalid_argument if the shapes differ, groups does not divide the channels, or weight or
 /// bias is null.
 template <class S>
 void group_norm_forward_saved(Context<S>& ctx, const GroupNormArgs<S>& args, FeatureMap<const S> in, FeatureMap<S> out,
-                              S* stats) {
+                              S* mean_out, S* rstd_out) {
   check_group_norm_args<S>("ddpm::nn::detail::group_norm_forward_saved", args, in, out);
   const Eigen::Index groups = args.groups, C = in.channels, per_group = C / groups, hw = in.pixels();
   const Eigen::Index jobs = in.batch * groups;
@@ -184,10 +183,8 @@ void group_norm_forward_saved(Context<S>& ctx, const GroupNormArgs<S>& args, Fea
         squares += (Eigen::Map<const Array>(in.image_channel(c, b), hw) - mean).square().sum();
       }
       const double rstd = 1.0 / std::sqrt(squares / n + eps);
-      if (stats != nullptr) {
-        stats[job] = mean;
-        stats[jobs + job] = static_cast<S>(rstd);
-      }
+      if (mean_out != nullptr) mean_out[job] = mean;
+      if (rstd_out != nullptr) rstd_out[job] = static_cast<S>(rstd);
       for (Eigen::Index c = c0; c < c1; ++c) {
         S a = static_cast<S>(weight[c] * rstd);
         S d = bias[c] - mean * a;
@@ -207,20 +204,22 @@ void group_norm_forward_saved(Context<S>& ctx, const GroupNormArgs<S>& args, Fea
 
 /// The backward pass of group_norm_forward_saved (formulas at the top of this header): writes d_x and
 /// accumulates (+=) the gradients of weight, bias, scale and shift that `grads` points to.
-/// x and stats are what the forward pass read and saved; args must be the same. d_x may be d_out (then
+/// x, mean and rstd are what the forward pass read and saved; args must be the same. d_x may be d_out (then
 /// d_out is overwritten); it must not overlap x. Parallel over the (b, g) pairs; d_weight and d_bias are
 /// summed over the batch in a fixed order, so the results do not depend on the thread count, bit for bit.
 /// The pre-activation is recomputed with rstd as saved (rounded to S), so for float it may differ from the
 /// forward pass's in the last bit. Scratch: 2 * batch * channels values from ctx.
 /// Throws ddpm::invalid_argument if the shapes differ, groups does not divide the channels, or weight,
-/// bias or stats is null.
+/// bias, mean or rstd is null.
 template <class S>
-void group_norm_backward(Context<S>& ctx, const GroupNormArgs<S>& args, FeatureMap<const S> x, const S* stats,
-                         FeatureMap<const S> d_out, FeatureMap<S> d_x, const GroupNormGrads<S>& grads) {
+void group_norm_backward(Context<S>& ctx, const GroupNormArgs<S>& args, FeatureMap<const S> x, const S* mean_in,
+                         const S* rstd_in, FeatureMap<const S> d_out, FeatureMap<S> d_x, const GroupNormGrads<S>& grads) {
   constexpr const char* fn = "ddpm::nn::detail::group_norm_backward";
   check_group_norm_args<S>(fn, args, x, d_out);
   check_group_norm_args<S>(fn, args, x, d_x);
-  if (stats == nullptr) ddpm::detail::throw_invalid_argument(std::string(fn) + ": stats must not be null");
+  if (mean_in == nullptr || rstd_in == nullptr) {
+    ddpm::detail::throw_invalid_argument(std::string(fn) + ": mean and rstd must not be null");
+  }
   const Eigen::Index groups = args.groups, C = x.channels, B = x.batch, per_group = C / groups, hw = x.pixels();
   const Eigen::Index jobs = B * groups;
   const S* const weight = args.weight;
@@ -240,8 +239,8 @@ void group_norm_backward(Context<S>& ctx, const GroupNormArgs<S>& args, FeatureM
     for (Eigen::Index job = begin; job < end; ++job) {
       const Eigen::Index b = job / groups, g = job % groups;
       const Eigen::Index c0 = g * per_group, c1 = c0 + per_group;
-      const S mean = stats[job];
-      const S rstd_s = stats[jobs + job];
+      const S mean = mean_in[job];
+      const S rstd_s = rstd_in[job];
       const double rstd = static_cast<double>(rstd_s);
       double m1 = 0.0, m2 = 0.0;  // sum_c w'[c] S1[c], sum_c w'[c] S2[c]
       // Pass 1: d_x = g1 = d_out * act'(y1), and the per-channel sums.
