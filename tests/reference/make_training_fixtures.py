@@ -133,6 +133,12 @@ def p2(s, t, k, gamma):
     return torch.tensor(1 / (k + snr) ** gamma)[t]
 
 
+def r32(x):
+    """Rounds to float32 and back: every input is exactly representable in float, so the float and double
+    tests see the same inputs and compare against the same float64 references."""
+    return x.float().double()
+
+
 def flat(x):
     return [float(v) for v in x.detach().reshape(-1).tolist()]
 
@@ -153,8 +159,9 @@ def main():
         t = [0, 1, T // 3, T - 1]
         x0 = torch.randint(0, 256, (N, C, H, W), generator=gen).double() / 127.5 - 1
         x0[0, 0, 0, 0], x0[1, 0, 0, 1] = -1.0, 1.0
-        eps = torch.randn((N, C, H, W), generator=gen)
-        x_t = s.g(np.sqrt(s.ab), t) * x0 + s.g(np.sqrt(1 - s.ab), t) * eps
+        x0 = r32(x0)
+        eps = r32(torch.randn((N, C, H, W), generator=gen))
+        x_t = r32(s.g(np.sqrt(s.ab), t) * x0 + s.g(np.sqrt(1 - s.ab), t) * eps)
         out_json["inputs"][sname] = {"t": t, "x0": flat(x0), "eps": flat(eps), "x_t": flat(x_t)}
         base = {"schedule": sname}
         out_json["prior"].append({**base, "prior_bpd": flat(
@@ -163,7 +170,7 @@ def main():
         # The simple loss: every kind x weighting.
         for kind in ["epsilon", "sample", "velocity"]:
             target = target_of(s, kind, x0, eps, t)
-            output = (target + 0.3 * torch.randn((N, C, H, W), generator=gen)).requires_grad_(True)
+            output = r32(target + 0.3 * torch.randn((N, C, H, W), generator=gen)).requires_grad_(True)
             for wname, w in [("none", torch.ones(N)), ("min_snr_5", min_snr(s, t, 5.0, kind)),
                              ("p2_1_1", p2(s, t, 1.0, 1.0)), ("p2_1_0.5", p2(s, t, 1.0, 0.5))]:
                 output.grad = None
@@ -177,9 +184,9 @@ def main():
         for var in ["fixed_small", "fixed_large", "learned_range"]:
             for kind in ["epsilon", "sample", "velocity"]:
                 for clip in [False, True]:
-                    mean_half = target_of(s, kind, x0, eps, t) + 0.2 * torch.randn((N, C, H, W), generator=gen)
+                    mean_half = r32(target_of(s, kind, x0, eps, t) + 0.2 * torch.randn((N, C, H, W), generator=gen))
                     if var == "learned_range":
-                        out = torch.cat([mean_half, torch.rand((N, C, H, W), generator=gen) * 2 - 1], dim=1)
+                        out = torch.cat([mean_half, r32(torch.rand((N, C, H, W), generator=gen) * 2 - 1)], dim=1)
                     else:
                         out = mean_half
                     vb = vb_terms(s, var, kind, out, x0, x_t, t, clip)
@@ -189,8 +196,8 @@ def main():
         for kind in ["epsilon", "sample"]:
             for wname in ["none", "importance"]:
                 target = target_of(s, kind, x0, eps, t)
-                out = torch.cat([target + 0.2 * torch.randn((N, C, H, W), generator=gen),
-                                 torch.rand((N, C, H, W), generator=gen) * 2 - 1], dim=1).requires_grad_(True)
+                out = r32(torch.cat([target + 0.2 * torch.randn((N, C, H, W), generator=gen),
+                                     torch.rand((N, C, H, W), generator=gen) * 2 - 1], dim=1)).requires_grad_(True)
                 w = torch.ones(N) if wname == "none" else torch.tensor([0.5, 1.5, 0.9, 1.1])
                 mse = mean_flat((target - out[:, :C]) ** 2)
                 frozen = torch.cat([out[:, :C].detach(), out[:, C:]], dim=1)
@@ -257,6 +264,7 @@ def check_upstream(path, fx):
         d = gd.GaussianDiffusion(betas=betas, model_mean_type=kinds[c["kind"]],
                                  model_var_type=gd.ModelVarType.LEARNED_RANGE, loss_type=gd.LossType.RESCALED_MSE)
         out = T(c["output"], [shape[0], 2 * shape[1]] + shape[2:]).requires_grad_(True)
+        d.q_sample = lambda *a, x_t=T(c["x_t"]), **k: x_t  # the fixture's x_t is q_sample's, rounded to float
         terms = d.training_losses(lambda *a: out, T(c["x0"]), torch.tensor(c["t"]), noise=T(c["eps"]))
         loss = (torch.tensor(c["weights"]) * terms["loss"]).mean()
         loss.backward()
