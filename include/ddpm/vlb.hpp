@@ -134,7 +134,7 @@ C kl_element(C m1, C lv1, C m2, C lv2) {
 template <class C>
 C kl_d_lv2(C m1, C lv1, C m2, C lv2) {
   const C dm = m1 - m2;
-  return C(0.5) * (C(1) - std::exp(lv1 - lv2) - dm * dm * std::exp(-lv2));
+  return C(0.5) * (-std::expm1(lv1 - lv2) - dm * dm * std::exp(-lv2));  // expm1: no cancellation near lv1 = lv2
 }
 
 /// Validates the bound's arguments: x0 non-empty, x_t shaped like x0, the output like x0 (or with 2C
