@@ -69,6 +69,7 @@ def parse_args():
     p.add_argument("--knn", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--grid", default=None, help="write a PNG grid of the samples of each evaluation: PREFIX_step_cfg_sampler.png")
     p.add_argument("--json", default=None, help="append the results as one JSON line to this file")
     p.add_argument("--default-malloc", action="store_true")
     return p.parse_args()
@@ -179,6 +180,18 @@ def sample_dpmpp(torch, model, ab, labels, scale, size, steps, gen):
     return x.clamp(-1, 1)
 
 
+def save_grid(np, images, path, zoom=4):
+    """[rows, cols, 8, 8] grey levels 0..16 -> a PNG (PIL), black digits on white as the UCI scans."""
+    from PIL import Image
+    rows, cols = images.shape[:2]
+    canvas = np.full((rows * 9 + 1, cols * 9 + 1), 8.0, dtype=np.float32)  # grey frame
+    for i in range(rows):
+        for j in range(cols):
+            canvas[1 + 9 * i:9 + 9 * i, 1 + 9 * j:9 + 9 * j] = images[i, j]
+    pixels = (255 - np.clip(canvas, 0, 16) * (255 / 16)).astype(np.uint8)
+    Image.fromarray(pixels).resize((canvas.shape[1] * zoom, canvas.shape[0] * zoom), Image.NEAREST).save(path)
+
+
 def main():
     args = parse_args()
     if not args.default_malloc and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
@@ -232,9 +245,9 @@ def main():
     gen = torch.Generator().manual_seed(args.seed + 1)
     print(f"config {json.dumps(cfg)}; {n_params} parameters; {vars(args)}", flush=True)
     results = []
-    train_time, losses = 0.0, []
+    train_time, train_cpu, losses = 0.0, 0.0, []
     for step in range(1, args.steps + 1):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         idx = torch.randint(0, x_all.shape[0], (args.batch,), generator=gen)
         x0, y = x_all[idx], y_all[idx].clone()
         y[torch.rand(args.batch, generator=gen) < args.label_dropout] = 10
@@ -253,9 +266,11 @@ def main():
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.sub_((1 - d) * (pe - pm))
         train_time += time.perf_counter() - start
+        train_cpu += time.process_time() - start_cpu
         losses.append(float(loss))
         if step % 100 == 0:
-            print(f"step {step} loss(100) {np.mean(losses[-100:]):.4f} {train_time / step * 1e3:.1f} ms/step",
+            print(f"step {step} loss(100) {np.mean(losses[-100:]):.4f} {train_time / step * 1e3:.1f} ms/step "
+                  f"({train_cpu / step * 1e3:.1f} ms CPU)",
                   flush=True)
         if step in evals:
             want = torch.arange(10).repeat_interleave(args.per_class)
@@ -272,10 +287,14 @@ def main():
                 nd = np.sqrt(((q[:, None, :] - pix[None, :, :]) ** 2).sum(-1)).min(1)
                 ratio = float(np.median(nd) / median_pair)
                 r = dict(step=step, train_s=round(train_time, 1), ms_per_step=round(train_time / step * 1e3, 1),
+                         cpu_ms_per_step=round(train_cpu / step * 1e3, 1),
                          cfg=s, sampler=f"{name}{steps_s}", classified=frac, nn_ratio=round(ratio, 3),
                          nn_min=round(float(nd.min() / median_pair), 3), sample_s=round(time.perf_counter() - t0, 1),
                          loss=round(float(np.mean(losses[-200:])), 4))
                 results.append(r)
+                if args.grid:
+                    save_grid(np, q.reshape(10, args.per_class, 8, 8)[:, :10],
+                              f"{args.grid}_{step}_{s:g}_{name}.png")
                 print("EVAL " + json.dumps(r), flush=True)
     if args.json:
         with open(args.json, "a") as f:
