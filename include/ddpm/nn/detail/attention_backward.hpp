@@ -188,6 +188,21 @@ void attention_forward(Workspace<S>& ctx, const AttentionWeights<S>& w, FeatureM
   });
 }
 
+/// x[0] + ... + x[n - 1] in an order fixed by n alone: 16 lanes over whole blocks of 16, the lanes summed, then
+/// the tail (Eigen's own reductions start their vector loop at the first aligned element, so their rounding
+/// depends on the buffer's address).
+template <class S>
+S attention_sum(const S* x, Eigen::Index n) {
+  constexpr Eigen::Index kLanes = 16;
+  using Lanes = Eigen::Array<S, kLanes, 1>;
+  Lanes acc = Lanes::Zero();
+  Eigen::Index i = 0;
+  for (; i + kLanes <= n; i += kLanes) acc += Eigen::Map<const Lanes, Eigen::Unaligned>(x + i);
+  S sum = acc.sum();
+  for (; i < n; ++i) sum += x[i];
+  return sum;
+}
+
 /// C (m x n) = alpha op(A) op(B) (or += when accumulate) as gemm<S, TransA, TransB>, cut into column blocks
 /// fixed by the shape alone (at most 8, of whole 16-column multiples), run over ctx's threads: every element
 /// is computed by the same call whatever the thread count.
@@ -282,7 +297,7 @@ void attention_backward(Workspace<S>& ctx, const AttentionWeights<S>& w, Feature
     g = g_scratch.data();
   }
   ctx.parallel_for(C, [&](Eigen::Index begin, Eigen::Index end, int) {
-    for (Eigen::Index c = begin; c < end; ++c) grads.out_bias[c] += Eigen::Map<const Array>(g + c * N, N).sum();
+    for (Eigen::Index c = begin; c < end; ++c) grads.out_bias[c] += attention_sum(g + c * N, N);
   });
   attention_weight_gradient(ctx, C, inner, N, g, N, saved.heads_out, N, grads.out_weight, inner);
   typename Workspace<S>::Buffer d_heads = ctx.acquire(inner * N);
@@ -335,7 +350,7 @@ void attention_backward(Workspace<S>& ctx, const AttentionWeights<S>& w, Feature
 
   ctx.parallel_for(3 * inner, [&](Eigen::Index begin, Eigen::Index end, int) {
     for (Eigen::Index r = begin; r < end; ++r) {
-      grads.qkv_bias[r] += Eigen::Map<const Array>(d_qkv.data() + r * N, N).sum();
+      grads.qkv_bias[r] += attention_sum(d_qkv.data() + r * N, N);
     }
   });
   attention_weight_gradient(ctx, 3 * inner, C, N, d_qkv.data(), N, xn.data, N, grads.qkv_weight, C);
