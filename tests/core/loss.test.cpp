@@ -212,3 +212,34 @@ TEST_CASE("loss functions reject bad arguments", "[loss]") {
   ddpm::UniformTimestepSampler ten(10);
   CHECK_THROWS_WITH(ddpm::make_training_batch(sched, empty, ten, noise), Catch::Contains("x0"));
 }
+
+TEMPLATE_TEST_CASE("simple loss on long samples (packet path, chunk flushes, tail) against long double", "[loss]",
+                   float, double) {
+  // The fixtures' samples (48 elements) take only the scalar tail; here 3 x 5 x 37 x 41 = 7585 elements per
+  // sample run through several 2048-element flushes and a 33-element tail. Reference: the definition in long
+  // double on the same inputs. Loss: a sum of non-negative terms, relative 1e-12 / 1e-6 of itself; gradient:
+  // scale 2 w (|o| + |t|) / (N D) per element.
+  using S = TestType;
+  Tensor<S, 4> out(3, 5, 37, 41), tgt(3, 5, 37, 41);
+  ddpm::fill_normal(out, 10);
+  ddpm::fill_normal(tgt, 11);
+  const std::vector<S> w{S(0.25), S(1), S(3)};
+  Eigen::Array<S, Eigen::Dynamic, 1> per;
+  Tensor<S, 4> grad;
+  const S loss = ddpm::simple_loss_and_gradient(out, tgt, std::span<const S>(w), grad, per);
+  const Eigen::Index N = 3, D = out.size() / N;
+  long double total = 0;
+  for (Eigen::Index b = 0; b < N; ++b) {
+    long double sum = 0;
+    for (Eigen::Index i = 0; i < D; ++i) {
+      const long double d = static_cast<long double>(out.data()[b * D + i]) - tgt.data()[b * D + i];
+      sum += d * d;
+      const long double g = 2.0L * w[b] * d / (N * D);
+      const long double scale = 2.0L * w[b] * (std::abs(out.data()[b * D + i]) + std::abs(tgt.data()[b * D + i])) / (N * D);
+      REQUIRE(close(grad.data()[b * D + i], static_cast<double>(g), rel_tol<S>, static_cast<double>(scale)));
+    }
+    CHECK(close(per[b], static_cast<double>(sum / D), rel_tol<S>, 0.0));
+    total += w[b] * (sum / D);
+  }
+  CHECK(close(loss, static_cast<double>(total / N), rel_tol<S>, 0.0));
+}
