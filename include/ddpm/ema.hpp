@@ -31,7 +31,7 @@ struct EMAOptions {
 };
 
 /// diffusers EMAModel.get_decay(optimization_step), in double with diffusers' operations in its order.
-///                                                                             [docs/training.md, Eq. (T6)]
+///                                                                             [docs/training.md, Eq. (O6)]
 ///   s = max(0, optimization_step - update_after_step - 1);  0 if s <= 0, else
 ///   d = 1 - (1 + s / inv_gamma)^(-power)   (use_ema_warmup)   or   d = (1 + s) / (10 + s),
 ///   clamped to [min_decay, decay] (first min with decay, then max with min_decay).
@@ -88,7 +88,7 @@ void ema_rate_update(S* target, const S* source, Eigen::Index n, S rate, S one_m
 }  // namespace detail
 
 /// improved-diffusion's update_ema: target = rate * target + (1 - rate) * source, tensor by tensor.
-///                                                                             [docs/training.md, Eq. (T5)]
+///                                                                             [docs/training.md, Eq. (O5)]
 /// Throws ddpm::invalid_argument if rate is outside [0, 1] or the lists differ in count or sizes.
 template <std::floating_point S>
 void update_ema(std::span<const std::span<S>> target, std::span<const std::span<const S>> source,

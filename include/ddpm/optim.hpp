@@ -427,7 +427,7 @@ class AdamBase {
 }  // namespace detail
 
 /// AdamW (Loshchilov and Hutter 2019) with PyTorch's semantics and defaults (torch.optim.AdamW):
-/// decoupled weight decay first, then Adam's moments with bias correction.  [docs/training.md, Eq. (T1)]
+/// decoupled weight decay first, then Adam's moments with bias correction.  [docs/training.md, Eq. (O1)]
 ///   t = t + 1
 ///   p = p * (1 - lr * weight_decay)
 ///   m = beta1 * m + (1 - beta1) * g;   v = beta2 * v + (1 - beta2) * g^2
@@ -451,7 +451,7 @@ class AdamW : public detail::AdamBase<S, true> {
 
 /// Adam (Kingma and Ba 2015) with PyTorch's semantics and defaults (torch.optim.Adam): weight decay is an L2
 /// term added to the gradient, g = g + weight_decay * p, before the moments; otherwise as AdamW.
-///                                                                             [docs/training.md, Eq. (T2)]
+///                                                                             [docs/training.md, Eq. (O2)]
 /// Throws as AdamW.
 template <std::floating_point S>
 class Adam : public detail::AdamBase<S, false> {
@@ -476,7 +476,7 @@ struct SGDOptions {
   bool nesterov = false;
 };
 
-/// Stochastic gradient descent with momentum, as torch.optim.SGD.            [docs/training.md, Eq. (T3)]
+/// Stochastic gradient descent with momentum, as torch.optim.SGD.            [docs/training.md, Eq. (O3)]
 ///   g = g + weight_decay * p
 ///   momentum > 0:  b = g at the first step, else b = momentum * b + (1 - dampening) * g;
 ///                  g = g + momentum * b (nesterov) or g = b
@@ -699,7 +699,7 @@ double grad_norm(std::span<const std::span<S>> grads) {
 }
 
 /// Clips the gradients by their global L2 norm, in place, as torch.nn.utils.clip_grad_norm_ (norm_type 2,
-/// error_if_nonfinite False); returns the total norm before clipping.       [docs/training.md, Eq. (T4)]
+/// error_if_nonfinite False); returns the total norm before clipping.       [docs/training.md, Eq. (O4)]
 ///   total_norm = sqrt(sum over every element of every gradient of g^2)      (accumulated in double)
 ///   clip_coef = max_norm / (total_norm + 1e-6);   g = g * clip_coef  if clip_coef < 1
 /// A non-finite total norm gives a clip_coef of 0 or NaN, which PyTorch applies too (the gradients become

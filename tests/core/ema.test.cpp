@@ -3,7 +3,7 @@
 
 // EMA of the weights: diffusers' EMAModel decay sequence bit for bit and its shadow weights after 12 steps
 // (tests/data/training/optim.json, confirmed against diffusers' own EMAModel), improved-diffusion's fixed
-// rate against its closed form, copy_to / swap, and the preconditions.     [docs/training.md, Eqs. (T5), (T6)]
+// rate against its closed form, copy_to / swap, and the preconditions.     [docs/training.md, Eqs. (O5), (O6)]
 
 #include <cmath>
 #include <cstdint>
@@ -35,7 +35,7 @@ ddpm::EMAOptions ema_options(const json& o) {
 
 }  // namespace
 
-TEST_CASE("ema_decay is diffusers' EMAModel.get_decay, bit for bit (T6)", "[ema]") {
+TEST_CASE("ema_decay is diffusers' EMAModel.get_decay, bit for bit (O6)", "[ema]") {
   const json& e = optim_fixture()["ema"];
   for (const json& c : e["cases"]) {
     INFO(c["options"].dump());
@@ -48,7 +48,7 @@ TEST_CASE("ema_decay is diffusers' EMAModel.get_decay, bit for bit (T6)", "[ema]
   }
 }
 
-TEMPLATE_TEST_CASE("EMA::step follows diffusers' EMAModel.step over 12 steps (T6)", "[ema]", float, double) {
+TEMPLATE_TEST_CASE("EMA::step follows diffusers' EMAModel.step over 12 steps (O6)", "[ema]", float, double) {
   using S = TestType;
   const json& e = optim_fixture()["ema"];
   for (const json& c : e["cases"]) {
@@ -69,7 +69,7 @@ TEMPLATE_TEST_CASE("EMA::step follows diffusers' EMAModel.step over 12 steps (T6
   }
 }
 
-TEMPLATE_TEST_CASE("Fixed-rate EMA: s_n = p + rate^n (s_0 - p) for constant weights (T5)", "[ema]", float, double) {
+TEMPLATE_TEST_CASE("Fixed-rate EMA: s_n = p + rate^n (s_0 - p) for constant weights (O5)", "[ema]", float, double) {
   using S = TestType;
   const std::vector<std::size_t> sizes{1, 33, 40000};
   const TensorList<S> start(sizes, [](std::size_t k, std::size_t i) { return std::cos(0.1 * double(i) + double(k)); });

@@ -4,7 +4,7 @@
 // AdamW, Adam, SGD and clip_grad_norm against PyTorch's own torch.optim and clip_grad_norm_ (20 steps on
 // five tensors, float64 and float32; tests/data/training/optim.json from
 // tests/reference/make_optim_fixtures.py), the clipping invariants, the independence of the result from how
-// the work is cut, and the preconditions.                             [docs/training.md, Eqs. (T1)-(T4)]
+// the work is cut, and the preconditions.                             [docs/training.md, Eqs. (O1)-(O4)]
 
 #include <cmath>
 #include <cstdint>
@@ -109,7 +109,7 @@ void check_all_optimizer_cases() {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("Optimisers match torch.optim over 20 steps (T1-T3)", "[optim]", float, double) {
+TEMPLATE_TEST_CASE("Optimisers match torch.optim over 20 steps (O1-O3)", "[optim]", float, double) {
   check_all_optimizer_cases<TestType>();
 }
 
@@ -131,7 +131,7 @@ TEST_CASE("The scheduled case's lr is diffusers' cosine schedule", "[optim]") {
   for (int k = 0; k < 20; ++k) CHECK(schedule.lr(k) == number(optim_fixture()["scheduled_lr"][k]));
 }
 
-TEMPLATE_TEST_CASE("clip_grad_norm matches torch.nn.utils.clip_grad_norm_ (T4)", "[optim]", float, double) {
+TEMPLATE_TEST_CASE("clip_grad_norm matches torch.nn.utils.clip_grad_norm_ (O4)", "[optim]", float, double) {
   using S = TestType;
   int ran = 0;
   for (const json& c : optim_fixture()["clip"]) {
