@@ -125,6 +125,7 @@ ddpm::nn::UNet2D<float>& cifar10_model() {
         p.data[i] = norm_weight ? 1.0f : static_cast<float>(uniform() / std::sqrt(fan_in));
       }
     }
+    m.prepare();  // the weights changed: rebuild the Winograd transforms
     return m;
   }();
   return model;
@@ -166,6 +167,7 @@ void BM_Conv2d_3x3(benchmark::State& state) {
   ddpm::nn::Conv2d<float> conv(cin, cout, 3, 1, 1);
   conv.set_algorithm(algorithm);
   for (Eigen::Index i = 0; i < conv.weight().size(); ++i) conv.weight().data()[i] = std::sin(0.1f * float(i)) * 0.05f;
+  conv.prepare();
   ddpm::nn::Context<float> ctx(static_cast<int>(state.range(5)));
   ddpm::nn::Feature<float> in = ddpm::nn::make_feature(ctx, cin, batch, size, size);
   ddpm::nn::Feature<float> out = ddpm::nn::make_feature(ctx, cout, batch, size, size);

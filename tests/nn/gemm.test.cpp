@@ -27,7 +27,8 @@ void check_gemm(Eigen::Index m, Eigen::Index n, Eigen::Index k, bool accumulate,
   for (S& v : c) v = static_cast<S>(u());
   const std::vector<S> c0 = c;
   const S alpha = S(0.75);
-  ddpm::nn::detail::gemm<S, TransA, TransB>(m, n, k, a.data(), lda, b.data(), ldb, c.data(), ldc, accumulate, alpha);
+  ddpm::nn::detail::PackingBuffer<S> packing;
+  ddpm::nn::detail::gemm<S, TransA, TransB>(packing, m, n, k, a.data(), lda, b.data(), ldb, c.data(), ldc, accumulate, alpha);
   double worst = 0.0;
   for (Eigen::Index i = 0; i < m; ++i) {
     for (Eigen::Index j = 0; j < n; ++j) {

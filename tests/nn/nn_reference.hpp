@@ -70,6 +70,8 @@ void randomize(Layer& layer, std::uint64_t seed, double scale = 1.0) {
       p.data[i] = static_cast<S>(v);
     }
   });
+  // the weights changed: rebuild what the layer derives from them (the protocol's prepare step)
+  if constexpr (requires { layer.prepare(); }) layer.prepare();
 }
 
 template <class S, int R>
@@ -168,10 +170,11 @@ inline std::vector<double> linear(const std::vector<double>& x, Index rows, cons
 
 /// A layer parameter's values in double.
 template <class S, class Layer>
-std::vector<double> param(Layer& layer, const std::string& name) {
+std::vector<double> param(const Layer& layer, const std::string& name) {
   std::vector<double> out;
   bool found = false;
-  layer.for_each_parameter("", [&](const ddpm::nn::Parameter<S>& p) {
+  layer.for_each_parameter("", [&](const ddpm::nn::Parameter<const S>& p) {  // read-only: no change
+
     if (p.name != name) return;
     found = true;
     out.assign(p.data, p.data + p.numel());

@@ -13,6 +13,7 @@
 #include <concepts>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include <Eigen/Core>
 
@@ -65,12 +66,21 @@ class AttentionBlock {
   bool has_group_norm() const { return group_norm_.has_value(); }
   double rescale_output_factor() const { return rescale_; }
 
+  /// Rebuilds what the sub-layers derive from their weights (call after changing the weights).
+  void prepare() {
+    if (group_norm_) group_norm_->prepare();
+  }
+  /// Declares a change of the weights written through pointers obtained earlier (see Conv2d).
+  void mark_weights_changed() { for_each_parameter("", [](const Parameter<S>&) {}); }
+  /// A copy with zero parameters: the gradients, laid out as the parameters (same names, shapes, order).
+  AttentionBlock gradient_like() const { return zeros_like<S>(*this); }
+
   /// For each image (pixels as tokens, L = H * W), with xn = GroupNorm(x) [L, C]:   [docs/unet.md, Eq. (U5)]
   ///   q, k, v = xn Wq^T + bq, xn Wk^T + bk, xn Wv^T + bv, split into heads of head_dim columns
   ///   o_h = softmax(q_h k_h^T / sqrt(head_dim)) v_h      (softmax over the keys, at least in float32)
   ///   out = ([o_1 .. o_heads] Wo^T + bo + x) / rescale_output_factor
   /// `out` must have the shape of `in` and not alias it.
-  void forward(Context<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out) const {
+  void forward(Workspace<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out) const {
     if (in.channels != channels() || out.channels != in.channels || out.batch != in.batch ||
         out.height != in.height || out.width != in.width) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::AttentionBlock::forward: the input has " +
@@ -88,7 +98,7 @@ class AttentionBlock {
       xn = normed.cview();
     }
     // q, k, v of every pixel of the batch in one product: [3 inner, N]
-    typename Context<S>::Buffer qkv = ctx.acquire(3 * inner * N);
+    typename Workspace<S>::Buffer qkv = ctx.acquire(3 * inner * N);
     detail::parallel_gemm(ctx, 3 * inner, N, C, qkv_weight_.data(), C, xn.data, N, qkv.data(), N, false);
     ctx.parallel_for(3 * inner, [&](Eigen::Index begin, Eigen::Index end, int) {
       for (Eigen::Index r = begin; r < end; ++r) {
@@ -98,12 +108,12 @@ class AttentionBlock {
     normed = Feature<S>{};
     // attention per (image, head, block of queries); each thread has its own score matrix. With fewer
     // (image, head) pairs than threads, the queries of each pair are shared out too.
-    typename Context<S>::Buffer heads_out = ctx.acquire(inner * N);
+    typename Workspace<S>::Buffer heads_out = ctx.acquire(inner * N);
     const Eigen::Index pairs = in.batch * heads_, threads = ctx.num_threads();
     const Eigen::Index splits = std::min<Eigen::Index>(L, (threads + pairs - 1) / pairs);
     const Eigen::Index query_block = (L + splits - 1) / splits;
     const Eigen::Index jobs = pairs * splits, used = std::min(threads, jobs);
-    typename Context<S>::Buffer scores = ctx.acquire(used * query_block * L);
+    typename Workspace<S>::Buffer scores = ctx.acquire(used * query_block * L);
     const S scale = S(1) / std::sqrt(static_cast<S>(d));
     ctx.parallel_for(jobs, [&](Eigen::Index begin, Eigen::Index end, int thread) {
       for (Eigen::Index job = begin; job < end; ++job) {
@@ -116,10 +126,10 @@ class AttentionBlock {
         const S* k = base + (inner + h * d) * N;        // [d, L]
         const S* v = base + (2 * inner + h * d) * N;    // [d, L]
         S* p = scores.data() + thread * query_block * L;  // [nq, L]
-        detail::gemm<S, true, false>(nq, L, d, q, N, k, N, p, L, false, scale);  // p = scale q^T k
+        detail::gemm<S, true, false>(ctx.packing_buffer(thread), nq, L, d, q, N, k, N, p, L, false, scale);  // p = scale q^T k
         softmax_rows(p, nq, L);
         S* o = heads_out.data() + (h * d) * N + b * L + q0;  // [d, nq], row stride N
-        detail::gemm<S, false, true>(d, nq, L, v, N, p, L, o, N, false);  // o[:, i] = sum_j p[i, j] v[:, j]
+        detail::gemm<S, false, true>(ctx.packing_buffer(thread), d, nq, L, v, N, p, L, o, N, false);  // o[:, i] = sum_j p[i, j] v[:, j]
       }
     });
     scores.release();
@@ -145,25 +155,39 @@ class AttentionBlock {
   template <DenseTensor X>
   Tensor<S, 4> operator()(const X& x) const {
     static_assert(rank_v<X> == 4, "ddpm::nn::AttentionBlock: the input must be an NCHW tensor");
-    Context<S> ctx;
+    Workspace<S> ctx;
     Feature<S> in = to_feature(ctx, x);
     Feature<S> out = make_feature(ctx, in.map.channels, in.map.batch, in.map.height, in.map.width);
     forward(ctx, in.cview(), out.view());
     return to_nchw(out.cview());
   }
 
-  /// group_norm.{weight,bias}, to_q, to_k, to_v, to_out.0 (each .weight [out, in] and .bias), as diffusers.
+  /// group_norm.{weight,bias}, to_q, to_k, to_v, to_out.0 (each .weight [out, in] and .bias), as diffusers:
+  /// name, PyTorch shape, writable pointer (a change of the weights).
   template <class F>
   void for_each_parameter(const std::string& prefix, F&& f) {
-    if (group_norm_) group_norm_->for_each_parameter(prefix + "group_norm.", f);
-    const Eigen::Index inner = inner_dim(), C = channels();
+    visit_parameters(*this, prefix, f);
+  }
+  /// The same list with read-only pointers (Parameter<const S>): not a change of the weights.
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) const {
+    visit_parameters(*this, prefix, f);
+  }
+
+ private:
+  // The body of both (Self is this class, const or not).
+  template <class Self, class F>
+  static void visit_parameters(Self& self, const std::string& prefix, F& f) {
+    using P = Parameter<std::conditional_t<std::is_const_v<Self>, const S, S>>;
+    if (self.group_norm_) self.group_norm_->for_each_parameter(prefix + "group_norm.", f);
+    const Eigen::Index inner = self.inner_dim(), C = self.channels();
     const char* names[3] = {"to_q.", "to_k.", "to_v."};
     for (int i = 0; i < 3; ++i) {
-      f(Parameter<S>{prefix + names[i] + "weight", {inner, C}, qkv_weight_.data() + i * inner * C});
-      f(Parameter<S>{prefix + names[i] + "bias", {inner}, qkv_bias_.data() + i * inner});
+      f(P{prefix + names[i] + "weight", {inner, C}, self.qkv_weight_.data() + i * inner * C});
+      f(P{prefix + names[i] + "bias", {inner}, self.qkv_bias_.data() + i * inner});
     }
-    f(Parameter<S>{prefix + "to_out.0.weight", {C, inner}, out_weight_.data()});
-    f(Parameter<S>{prefix + "to_out.0.bias", {C}, out_bias_.data()});
+    f(P{prefix + "to_out.0.weight", {C, inner}, self.out_weight_.data()});
+    f(P{prefix + "to_out.0.bias", {C}, self.out_bias_.data()});
   }
 
  private:

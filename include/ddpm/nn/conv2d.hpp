@@ -6,11 +6,19 @@
 // on each side), computed as im2col + one Eigen GEMM per block of output columns, with the bias, a
 // per-image bias (a ResNet block's time embedding), a residual already in the output and an output scale
 // fused into the pass over each block while it is still in cache.
+//
+// Derived weights: the Winograd path multiplies by a transform of the weights (16 C_out x C_in matrices).
+// prepare() computes it; every mutable access to the parameters (weight(), bias(), for_each_parameter,
+// mark_weights_changed()) bumps weights_version(), and the Winograd path of the const forward throws
+// ddpm::invalid_argument when the weights changed since the last prepare() rather than use stale
+// transforms. (docs/unet.md, "Forward and backward (the training protocol)".)
 
 #include <algorithm>
 #include <concepts>
+#include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <Eigen/Core>
@@ -78,6 +86,7 @@ class Conv2d {
     }
     weight_ = Matrix::Zero(out_channels, in_channels * kernel_h * kernel_w);
     if (bias) bias_ = Vector::Zero(out_channels);
+    prepare();
   }
 
   Eigen::Index in_channels() const { return in_; }
@@ -87,21 +96,48 @@ class Conv2d {
   Eigen::Index stride() const { return stride_; }
   const Padding2d& padding() const { return pad_; }
   bool has_bias() const { return bias_.size() > 0; }
-  /// [out, in * kh * kw]: PyTorch's [out, in, kh, kw] weight, flattened (same memory).
+  /// [out, in * kh * kw]: PyTorch's [out, in, kh, kw] weight, flattened (same memory). The mutable
+  /// accessors count as a change of the weights (they bump weights_version(); call prepare() afterwards).
   Matrix& weight() {
-    winograd_stale_ = true;
+    mark_weights_changed();
     return weight_;
   }
   const Matrix& weight() const { return weight_; }
-  Vector& bias() { return bias_; }
+  Vector& bias() {
+    mark_weights_changed();
+    return bias_;
+  }
   const Vector& bias() const { return bias_; }
+
+  /// Counts the changes of the weights: bumped by every mutable access to the parameters.
+  std::uint64_t weights_version() const { return version_; }
+  /// Declares that the weights changed (a trainer calls it after an optimiser step that wrote through
+  /// pointers it obtained earlier); the next Winograd forward needs prepare() first.
+  void mark_weights_changed() { ++version_; }
+  /// Whether the derived weights are those of the current weights (prepare() has run since the last change).
+  bool is_prepared() const { return prepared_version_ == version_; }
+  /// Rebuilds what the layer derives from its weights (the Winograd transform of a 3x3, stride 1, padding 1
+  /// kernel). Call it after changing the weights and before the next pass. Not thread-safe with a pass.
+  void prepare() {
+    if (winograd_possible()) {
+      winograd_u_.resize(static_cast<std::size_t>(16 * out_channels() * in_));
+      detail::winograd_weights(weight_.data(), out_channels(), in_, winograd_u_.data());
+    }
+    prepared_version_ = version_;
+  }
+  /// A layer of the same configuration with zero parameters: the gradients of this layer, laid out as its
+  /// parameters (for_each_parameter lists the same names and shapes in the same order).
+  Conv2d gradient_like() const {
+    Conv2d g(in_, out_channels(), kh_, kw_, stride_, pad_, has_bias());
+    g.algorithm_ = algorithm_;
+    return g;
+  }
 
   void set_algorithm(ConvAlgorithm algorithm) { algorithm_ = algorithm; }
   ConvAlgorithm algorithm() const { return algorithm_; }
   /// Whether forward takes the Winograd path for a batch of `batch` images of h x w pixels.
   bool uses_winograd(Eigen::Index batch, Eigen::Index h, Eigen::Index w) const {
-    const bool possible = kh_ == 3 && kw_ == 3 && stride_ == 1 && pad_ == Padding2d::same(1);
-    if (!possible || algorithm_ == ConvAlgorithm::im2col) return false;
+    if (!winograd_possible() || algorithm_ == ConvAlgorithm::im2col) return false;
     if (algorithm_ == ConvAlgorithm::winograd) return true;
     // measured (bench_unet BM_Conv2d_3x3): Winograd wins from about 64 output pixels per product
     return in_ >= kWinogradMinChannels && out_channels() >= kWinogradMinChannels &&
@@ -115,21 +151,77 @@ class Conv2d {
   /// Cross-correlation, as PyTorch computes it:                                     [docs/unet.md, Eq. (U1)]
   ///   out[o, b, y, x] = bias[o] + sum_{i, u, v} W[o, i, u, v] * in_pad[i, b, y * stride + u, x * stride + v]
   /// then the epilogue (residual, per-image bias, scale). `out` must have the output shape.
-  /// Throws ddpm::invalid_argument if the channels, the output shape or the image size do not fit.
-  void forward(Context<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out, const ConvEpilogue<S>& epi = {}) const {
+  /// Throws ddpm::invalid_argument if the channels, the output shape or the image size do not fit, or if
+  /// the pass takes the Winograd path and the weights changed since prepare().
+  void forward(Workspace<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out, const ConvEpilogue<S>& epi = {}) const {
     check_shapes(in, out);
-    const Eigen::Index OH = out.height, OW = out.width, P = out.plane(), K = weight_.cols(), M = out_channels();
-    const int threads = ctx.num_threads();
     if (uses_winograd(in.batch, in.height, in.width)) {
-      forward_winograd(ctx, in, out, epi);
+      if (!is_prepared()) {
+        ddpm::detail::throw_invalid_argument(
+            "ddpm::nn::Conv2d::forward: the weights changed since prepare() (weights_version " +
+            std::to_string(version_) + ", prepared at " + std::to_string(prepared_version_) +
+            "), but the Winograd path needs their transform; call prepare()");
+      }
+      forward_winograd(ctx, in, out, epi, winograd_u_.data());
       return;
     }
+    forward_im2col(ctx, in, out, epi);
+  }
+
+  /// The convolution of an NCHW batch, returned as NCHW (a convenience that allocates; the network
+  /// itself calls the channel-major form above). Unprepared weights are transformed for this call only.
+  template <DenseTensor X>
+  Tensor<S, 4> operator()(const X& x) const {
+    static_assert(rank_v<X> == 4, "ddpm::nn::Conv2d: the input must be an NCHW tensor");
+    Workspace<S> ctx;
+    Feature<S> in = to_feature(ctx, x);
+    Feature<S> out = make_feature(ctx, out_channels(), x.dimension(0), output_height(x.dimension(2)),
+                                  output_width(x.dimension(3)));
+    check_shapes(in.cview(), out.view());
+    if (uses_winograd(x.dimension(0), x.dimension(2), x.dimension(3)) && !is_prepared()) {
+      std::vector<S> u(static_cast<std::size_t>(16 * out_channels() * in_));
+      detail::winograd_weights(weight_.data(), out_channels(), in_, u.data());
+      forward_winograd(ctx, in.cview(), out.view(), {}, u.data());
+    } else {
+      forward(ctx, in.cview(), out.view());
+    }
+    return to_nchw(out.cview());
+  }
+
+  /// Visits every parameter (name, PyTorch shape, writable pointer): a change of the weights (bumps
+  /// weights_version()).
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) {
+    mark_weights_changed();
+    visit_parameters(*this, prefix, f);
+  }
+  /// The same list with read-only pointers (Parameter<const S>): not a change of the weights.
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) const {
+    visit_parameters(*this, prefix, f);
+  }
+
+ private:
+  // The body of both (Self is this class, const or not).
+  template <class Self, class F>
+  static void visit_parameters(Self& self, const std::string& prefix, F& f) {
+    using P = Parameter<std::conditional_t<std::is_const_v<Self>, const S, S>>;
+    f(P{prefix + "weight", {self.weight_.rows(), self.in_, self.kh_, self.kw_}, self.weight_.data()});
+    if (self.has_bias()) f(P{prefix + "bias", {self.bias_.size()}, self.bias_.data()});
+  }
+
+ private:
+  bool winograd_possible() const { return kh_ == 3 && kw_ == 3 && stride_ == 1 && pad_ == Padding2d::same(1); }
+
+  void forward_im2col(Workspace<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out, const ConvEpilogue<S>& epi) const {
+    const Eigen::Index OH = out.height, OW = out.width, P = out.plane(), K = weight_.cols(), M = out_channels();
+    const int threads = ctx.num_threads();
     if (kh_ == 1 && kw_ == 1 && stride_ == 1 && pad_ == Padding2d{}) {
       // A pointwise convolution is a plain product with the input: no im2col.
       const Eigen::Index blocks = (P + kColAlign - 1) / kColAlign;
-      auto run = [&](Eigen::Index begin, Eigen::Index end, int) {
+      auto run = [&](Eigen::Index begin, Eigen::Index end, int thread) {
         const Eigen::Index p0 = begin * kColAlign, p1 = std::min(P, end * kColAlign);
-        detail::gemm(M, p1 - p0, K, weight_.data(), K, in.data + p0, P, out.data + p0, P, epi.accumulate);
+        detail::gemm(ctx.packing_buffer(thread), M, p1 - p0, K, weight_.data(), K, in.data + p0, P, out.data + p0, P, epi.accumulate);
         finish(out, epi, 0, M, p0, p1);
       };
       if (threads > 1 && P >= 2 * kColAlign * threads) {
@@ -143,12 +235,12 @@ class Conv2d {
     if (threads > 1 && (P < M || P < kMinColumnsPerThread * threads)) {
       // Few columns: one im2col, and the threads share out the output channels, so that each packs only
       // its rows of the weights (the larger operand).
-      typename Context<S>::Buffer col = ctx.acquire(K * P);
+      typename Workspace<S>::Buffer col = ctx.acquire(K * P);
       im2col(in, OH, OW, 0, rows, col.data());
       const Eigen::Index row_blocks = (M + kRowAlign - 1) / kRowAlign;
-      ctx.parallel_for(row_blocks, [&](Eigen::Index begin, Eigen::Index end, int) {
+      ctx.parallel_for(row_blocks, [&](Eigen::Index begin, Eigen::Index end, int thread) {
         const Eigen::Index m0 = begin * kRowAlign, m1 = std::min(M, end * kRowAlign);
-        detail::gemm(m1 - m0, P, K, weight_.data() + m0 * K, K, col.data(), P, out.data + m0 * P, P, epi.accumulate);
+        detail::gemm(ctx.packing_buffer(thread), m1 - m0, P, K, weight_.data() + m0 * K, K, col.data(), P, out.data + m0 * P, P, epi.accumulate);
         finish(out, epi, m0, m1, 0, P);
       });
       return;
@@ -159,59 +251,32 @@ class Conv2d {
     const Eigen::Index block_rows = (rows + blocks - 1) / blocks;
     blocks = (rows + block_rows - 1) / block_rows;
     const Eigen::Index used = std::min<Eigen::Index>(threads, blocks), col_size = K * block_rows * OW;
-    typename Context<S>::Buffer cols = ctx.acquire(used * col_size);
+    typename Workspace<S>::Buffer cols = ctx.acquire(used * col_size);
     ctx.parallel_for(blocks, [&](Eigen::Index begin, Eigen::Index end, int thread) {
       S* col = cols.data() + thread * col_size;
       for (Eigen::Index blk = begin; blk < end; ++blk) {
         const Eigen::Index r0 = blk * block_rows, r1 = std::min(rows, r0 + block_rows);
         const Eigen::Index p0 = r0 * OW, p1 = r1 * OW;
         im2col(in, OH, OW, r0, r1, col);
-        detail::gemm(M, p1 - p0, K, weight_.data(), K, col, p1 - p0, out.data + p0, P, epi.accumulate);
+        detail::gemm(ctx.packing_buffer(thread), M, p1 - p0, K, weight_.data(), K, col, p1 - p0, out.data + p0, P, epi.accumulate);
         finish(out, epi, 0, M, p0, p1);
       }
     });
   }
 
-  /// The convolution of an NCHW batch, returned as NCHW (a convenience that allocates; the network
-  /// itself calls the channel-major form above).
-  template <DenseTensor X>
-  Tensor<S, 4> operator()(const X& x) const {
-    static_assert(rank_v<X> == 4, "ddpm::nn::Conv2d: the input must be an NCHW tensor");
-    Context<S> ctx;
-    Feature<S> in = to_feature(ctx, x);
-    Feature<S> out = make_feature(ctx, out_channels(), x.dimension(0), output_height(x.dimension(2)),
-                                  output_width(x.dimension(3)));
-    forward(ctx, in.cview(), out.view());
-    return to_nchw(out.cview());
-  }
-
-  /// Lists the parameters with writable pointers (so the layer forgets what it derived from its weights).
-  template <class F>
-  void for_each_parameter(const std::string& prefix, F&& f) {
-    winograd_stale_ = true;
-    f(Parameter<S>{prefix + "weight", {weight_.rows(), in_, kh_, kw_}, weight_.data()});
-    if (has_bias()) f(Parameter<S>{prefix + "bias", {bias_.size()}, bias_.data()});
-  }
-
- private:
   // The Winograd path. Each thread packs (copies) the whole of whichever operand of the 16 products it does
   // not split, so the work is split along the larger one: the tiles when there are more tiles than output
   // channels (blocks of whole tile rows, about kTileTarget tiles each, the same number on every thread),
   // else the output channels (in three phases: input transform, products, output transform).
-  void forward_winograd(Context<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out, const ConvEpilogue<S>& epi) const {
+  void forward_winograd(Workspace<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out, const ConvEpilogue<S>& epi,
+                        const S* u) const {
     const detail::WinogradTiles tiles(in.height, in.width);
     const Eigen::Index rows = in.batch * tiles.rows, C = in_, M = out_channels(), total = rows * tiles.cols;
     const int threads = ctx.num_threads();
-    if (winograd_stale_) {
-      winograd_u_.resize(static_cast<std::size_t>(16 * M * C));
-      detail::winograd_weights(weight_.data(), M, C, winograd_u_.data());
-      winograd_stale_ = false;
-    }
-    const S* u = winograd_u_.data();
     const S* bias = has_bias() ? bias_.data() : nullptr;
     if (threads > 1 && (total < M || rows < threads)) {
       const Eigen::Index scratch_size = detail::winograd_scratch_size(tiles.cols, total);
-      typename Context<S>::Buffer work = ctx.acquire(16 * (C + M) * total + threads * scratch_size);
+      typename Workspace<S>::Buffer work = ctx.acquire(16 * (C + M) * total + threads * scratch_size);
       S* v = work.data();
       S* m = v + 16 * C * total;
       S* scratch = m + 16 * M * total;
@@ -219,10 +284,10 @@ class Conv2d {
         detail::winograd_input(in, tiles, Eigen::Index{0}, rows, c0, c1, v, scratch + thread * scratch_size);
       });
       const Eigen::Index row_blocks = (M + kRowAlign - 1) / kRowAlign;
-      ctx.parallel_for(row_blocks, [&](Eigen::Index begin, Eigen::Index end, int) {
+      ctx.parallel_for(row_blocks, [&](Eigen::Index begin, Eigen::Index end, int thread) {
         const Eigen::Index m0 = begin * kRowAlign, m1 = std::min(M, end * kRowAlign);
         for (Eigen::Index xi = 0; xi < 16; ++xi) {
-          detail::gemm(m1 - m0, total, C, u + (xi * M + m0) * C, C, v + xi * C * total, total,
+          detail::gemm(ctx.packing_buffer(thread), m1 - m0, total, C, u + (xi * M + m0) * C, C, v + xi * C * total, total,
                        m + (xi * M + m0) * total, total, false);
         }
       });
@@ -240,7 +305,7 @@ class Conv2d {
     const Eigen::Index nt = block_rows * tiles.cols;
     const Eigen::Index per_thread = 16 * (C + M) * nt + detail::winograd_scratch_size(tiles.cols, nt);
     const Eigen::Index used = std::min<Eigen::Index>(threads, blocks);
-    typename Context<S>::Buffer work = ctx.acquire(used * per_thread);
+    typename Workspace<S>::Buffer work = ctx.acquire(used * per_thread);
     ctx.parallel_for(blocks, [&](Eigen::Index begin, Eigen::Index end, int thread) {
       S* v = work.data() + thread * per_thread;
       S* m = v + 16 * C * nt;
@@ -250,7 +315,7 @@ class Conv2d {
         const Eigen::Index n = (r1 - r0) * tiles.cols;
         detail::winograd_input(in, tiles, r0, r1, Eigen::Index{0}, C, v, scratch);
         for (Eigen::Index xi = 0; xi < 16; ++xi) {
-          detail::gemm(M, n, C, u + xi * M * C, C, v + xi * C * n, n, m + xi * M * n, n, false);
+          detail::gemm(ctx.packing_buffer(thread), M, n, C, u + xi * M * C, C, v + xi * C * n, n, m + xi * M * n, n, false);
         }
         detail::winograd_output(static_cast<const S*>(m), tiles, r0, r1, Eigen::Index{0}, M, out, bias,
                                 epi.batch_bias, epi.residual, epi.scale, epi.accumulate, scratch);
@@ -340,9 +405,10 @@ class Conv2d {
   Matrix weight_;
   Vector bias_;
   ConvAlgorithm algorithm_ = ConvAlgorithm::automatic;
-  // The Winograd transform of the weights, derived on first use after a change to the weights.
-  mutable std::vector<S> winograd_u_;
-  mutable bool winograd_stale_ = true;
+  // The Winograd transform of the weights (16 matrices [out, in]), rebuilt by prepare(); valid while
+  // prepared_version_ == version_. The zero weights of a new layer are prepared.
+  std::vector<S> winograd_u_;
+  std::uint64_t version_ = 0, prepared_version_ = 0;
 };
 
 }  // namespace ddpm::nn

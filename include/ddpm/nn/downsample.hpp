@@ -7,6 +7,7 @@
 
 #include <concepts>
 #include <string>
+#include <type_traits>
 
 #include <Eigen/Core>
 
@@ -43,13 +44,22 @@ class Downsample2D {
   Eigen::Index channels() const { return channels_; }
   Conv2d<S>& conv() { return conv_; }
 
+  /// Rebuilds what the sub-layers derive from their weights (call after changing the weights).
+  void prepare() {
+    if (use_conv()) conv_.prepare();
+  }
+  /// Declares a change of the weights written through pointers obtained earlier (see Conv2d).
+  void mark_weights_changed() { for_each_parameter("", [](const Parameter<S>&) {}); }
+  /// A copy with zero parameters: the gradients, laid out as the parameters (same names, shapes, order).
+  Downsample2D gradient_like() const { return zeros_like<S>(*this); }
+
   Eigen::Index output_height(Eigen::Index h) const { return use_conv() ? conv_.output_height(h) : h / 2; }
   Eigen::Index output_width(Eigen::Index w) const { return use_conv() ? conv_.output_width(w) : w / 2; }
 
   /// out = conv(x) (stride 2), or out[c, b, y, x] = mean of in[c, b, 2y .. 2y+1, 2x .. 2x+1].
   ///                                                                                [docs/unet.md, Eq. (U7)]
   /// Throws ddpm::invalid_argument if the shapes do not fit.
-  void forward(Context<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out) const {
+  void forward(Workspace<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out) const {
     if (use_conv()) {
       conv_.forward(ctx, in, out);
       return;
@@ -79,7 +89,7 @@ class Downsample2D {
   template <DenseTensor X>
   Tensor<S, 4> operator()(const X& x) const {
     static_assert(rank_v<X> == 4, "ddpm::nn::Downsample2D: the input must be an NCHW tensor");
-    Context<S> ctx;
+    Workspace<S> ctx;
     Feature<S> in = to_feature(ctx, x);
     Feature<S> out =
         make_feature(ctx, channels_, x.dimension(0), output_height(x.dimension(2)), output_width(x.dimension(3)));
@@ -87,9 +97,22 @@ class Downsample2D {
     return to_nchw(out.cview());
   }
 
+  /// Visits every parameter (name, PyTorch shape, writable pointer); a change of the weights.
   template <class F>
   void for_each_parameter(const std::string& prefix, F&& f) {
-    if (use_conv()) conv_.for_each_parameter(prefix + "conv.", f);
+    visit_parameters(*this, prefix, f);
+  }
+  /// The same list with read-only pointers (Parameter<const S>): not a change of the weights.
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) const {
+    visit_parameters(*this, prefix, f);
+  }
+
+ private:
+  // The body of both (Self is this class, const or not).
+  template <class Self, class F>
+  static void visit_parameters(Self& self, const std::string& prefix, F& f) {
+    if (self.use_conv()) self.conv_.for_each_parameter(prefix + "conv.", f);
   }
 
  private:

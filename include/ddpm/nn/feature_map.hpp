@@ -21,41 +21,12 @@
 
 namespace ddpm::nn {
 
-/// A non-owning view of a channel-major batch [channels][batch][height][width]. S may be const.
-template <class S>
-struct FeatureMap {
-  S* data = nullptr;
-  Eigen::Index channels = 0, batch = 0, height = 0, width = 0;
-
-  /// Pixels of one image (height * width).
-  Eigen::Index pixels() const { return height * width; }
-  /// Values of one channel across the batch (batch * height * width): the row length.
-  Eigen::Index plane() const { return batch * height * width; }
-  Eigen::Index size() const { return channels * plane(); }
-  /// Channel c of image b: `pixels()` contiguous values.
-  S* image_channel(Eigen::Index c, Eigen::Index b) const { return data + c * plane() + b * pixels(); }
-  S* channel(Eigen::Index c) const { return data + c * plane(); }
-
-  operator FeatureMap<const S>() const
-    requires(!std::is_const_v<S>)
-  {
-    return {data, channels, batch, height, width};
-  }
-};
-
-/// A channel-major batch that owns its storage (a buffer lent by a Context's pool).
-template <class S>
-struct Feature {
-  typename Context<S>::Buffer storage;
-  FeatureMap<S> map;
-
-  FeatureMap<S> view() const { return map; }
-  FeatureMap<const S> cview() const { return map; }
-};
+// FeatureMap (the view) and Feature (a view that owns a pool buffer) are defined in nn/context.hpp, beside
+// the Workspace whose pool lends the storage.
 
 /// A feature of the given shape with storage from ctx (uninitialised).
 template <class S>
-Feature<S> make_feature(Context<S>& ctx, Eigen::Index channels, Eigen::Index batch, Eigen::Index height,
+Feature<S> make_feature(Workspace<S>& ctx, Eigen::Index channels, Eigen::Index batch, Eigen::Index height,
                         Eigen::Index width) {
   Feature<S> f{ctx.acquire(channels * batch * height * width), {}};
   f.map = {f.storage.data(), channels, batch, height, width};
@@ -64,7 +35,7 @@ Feature<S> make_feature(Context<S>& ctx, Eigen::Index channels, Eigen::Index bat
 
 /// dst[0 .. n) = src[0 .. n), cut over ctx's threads when it is large.
 template <class S>
-void parallel_copy(Context<S>& ctx, const S* src, Eigen::Index n, S* dst) {
+void parallel_copy(Workspace<S>& ctx, const S* src, Eigen::Index n, S* dst) {
   constexpr Eigen::Index kGrain = Eigen::Index{1} << 15;
   if (ctx.num_threads() == 1 || n < 2 * kGrain) {
     std::copy_n(src, n, dst);
@@ -120,7 +91,7 @@ void channel_major_to_nchw(FeatureMap<const S> in, Out& out) {
 
 /// An NCHW tensor as an owned channel-major feature.
 template <class S, DenseTensor X>
-Feature<S> to_feature(Context<S>& ctx, const X& x) {
+Feature<S> to_feature(Workspace<S>& ctx, const X& x) {
   Feature<S> f = make_feature(ctx, x.dimension(1), x.dimension(0), x.dimension(2), x.dimension(3));
   nchw_to_channel_major(x, f.view());
   return f;

@@ -4,11 +4,17 @@
 
 // GroupNorm: PyTorch's nn.GroupNorm (affine), fused with what follows it in a UNet: an optional per-image
 // scale and shift (a ResNet block's "scale_shift" time embedding) and the activation.
+//
+// Inference runs it in place (out == in: the input is overwritten by act(norm(x))). A training pass passes
+// a Saved, which keeps what backward needs and the in-place form would destroy: a copy of the input, the
+// mean and 1 / std of every (image, group), and copies of the per-image scale and shift.
 
 #include <algorithm>
 #include <cmath>
 #include <concepts>
+#include <cstring>
 #include <string>
+#include <type_traits>
 
 #include <Eigen/Core>
 
@@ -51,14 +57,34 @@ class GroupNorm {
   Vector& bias() { return bias_; }
   const Vector& bias() const { return bias_; }
 
+  /// What backward needs from a forward pass (buffers of the workspace's pool).
+  struct Saved {
+    typename Workspace<S>::Buffer input;        ///< x, [channels][batch][h][w] as the input map
+    typename Workspace<S>::Buffer mean, rstd;   ///< per (image b, group g) at b * groups + g
+    typename Workspace<S>::Buffer scale, shift;  ///< copies of the [batch, channels] modulation (or empty)
+    FeatureMap<const S> map;                    ///< the input's shape, data = input.data()
+    Activation act = Activation::identity;
+  };
+
+  void prepare() {}
+  void mark_weights_changed() {}
+  /// A GroupNorm of the same shape with zero parameters: the gradients, laid out as the parameters.
+  GroupNorm gradient_like() const {
+    GroupNorm g(groups_, channels(), eps_);
+    g.weight_.setZero();
+    return g;
+  }
+
   /// For image b and group g (channels c of the group, all pixels):            [docs/unet.md, Eq. (U2)]
   ///   mu = mean(x), var = mean((x - mu)^2)   (biased, as PyTorch)
   ///   y = (x - mu) / sqrt(var + eps) * weight[c] + bias[c]
   ///   y = y * (1 + scale[b, c]) + shift[b, c]   when scale / shift ([batch, channels] row-major) are given
   ///   out = act(y)
-  /// `out` may be `in`. Throws ddpm::invalid_argument if the shapes differ or the channels do not match.
-  void forward(Context<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out, Activation act = Activation::identity,
-               const S* scale = nullptr, const S* shift = nullptr) const {
+  /// `out` may be `in` (the inference path). With `saved` (training), also keeps a copy of the input, the
+  /// statistics and the modulation for backward; `out` may still be `in`.
+  /// Throws ddpm::invalid_argument if the shapes differ or the channels do not match.
+  void forward(Workspace<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out, Activation act = Activation::identity,
+               const S* scale = nullptr, const S* shift = nullptr, Saved* saved = nullptr) const {
     if (in.channels != channels() || out.channels != in.channels || out.batch != in.batch ||
         out.height != in.height || out.width != in.width) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::GroupNorm::forward: the input has " +
@@ -68,6 +94,28 @@ class GroupNorm {
     }
     const Eigen::Index per_group = channels() / groups_, hw = in.pixels(), C = channels();
     using Array = Eigen::Array<S, Eigen::Dynamic, 1>;
+    S* saved_mean = nullptr;
+    S* saved_rstd = nullptr;
+    if (saved != nullptr) {
+      saved->input = ctx.acquire(in.size());
+      parallel_copy(ctx, in.data, in.size(), saved->input.data());
+      saved->map = {saved->input.data(), in.channels, in.batch, in.height, in.width};
+      saved->mean = ctx.acquire(in.batch * groups_);
+      saved->rstd = ctx.acquire(in.batch * groups_);
+      saved_mean = saved->mean.data();
+      saved_rstd = saved->rstd.data();
+      saved->scale = {};
+      saved->shift = {};
+      if (scale != nullptr) {
+        saved->scale = ctx.acquire(in.batch * C);
+        std::copy_n(scale, in.batch * C, saved->scale.data());
+      }
+      if (shift != nullptr) {
+        saved->shift = ctx.acquire(in.batch * C);
+        std::copy_n(shift, in.batch * C, saved->shift.data());
+      }
+      saved->act = act;
+    }
     ctx.parallel_for(in.batch * groups_, [&](Eigen::Index begin, Eigen::Index end, int) {
       for (Eigen::Index job = begin; job < end; ++job) {
         const Eigen::Index b = job / groups_, g = job % groups_;
@@ -82,6 +130,10 @@ class GroupNorm {
           squares += (Eigen::Map<const Array>(in.image_channel(c, b), hw) - mean).square().sum();
         }
         const double rstd = 1.0 / std::sqrt(squares / n + eps_);
+        if (saved_mean != nullptr) {
+          saved_mean[job] = mean;
+          saved_rstd[job] = static_cast<S>(rstd);
+        }
         for (Eigen::Index c = c0; c < c1; ++c) {
           S a = static_cast<S>(weight_[c] * rstd);
           S d = bias_[c] - mean * a;
@@ -103,16 +155,30 @@ class GroupNorm {
   template <DenseTensor X>
   Tensor<S, 4> operator()(const X& x, Activation act = Activation::identity) const {
     static_assert(rank_v<X> == 4, "ddpm::nn::GroupNorm: the input must be an NCHW tensor");
-    Context<S> ctx;
+    Workspace<S> ctx;
     Feature<S> f = to_feature(ctx, x);
     forward(ctx, f.cview(), f.view(), act);
     return to_nchw(f.cview());
   }
 
+  /// Visits every parameter (name, PyTorch shape, writable pointer); a change of the weights.
   template <class F>
   void for_each_parameter(const std::string& prefix, F&& f) {
-    f(Parameter<S>{prefix + "weight", {weight_.size()}, weight_.data()});
-    f(Parameter<S>{prefix + "bias", {bias_.size()}, bias_.data()});
+    visit_parameters(*this, prefix, f);
+  }
+  /// The same list with read-only pointers (Parameter<const S>): not a change of the weights.
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) const {
+    visit_parameters(*this, prefix, f);
+  }
+
+ private:
+  // The body of both (Self is this class, const or not).
+  template <class Self, class F>
+  static void visit_parameters(Self& self, const std::string& prefix, F& f) {
+    using P = Parameter<std::conditional_t<std::is_const_v<Self>, const S, S>>;
+    f(P{prefix + "weight", {self.weight_.size()}, self.weight_.data()});
+    f(P{prefix + "bias", {self.bias_.size()}, self.bias_.data()});
   }
 
  private:

@@ -5,8 +5,10 @@
 // Parameter: a named, shaped view of one weight tensor of a layer, under the name and the shape that
 // PyTorch's state_dict (and so a diffusers safetensors file) gives it. Every layer lists its parameters
 // with for_each_parameter(prefix, f); a model's list is the concatenation, in the order diffusers
-// registers its modules.
+// registers its modules. On a mutable layer the pointers are writable and the call counts as a change of
+// the weights (call prepare() before the next pass); on a const layer it lists Parameter<const S>.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -35,7 +37,8 @@ void for_each_indexed_parameter(Layers& layers, const std::string& prefix, F& f)
   for (std::size_t i = 0; i < layers.size(); ++i) layers[i].for_each_parameter(prefix + std::to_string(i) + ".", f);
 }
 
-/// The parameters of any layer or model, in order.
+/// The parameters of any layer or model, in order. With a mutable layer (S not const) this is a change of
+/// its weights (the layers bump their weights version); parameters_of<const S>(const_layer) is not.
 template <class S, class Layer>
 std::vector<Parameter<S>> parameters_of(Layer& layer, const std::string& prefix = "") {
   std::vector<Parameter<S>> out;
@@ -43,11 +46,28 @@ std::vector<Parameter<S>> parameters_of(Layer& layer, const std::string& prefix 
   return out;
 }
 
-/// Number of scalars in a layer or model.
+/// Sets every parameter of a layer or model to zero (zero_grad of a gradients object, which accumulates).
 template <class S, class Layer>
-std::int64_t parameter_count(Layer& layer) {
+void zero_parameters(Layer& layer) {
+  layer.for_each_parameter("", [](const Parameter<S>& p) { std::fill_n(p.data, p.numel(), S(0)); });
+}
+
+/// The gradients of a layer or model, laid out as its parameters: a copy of it with every parameter zero,
+/// so that for_each_parameter lists the same names and shapes in the same order (an optimiser walks
+/// parameters_of(model) and parameters_of(grads) side by side). Every layer's gradient_like() is this.
+template <class S, class Layer>
+Layer zeros_like(const Layer& layer) {
+  Layer g = layer;
+  zero_parameters<S>(g);
+  return g;
+}
+
+/// Number of scalars in a layer or model.
+/// (Read-only: a const layer's for_each_parameter, which is not a change of the weights.)
+template <class S, class Layer>
+std::int64_t parameter_count(const Layer& layer) {
   std::int64_t n = 0;
-  layer.for_each_parameter("", [&](const Parameter<S>& p) { n += p.numel(); });
+  layer.for_each_parameter("", [&](const Parameter<const S>& p) { n += p.numel(); });
   return n;
 }
 

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <concepts>
 #include <string>
+#include <type_traits>
 
 #include <Eigen/Core>
 
@@ -66,6 +67,17 @@ class ResnetBlock2D {
   double output_scale_factor() const { return output_scale_factor_; }
   Activation activation() const { return act_; }
 
+  /// Rebuilds what the sub-layers derive from their weights (call after changing the weights).
+  void prepare() {
+    conv1_.prepare();
+    conv2_.prepare();
+    if (has_conv_shortcut()) conv_shortcut_.prepare();
+  }
+  /// Declares a change of the weights written through pointers obtained earlier (see Conv2d).
+  void mark_weights_changed() { for_each_parameter("", [](const Parameter<S>&) {}); }
+  /// A copy with zero parameters: the gradients, laid out as the parameters (same names, shapes, order).
+  ResnetBlock2D gradient_like() const { return zeros_like<S>(*this); }
+
   GroupNorm<S>& norm1() { return norm1_; }
   Conv2d<S>& conv1() { return conv1_; }
   Linear<S>& time_emb_proj() { return time_emb_proj_; }
@@ -81,7 +93,7 @@ class ResnetBlock2D {
   /// diffusers applies the activation to temb inside each block; a UNet applies it once for all blocks and
   /// passes temb_act. `out` must be [out_channels, batch, H, W] and not alias x.
   /// Throws ddpm::invalid_argument if the shapes do not fit.
-  void forward(Context<S>& ctx, FeatureMap<const S> x, const Matrix& temb_act, FeatureMap<S> out) const {
+  void forward(Workspace<S>& ctx, FeatureMap<const S> x, const Eigen::Ref<const Matrix>& temb_act, FeatureMap<S> out) const {
     if (temb_act.rows() != x.batch || temb_act.cols() != temb_channels()) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::ResnetBlock2D::forward: temb has shape [" +
                                            std::to_string(temb_act.rows()) + ", " + std::to_string(temb_act.cols()) +
@@ -93,8 +105,8 @@ class ResnetBlock2D {
     }
     const Eigen::Index B = x.batch, C = out_channels(), P = time_emb_proj_.out_features();
     // the time projection [B, P]
-    typename Context<S>::Buffer tproj = ctx.acquire(B * P);
-    detail::gemm<S, false, true>(B, P, temb_channels(), temb_act.data(), temb_channels(),
+    typename Workspace<S>::Buffer tproj = ctx.acquire(B * P);
+    detail::gemm<S, false, true>(ctx.packing_buffer(0), B, P, temb_channels(), temb_act.data(), temb_act.outerStride(),
                                  time_emb_proj_.weight().data(), temb_channels(), tproj.data(), P, false);  // temb W^T
     Eigen::Map<Matrix> t(tproj.data(), B, P);
     t.rowwise() += time_emb_proj_.bias().transpose();
@@ -109,7 +121,7 @@ class ResnetBlock2D {
     if (time_norm_ == TimeEmbeddingNorm::additive) {
       norm2_.forward(ctx, h2.cview(), h2.view(), act_);
     } else {
-      typename Context<S>::Buffer mod = ctx.acquire(2 * B * C);
+      typename Workspace<S>::Buffer mod = ctx.acquire(2 * B * C);
       for (Eigen::Index b = 0; b < B; ++b) {
         std::copy_n(tproj.data() + b * P, C, mod.data() + b * C);                  // scale
         std::copy_n(tproj.data() + b * P + C, C, mod.data() + B * C + b * C);      // shift
@@ -128,14 +140,27 @@ class ResnetBlock2D {
     conv2_.forward(ctx, h2.cview(), out, e2);
   }
 
+  /// Visits every parameter (name, PyTorch shape, writable pointer); a change of the weights.
   template <class F>
   void for_each_parameter(const std::string& prefix, F&& f) {
-    norm1_.for_each_parameter(prefix + "norm1.", f);
-    conv1_.for_each_parameter(prefix + "conv1.", f);
-    time_emb_proj_.for_each_parameter(prefix + "time_emb_proj.", f);
-    norm2_.for_each_parameter(prefix + "norm2.", f);
-    conv2_.for_each_parameter(prefix + "conv2.", f);
-    if (has_conv_shortcut()) conv_shortcut_.for_each_parameter(prefix + "conv_shortcut.", f);
+    visit_parameters(*this, prefix, f);
+  }
+  /// The same list with read-only pointers (Parameter<const S>): not a change of the weights.
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) const {
+    visit_parameters(*this, prefix, f);
+  }
+
+ private:
+  // The body of both (Self is this class, const or not).
+  template <class Self, class F>
+  static void visit_parameters(Self& self, const std::string& prefix, F& f) {
+    self.norm1_.for_each_parameter(prefix + "norm1.", f);
+    self.conv1_.for_each_parameter(prefix + "conv1.", f);
+    self.time_emb_proj_.for_each_parameter(prefix + "time_emb_proj.", f);
+    self.norm2_.for_each_parameter(prefix + "norm2.", f);
+    self.conv2_.for_each_parameter(prefix + "conv2.", f);
+    if (self.has_conv_shortcut()) self.conv_shortcut_.for_each_parameter(prefix + "conv_shortcut.", f);
   }
 
  private:

@@ -9,6 +9,7 @@
 #include <concepts>
 #include <span>
 #include <string>
+#include <type_traits>
 
 #include <Eigen/Core>
 
@@ -19,36 +20,49 @@
 
 namespace ddpm::nn {
 
-/// sinusoidal_embedding() into `out` (resized to [t.size(), dim]; no allocation when it has that size).
-template <class Matrix>
-void sinusoidal_embedding_into(std::span<const double> t, Eigen::Index dim, bool flip_sin_to_cos, double freq_shift,
-                               Matrix& out, double max_period = 10000.0) {
-  using S = typename Matrix::Scalar;
+/// sinusoidal_embedding() into rows x dim row-major values at `out`: row b embeds t[b], or t[0] for every
+/// row when t holds one timestep (a batch at one timestep).
+template <class S>
+void sinusoidal_embedding_into(std::span<const double> t, Eigen::Index rows, Eigen::Index dim, bool flip_sin_to_cos,
+                               double freq_shift, S* out, double max_period = 10000.0) {
   const Eigen::Index half = dim / 2;
   if (dim < 2 || static_cast<float>(half) - static_cast<float>(freq_shift) == 0.0f) {
     ddpm::detail::throw_invalid_argument("ddpm::nn::sinusoidal_embedding: dim is " + std::to_string(dim) +
                                          " and freq_shift " + std::to_string(freq_shift) +
                                          ", but dim must be >= 2 and dim / 2 - freq_shift nonzero");
   }
-  out.resize(static_cast<Eigen::Index>(t.size()), dim);
+  if (t.size() != 1 && static_cast<Eigen::Index>(t.size()) != rows) {
+    ddpm::detail::throw_invalid_argument("ddpm::nn::sinusoidal_embedding: t holds " + std::to_string(t.size()) +
+                                         " timesteps, but must hold 1 or rows (" + std::to_string(rows) + ")");
+  }
   const float log_period = -static_cast<float>(std::log(max_period));
   const float denominator = static_cast<float>(half) - static_cast<float>(freq_shift);
-  for (std::size_t b = 0; b < t.size(); ++b) {
+  for (Eigen::Index row = 0; row < rows; ++row) {
+    const std::size_t b = t.size() == 1 ? 0 : static_cast<std::size_t>(row);
     if (!std::isfinite(t[b])) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::sinusoidal_embedding: t[" + std::to_string(b) + "] is " +
                                            std::to_string(t[b]) + ", but must be finite");
     }
     const float tb = static_cast<float>(t[b]);
-    const Eigen::Index row = static_cast<Eigen::Index>(b);
+    S* r = out + row * dim;
     for (Eigen::Index k = 0; k < half; ++k) {
       const float exponent = log_period * static_cast<float>(k) / denominator;
       const float arg = tb * std::exp(exponent);
       const float s = std::sin(arg), c = std::cos(arg);
-      out(row, flip_sin_to_cos ? half + k : k) = static_cast<S>(s);
-      out(row, flip_sin_to_cos ? k : half + k) = static_cast<S>(c);
+      r[flip_sin_to_cos ? half + k : k] = static_cast<S>(s);
+      r[flip_sin_to_cos ? k : half + k] = static_cast<S>(c);
     }
-    if (dim % 2 == 1) out(row, dim - 1) = S(0);
+    if (dim % 2 == 1) r[dim - 1] = S(0);
   }
+}
+
+/// sinusoidal_embedding() into `out` (resized to [t.size(), dim]; no allocation when it has that size).
+template <class Matrix>
+void sinusoidal_embedding_into(std::span<const double> t, Eigen::Index dim, bool flip_sin_to_cos, double freq_shift,
+                               Matrix& out, double max_period = 10000.0) {
+  if (dim >= 2) out.resize(static_cast<Eigen::Index>(t.size()), dim);
+  sinusoidal_embedding_into(t, static_cast<Eigen::Index>(t.size()), dim, flip_sin_to_cos, freq_shift, out.data(),
+                            max_period);
 }
 
 /// The sinusoidal embedding of each timestep, one row per timestep [t.size(), dim].  [docs/unet.md, Eq. (U3)]
@@ -79,7 +93,21 @@ class TimestepEmbedding {
   Eigen::Index in_features() const { return linear_1_.in_features(); }
   Eigen::Index dim() const { return linear_2_.out_features(); }
 
-  /// y = W2 silu(W1 x + b1) + b2 for each row of x; `hidden` is scratch.
+  void prepare() {}
+  void mark_weights_changed() {}
+  TimestepEmbedding gradient_like() const { return zeros_like<S>(*this); }
+
+  /// y = W2 silu(W1 x + b1) + b2 for each row of x [batch, in] into y [batch, dim]; the hidden layer is a
+  /// buffer of the workspace. Throws ddpm::invalid_argument if the shapes do not fit.
+  void forward(Workspace<S>& ws, typename Linear<S>::ConstRows x, typename Linear<S>::Rows y) const {
+    typename Workspace<S>::Buffer hidden = ws.acquire(x.rows() * dim());
+    typename Linear<S>::Rows h(hidden.data(), x.rows(), dim());
+    linear_1_.forward(ws, x, h);
+    apply_activation(Activation::silu, h.data(), h.size());
+    linear_2_.forward(ws, typename Linear<S>::ConstRows(h.data(), h.rows(), h.cols()), y);
+  }
+
+  /// y = W2 silu(W1 x + b1) + b2 for each row of x; `hidden` is scratch (a convenience that allocates).
   void forward(const Matrix& x, Matrix& y, Matrix& hidden) const {
     linear_1_.forward(x, hidden);
     apply_activation(Activation::silu, hidden.data(), hidden.size());
@@ -92,10 +120,23 @@ class TimestepEmbedding {
     return y;
   }
 
+  /// Visits every parameter (name, PyTorch shape, writable pointer); a change of the weights.
   template <class F>
   void for_each_parameter(const std::string& prefix, F&& f) {
-    linear_1_.for_each_parameter(prefix + "linear_1.", f);
-    linear_2_.for_each_parameter(prefix + "linear_2.", f);
+    visit_parameters(*this, prefix, f);
+  }
+  /// The same list with read-only pointers (Parameter<const S>): not a change of the weights.
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) const {
+    visit_parameters(*this, prefix, f);
+  }
+
+ private:
+  // The body of both (Self is this class, const or not).
+  template <class Self, class F>
+  static void visit_parameters(Self& self, const std::string& prefix, F& f) {
+    self.linear_1_.for_each_parameter(prefix + "linear_1.", f);
+    self.linear_2_.for_each_parameter(prefix + "linear_2.", f);
   }
 
  private:

@@ -8,14 +8,23 @@
 //   auto model = ddpm::nn::UNet2D<float>::from_pretrained("ddpm-cifar10-32");
 //   model.set_num_threads(2);                       // opt-in: Eigen's thread pool
 //   ddpm::Tensor<float, 4> eps = model(x_t, 999);   // x_t: [N, 3, 32, 32]
+//
+// The model holds weights only; a pass is const. forward(workspace, x, t, out) runs in the caller's
+// Workspace (one per concurrent pass); model(x, t) and forward(x, t, out) borrow one from a small
+// mutex-guarded pool inside the model, so several threads may call them on one model at once (each
+// borrows its own workspace). After changing the weights (parameters(), for_each_parameter, an optimiser
+// step through raw pointers followed by mark_weights_changed()), call prepare() before the next pass;
+// load_weights and from_pretrained do it themselves.
 
 #include <algorithm>
 #include <concepts>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -36,6 +45,101 @@
 #include "ddpm/tensor.hpp"
 
 namespace ddpm::nn {
+
+namespace detail {
+
+/// Workspaces lent to the passes of one model that do not bring their own: a pass takes one (or a new one
+/// when all are lent) and gives it back, so the steady state allocates nothing and concurrent passes never
+/// share one. Copying a pool copies only its thread count.
+template <class S>
+class WorkspacePool {
+ public:
+  /// A workspace lent by the pool, returned on destruction.
+  class Lease {
+   public:
+    Lease(const WorkspacePool* pool, std::unique_ptr<Workspace<S>> ws) : pool_(pool), ws_(std::move(ws)) {}
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease() { pool_->give_back(std::move(ws_)); }
+    Workspace<S>& operator*() const { return *ws_; }
+
+   private:
+    const WorkspacePool* pool_;
+    std::unique_ptr<Workspace<S>> ws_;
+  };
+
+  WorkspacePool() = default;
+  WorkspacePool(const WorkspacePool& other) : num_threads_(other.num_threads()) {}
+  WorkspacePool& operator=(const WorkspacePool& other) {
+    if (this != &other) set_num_threads(other.num_threads());
+    return *this;
+  }
+  WorkspacePool(WorkspacePool&& other) noexcept {
+    std::lock_guard lock(other.mutex_);
+    idle_ = std::move(other.idle_);
+    num_threads_ = other.num_threads_;
+  }
+  WorkspacePool& operator=(WorkspacePool&& other) noexcept {
+    if (this != &other) {
+      std::scoped_lock lock(mutex_, other.mutex_);
+      idle_ = std::move(other.idle_);
+      num_threads_ = other.num_threads_;
+    }
+    return *this;
+  }
+
+  void set_num_threads(int n) {
+    std::lock_guard lock(mutex_);
+    num_threads_ = n;
+  }
+  int num_threads() const {
+    std::lock_guard lock(mutex_);
+    return num_threads_;
+  }
+
+  /// An idle workspace (set to the pool's thread count), or a new one.
+  Lease take() const {
+    std::unique_ptr<Workspace<S>> ws;
+    int threads;
+    {
+      std::lock_guard lock(mutex_);
+      threads = num_threads_;
+      if (!idle_.empty()) {
+        ws = std::move(idle_.back());
+        idle_.pop_back();
+      }
+    }
+    if (!ws) ws = std::make_unique<Workspace<S>>(threads);
+    ws->set_num_threads(threads);
+    return Lease(this, std::move(ws));
+  }
+
+  /// Allocations and bytes of the idle workspaces.
+  std::size_t allocations() const {
+    std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    for (const auto& ws : idle_) n += ws->allocations();
+    return n;
+  }
+  std::size_t bytes() const {
+    std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    for (const auto& ws : idle_) n += ws->scratch_bytes();
+    return n;
+  }
+
+ private:
+  void give_back(std::unique_ptr<Workspace<S>> ws) const {
+    std::lock_guard lock(mutex_);
+    idle_.push_back(std::move(ws));
+  }
+
+  mutable std::mutex mutex_;
+  mutable std::vector<std::unique_ptr<Workspace<S>>> idle_;
+  int num_threads_ = 1;
+};
+
+}  // namespace detail
 
 template <std::floating_point S>
 class UNet2D {
@@ -62,8 +166,12 @@ class UNet2D {
 
   /// Loads every parameter from a safetensors file (F16, BF16, F32 or F64, converted to S).
   /// Throws ddpm::format_error as load_weights(layer, file) does; the model is then left unchanged.
-  void load_weights(const std::string& path) { nn::load_weights<S>(*this, io::Safetensors::load(path)); }
-  void load_weights(const io::Safetensors& file) { nn::load_weights<S>(*this, file); }
+  /// Then prepares the model (prepare()).
+  void load_weights(const std::string& path) { load_weights(io::Safetensors::load(path)); }
+  void load_weights(const io::Safetensors& file) {
+    nn::load_weights<S>(*this, file);
+    prepare();
+  }
 
   /// Writes the parameters as diffusers names them (a diffusion_pytorch_model.safetensors).
   void save_weights(const std::string& path, io::DType dtype = io::DType::F32) {
@@ -72,21 +180,48 @@ class UNet2D {
 
   const UNet2DConfig& config() const { return config_; }
 
-  /// Threads of the forward pass (1, the default, runs on the caller's thread). Throws
-  /// ddpm::invalid_argument if n < 1.
-  void set_num_threads(int n) { ctx_->set_num_threads(n); }
-  int num_threads() const { return ctx_->num_threads(); }
+  /// Threads of the passes that use the model's own workspaces (model(x, t), forward(x, t, out); 1, the
+  /// default, runs on the caller's thread). A pass in the caller's Workspace uses that one's thread count.
+  /// Throws ddpm::invalid_argument if n < 1.
+  void set_num_threads(int n) {
+    if (n < 1) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2D::set_num_threads: n is " + std::to_string(n) +
+                                           ", but must be >= 1");
+    }
+    workspaces_.set_num_threads(n);
+  }
+  int num_threads() const { return workspaces_.num_threads(); }
 
-  /// Every parameter, named and shaped as in diffusers' state_dict.
+  /// Rebuilds what the layers derive from their weights (the Winograd transforms of the 3x3
+  /// convolutions). Call it after changing the weights, before the next pass; a pass whose Winograd
+  /// convolutions see changed weights throws ddpm::invalid_argument instead of using stale transforms.
+  /// Not thread-safe with a pass.
+  void prepare() {
+    conv_in_.prepare();
+    for (auto& b : down_blocks_) b.prepare();
+    if (mid_block_) mid_block_->prepare();
+    for (auto& b : up_blocks_) b.prepare();
+    conv_out_.prepare();
+  }
+  /// Declares that the weights changed through pointers obtained earlier (an optimiser step writing
+  /// through the spans of parameters()); prepare() must then run before the next pass.
+  void mark_weights_changed() { for_each_parameter("", [](const Parameter<S>&) {}); }
+
+  /// A model of the same config with every parameter zero: the gradients of this model, with the same
+  /// names, shapes and order in for_each_parameter (backward accumulates into it; zero_parameters resets it).
+  UNet2D zeros_like() const { return nn::zeros_like<S>(*this); }
+  UNet2D gradient_like() const { return zeros_like(); }
+
+  /// Every parameter, named and shaped as in diffusers' state_dict (mutable: a change of the weights).
   std::vector<Parameter<S>> parameters() { return parameters_of<S>(*this); }
   /// The number of scalar parameters.
-  std::int64_t num_parameters() { return parameter_count<S>(*this); }
+  std::int64_t num_parameters() const { return parameter_count<S>(*this); }
 
   /// eps_theta(x, t) for a batch x [N, in_channels, H, W] at one timestep t for all images.
   /// H and W must be multiples of 2^(levels - 1). Throws ddpm::invalid_argument if x has the wrong channel
   /// count or size, or is empty.
   template <DenseTensor X>
-  Tensor<S, 4> operator()(const X& x, int t) {
+  Tensor<S, 4> operator()(const X& x, int t) const {
     const double td = t;
     Tensor<S, 4> out;
     forward(x, std::span<const double>(&td, 1), out);
@@ -95,78 +230,102 @@ class UNet2D {
 
   /// eps_theta(x, t) with one timestep per image (t.size() == N).
   template <DenseTensor X>
-  Tensor<S, 4> operator()(const X& x, std::span<const int> t) {
-    timesteps_.assign(t.begin(), t.end());
+  Tensor<S, 4> operator()(const X& x, std::span<const int> t) const {
+    const std::vector<double> td(t.begin(), t.end());
     Tensor<S, 4> out;
-    forward(x, std::span<const double>(timesteps_), out);
+    forward(x, std::span<const double>(td), out);
     return out;
   }
 
   /// The general form, into `out` (a Tensor is resized, a map must have the shape [N, out_channels, H, W]):
   /// t holds one timestep for the batch or one per image, and may be fractional.   [docs/unet.md, "Forward"]
   /// Nothing is allocated once a pass at this batch size has run (when out is already the right size).
+  /// Runs in a workspace borrowed from the model's pool (thread-safe).
   /// Throws ddpm::invalid_argument for a wrong input shape or timestep count, or a timestep that is not
-  /// finite.
+  /// finite, or weights changed since prepare().
   template <DenseTensor X, MutableDenseTensor Out>
-  void forward(const X& x, std::span<const double> t, Out&& out) {
+  void forward(const X& x, std::span<const double> t, Out&& out) const {
+    const typename detail::WorkspacePool<S>::Lease ws = workspaces_.take();
+    forward(*ws, x, t, std::forward<Out>(out));
+  }
+
+  /// The same pass in the caller's workspace (its thread count, its buffers): thread-safe as long as each
+  /// concurrent pass has its own workspace. Nothing is allocated once ws has run a pass at this batch size.
+  template <DenseTensor X, MutableDenseTensor Out>
+  void forward(Workspace<S>& ws, const X& x, std::span<const double> t, Out&& out) const {
     static_assert(rank_v<X> == 4, "ddpm::nn::UNet2D: the input must be an NCHW tensor");
     static_assert(std::is_same_v<scalar_t<X>, S> && std::is_same_v<scalar_t<Out>, S>,
                   "ddpm::nn::UNet2D: tensors must have the model's scalar type");
     const Eigen::Index N = x.dimension(0), H = x.dimension(2), W = x.dimension(3);
     check_input(x, t);
-    Context<S>& ctx = *ctx_;
+    Workspace<S>& ctx = ws;
     // 1. time: the embedding of every image's timestep, the MLP, and its activation (shared by all blocks)
-    if (t.size() == 1 && N > 1) {
-      timesteps_broadcast_.assign(static_cast<std::size_t>(N), t[0]);
-      t = std::span<const double>(timesteps_broadcast_);
-    }
-    sinusoidal_embedding_into(t, config_.block_out_channels.front(), config_.flip_sin_to_cos, config_.freq_shift,
-                              t_emb_);
-    time_embedding_.forward(t_emb_, temb_, temb_hidden_);
-    apply_activation(act_, temb_.data(), temb_.size());
+    const Eigen::Index E = config_.block_out_channels.front(), T = time_embedding_.dim();
+    typename Workspace<S>::Buffer t_emb = ctx.acquire(N * E), temb_storage = ctx.acquire(N * T);
+    sinusoidal_embedding_into(t, N, E, config_.flip_sin_to_cos, config_.freq_shift, t_emb.data());
+    time_embedding_.forward(ctx, typename Linear<S>::ConstRows(t_emb.data(), N, E),
+                            typename Linear<S>::Rows(temb_storage.data(), N, T));
+    t_emb.release();
+    apply_activation(act_, temb_storage.data(), N * T);
+    const typename Linear<S>::ConstRows temb(temb_storage.data(), N, T);
     // 2. conv_in
     Feature<S> input = make_feature(ctx, config_.in_channels, N, H, W);
     nchw_to_channel_major(x, input.view(), config_.center_input_sample);
     Feature<S> h0 = make_feature(ctx, conv_in_.out_channels(), N, H, W);
     conv_in_.forward(ctx, input.cview(), h0.view());
     input = Feature<S>{};
-    // 3. down: every intermediate state goes onto the skip stack
-    skips_.clear();
-    skips_.push_back(std::move(h0));
-    for (const DownBlock2D<S>& block : down_blocks_) block.forward(ctx, skips_.back().cview(), temb_, skips_);
+    // 3. down: every intermediate state goes onto the skip stack (the workspace's, so its capacity is reused)
+    std::vector<Feature<S>>& skips = ctx.feature_stack();
+    skips.clear();
+    skips.push_back(std::move(h0));
+    for (const DownBlock2D<S>& block : down_blocks_) block.forward(ctx, skips.back().cview(), temb, skips);
     // 4. mid
     Feature<S> h;
     if (mid_block_) {
-      h = mid_block_->forward(ctx, skips_.back().cview(), temb_);
+      h = mid_block_->forward(ctx, skips.back().cview(), temb);
     } else {
-      h = std::move(skips_.back());
-      skips_.pop_back();
-      skips_.push_back(copy_of(ctx, h.cview()));
+      h = std::move(skips.back());
+      skips.pop_back();
+      skips.push_back(copy_of(ctx, h.cview()));
     }
     // 5. up: each block pops its skip states
-    for (const UpBlock2D<S>& block : up_blocks_) h = block.forward(ctx, h.cview(), temb_, skips_);
+    for (const UpBlock2D<S>& block : up_blocks_) h = block.forward(ctx, h.cview(), temb, skips);
     // 6. out: conv_out(silu(conv_norm_out(h)))
     conv_norm_out_.forward(ctx, h.cview(), h.view(), Activation::silu);
     Feature<S> y = make_feature(ctx, config_.out_channels, N, H, W);
     conv_out_.forward(ctx, h.cview(), y.view());
     channel_major_to_nchw<S>(y.cview(), out);
-    skips_.clear();
+    skips.clear();
   }
 
   /// Scratch memory held between passes, and how many blocks of it were allocated so far (constant in
   /// the steady state).
-  std::size_t scratch_bytes() const { return ctx_->scratch_bytes(); }
-  std::size_t scratch_allocations() const { return ctx_->allocations(); }
+  /// (Of the model's own idle workspaces; a caller's Workspace reports its own.)
+  std::size_t scratch_bytes() const { return workspaces_.bytes(); }
+  std::size_t scratch_allocations() const { return workspaces_.allocations(); }
 
+  /// Visits every parameter (name, PyTorch shape, writable pointer); a change of the weights.
   template <class F>
   void for_each_parameter(const std::string& prefix, F&& f) {
-    conv_in_.for_each_parameter(prefix + "conv_in.", f);
-    time_embedding_.for_each_parameter(prefix + "time_embedding.", f);
-    for_each_indexed_parameter(down_blocks_, prefix + "down_blocks.", f);
-    if (mid_block_) mid_block_->for_each_parameter(prefix + "mid_block.", f);
-    for_each_indexed_parameter(up_blocks_, prefix + "up_blocks.", f);
-    conv_norm_out_.for_each_parameter(prefix + "conv_norm_out.", f);
-    conv_out_.for_each_parameter(prefix + "conv_out.", f);
+    visit_parameters(*this, prefix, f);
+  }
+  /// The same list with read-only pointers (Parameter<const S>): not a change of the weights.
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) const {
+    visit_parameters(*this, prefix, f);
+  }
+
+ private:
+  // The body of both (Self is this class, const or not).
+  template <class Self, class F>
+  static void visit_parameters(Self& self, const std::string& prefix, F& f) {
+    self.conv_in_.for_each_parameter(prefix + "conv_in.", f);
+    self.time_embedding_.for_each_parameter(prefix + "time_embedding.", f);
+    for_each_indexed_parameter(self.down_blocks_, prefix + "down_blocks.", f);
+    if (self.mid_block_) self.mid_block_->for_each_parameter(prefix + "mid_block.", f);
+    for_each_indexed_parameter(self.up_blocks_, prefix + "up_blocks.", f);
+    self.conv_norm_out_.for_each_parameter(prefix + "conv_norm_out.", f);
+    self.conv_out_.for_each_parameter(prefix + "conv_out.", f);
   }
 
  private:
@@ -232,7 +391,7 @@ class UNet2D {
     }
   }
 
-  static Feature<S> copy_of(Context<S>& ctx, FeatureMap<const S> m) {
+  static Feature<S> copy_of(Workspace<S>& ctx, FeatureMap<const S> m) {
     Feature<S> f = make_feature(ctx, m.channels, m.batch, m.height, m.width);
     parallel_copy(ctx, m.data, m.size(), f.map.data);
     return f;
@@ -247,11 +406,8 @@ class UNet2D {
   std::vector<UpBlock2D<S>> up_blocks_;
   GroupNorm<S> conv_norm_out_;
   Conv2d<S> conv_out_;
-  // State of a forward pass, kept so that the steady state allocates nothing.
-  std::unique_ptr<Context<S>> ctx_ = std::make_unique<Context<S>>(1);
-  std::vector<Feature<S>> skips_;
-  std::vector<double> timesteps_, timesteps_broadcast_;
-  Matrix t_emb_, temb_, temb_hidden_;
+  // Workspaces for the passes that bring none (not part of the model's state: a copy starts empty).
+  mutable detail::WorkspacePool<S> workspaces_;
 };
 
 }  // namespace ddpm::nn

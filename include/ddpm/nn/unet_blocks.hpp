@@ -10,6 +10,7 @@
 #include <concepts>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -38,7 +39,7 @@ struct BlockOptions {
 
 /// Channel-wise concatenation [a; b] of two maps of the same batch and size (a skip connection).
 template <class S>
-Feature<S> concat_channels(Context<S>& ctx, FeatureMap<const S> a, FeatureMap<const S> b) {
+Feature<S> concat_channels(Workspace<S>& ctx, FeatureMap<const S> a, FeatureMap<const S> b) {
   if (a.batch != b.batch || a.height != b.height || a.width != b.width) {
     ddpm::detail::throw_invalid_argument("ddpm::nn::concat_channels: the maps differ in batch or size");
   }
@@ -78,9 +79,20 @@ class DownBlock2D {
   std::vector<ResnetBlock2D<S>>& resnets() { return resnets_; }
   std::vector<AttentionBlock<S>>& attentions() { return attentions_; }
 
+  /// Rebuilds what the sub-layers derive from their weights (call after changing the weights).
+  void prepare() {
+    for (auto& r : resnets_) r.prepare();
+    for (auto& a : attentions_) a.prepare();
+    if (downsampler_) downsampler_->prepare();
+  }
+  /// Declares a change of the weights written through pointers obtained earlier (see Conv2d).
+  void mark_weights_changed() { for_each_parameter("", [](const Parameter<S>&) {}); }
+  /// A copy with zero parameters: the gradients, laid out as the parameters (same names, shapes, order).
+  DownBlock2D gradient_like() const { return zeros_like<S>(*this); }
+
   /// Runs the block on x, pushing the output of every layer (and of the downsampler) onto `skips`; the
   /// block's output is skips.back().
-  void forward(Context<S>& ctx, FeatureMap<const S> x, const Matrix& temb_act, std::vector<Feature<S>>& skips) const {
+  void forward(Workspace<S>& ctx, FeatureMap<const S> x, const Eigen::Ref<const Matrix>& temb_act, std::vector<Feature<S>>& skips) const {
     FeatureMap<const S> h = x;
     for (std::size_t i = 0; i < resnets_.size(); ++i) {
       Feature<S> r = make_feature(ctx, resnets_[i].out_channels(), h.batch, h.height, h.width);
@@ -104,11 +116,24 @@ class DownBlock2D {
   /// The number of states forward pushes.
   std::size_t skip_count() const { return resnets_.size() + (downsampler_ ? 1 : 0); }
 
+  /// Visits every parameter (name, PyTorch shape, writable pointer); a change of the weights.
   template <class F>
   void for_each_parameter(const std::string& prefix, F&& f) {
-    for_each_indexed_parameter(resnets_, prefix + "resnets.", f);
-    for_each_indexed_parameter(attentions_, prefix + "attentions.", f);
-    if (downsampler_) downsampler_->for_each_parameter(prefix + "downsamplers.0.", f);
+    visit_parameters(*this, prefix, f);
+  }
+  /// The same list with read-only pointers (Parameter<const S>): not a change of the weights.
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) const {
+    visit_parameters(*this, prefix, f);
+  }
+
+ private:
+  // The body of both (Self is this class, const or not).
+  template <class Self, class F>
+  static void visit_parameters(Self& self, const std::string& prefix, F& f) {
+    for_each_indexed_parameter(self.resnets_, prefix + "resnets.", f);
+    for_each_indexed_parameter(self.attentions_, prefix + "attentions.", f);
+    if (self.downsampler_) self.downsampler_->for_each_parameter(prefix + "downsamplers.0.", f);
   }
 
  private:
@@ -149,9 +174,20 @@ class UpBlock2D {
   std::vector<ResnetBlock2D<S>>& resnets() { return resnets_; }
   std::vector<AttentionBlock<S>>& attentions() { return attentions_; }
 
+  /// Rebuilds what the sub-layers derive from their weights (call after changing the weights).
+  void prepare() {
+    for (auto& r : resnets_) r.prepare();
+    for (auto& a : attentions_) a.prepare();
+    if (upsampler_) upsampler_->prepare();
+  }
+  /// Declares a change of the weights written through pointers obtained earlier (see Conv2d).
+  void mark_weights_changed() { for_each_parameter("", [](const Parameter<S>&) {}); }
+  /// A copy with zero parameters: the gradients, laid out as the parameters (same names, shapes, order).
+  UpBlock2D gradient_like() const { return zeros_like<S>(*this); }
+
   /// Runs the block on x, popping one skip state per layer from the back of `skips`.
   /// Throws ddpm::invalid_argument if there are too few skip states or their shapes do not fit.
-  Feature<S> forward(Context<S>& ctx, FeatureMap<const S> x, const Matrix& temb_act,
+  Feature<S> forward(Workspace<S>& ctx, FeatureMap<const S> x, const Eigen::Ref<const Matrix>& temb_act,
                      std::vector<Feature<S>>& skips) const {
     if (skips.size() < resnets_.size()) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::UpBlock2D::forward: " + std::to_string(skips.size()) +
@@ -181,11 +217,24 @@ class UpBlock2D {
     return h;
   }
 
+  /// Visits every parameter (name, PyTorch shape, writable pointer); a change of the weights.
   template <class F>
   void for_each_parameter(const std::string& prefix, F&& f) {
-    for_each_indexed_parameter(resnets_, prefix + "resnets.", f);
-    for_each_indexed_parameter(attentions_, prefix + "attentions.", f);
-    if (upsampler_) upsampler_->for_each_parameter(prefix + "upsamplers.0.", f);
+    visit_parameters(*this, prefix, f);
+  }
+  /// The same list with read-only pointers (Parameter<const S>): not a change of the weights.
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) const {
+    visit_parameters(*this, prefix, f);
+  }
+
+ private:
+  // The body of both (Self is this class, const or not).
+  template <class Self, class F>
+  static void visit_parameters(Self& self, const std::string& prefix, F& f) {
+    for_each_indexed_parameter(self.resnets_, prefix + "resnets.", f);
+    for_each_indexed_parameter(self.attentions_, prefix + "attentions.", f);
+    if (self.upsampler_) self.upsampler_->for_each_parameter(prefix + "upsamplers.0.", f);
   }
 
  private:
@@ -216,7 +265,17 @@ class UNetMidBlock2D {
   bool has_attention() const { return attention_.has_value(); }
   std::vector<ResnetBlock2D<S>>& resnets() { return resnets_; }
 
-  Feature<S> forward(Context<S>& ctx, FeatureMap<const S> x, const Matrix& temb_act) const {
+  /// Rebuilds what the sub-layers derive from their weights (call after changing the weights).
+  void prepare() {
+    for (auto& r : resnets_) r.prepare();
+    if (attention_) attention_->prepare();
+  }
+  /// Declares a change of the weights written through pointers obtained earlier (see Conv2d).
+  void mark_weights_changed() { for_each_parameter("", [](const Parameter<S>&) {}); }
+  /// A copy with zero parameters: the gradients, laid out as the parameters (same names, shapes, order).
+  UNetMidBlock2D gradient_like() const { return zeros_like<S>(*this); }
+
+  Feature<S> forward(Workspace<S>& ctx, FeatureMap<const S> x, const Eigen::Ref<const Matrix>& temb_act) const {
     Feature<S> h = make_feature(ctx, x.channels, x.batch, x.height, x.width);
     resnets_[0].forward(ctx, x, temb_act, h.view());
     if (attention_) {
@@ -229,11 +288,24 @@ class UNetMidBlock2D {
     return out;
   }
 
+  /// Visits every parameter (name, PyTorch shape, writable pointer); a change of the weights.
   template <class F>
   void for_each_parameter(const std::string& prefix, F&& f) {
-    resnets_[0].for_each_parameter(prefix + "resnets.0.", f);
-    if (attention_) attention_->for_each_parameter(prefix + "attentions.0.", f);
-    resnets_[1].for_each_parameter(prefix + "resnets.1.", f);
+    visit_parameters(*this, prefix, f);
+  }
+  /// The same list with read-only pointers (Parameter<const S>): not a change of the weights.
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) const {
+    visit_parameters(*this, prefix, f);
+  }
+
+ private:
+  // The body of both (Self is this class, const or not).
+  template <class Self, class F>
+  static void visit_parameters(Self& self, const std::string& prefix, F& f) {
+    self.resnets_[0].for_each_parameter(prefix + "resnets.0.", f);
+    if (self.attention_) self.attention_->for_each_parameter(prefix + "attentions.0.", f);
+    self.resnets_[1].for_each_parameter(prefix + "resnets.1.", f);
   }
 
  private:

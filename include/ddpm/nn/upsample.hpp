@@ -7,6 +7,7 @@
 
 #include <concepts>
 #include <string>
+#include <type_traits>
 
 #include <Eigen/Core>
 
@@ -37,10 +38,19 @@ class Upsample2D {
   Eigen::Index channels() const { return channels_; }
   Conv2d<S>& conv() { return conv_; }
 
+  /// Rebuilds what the sub-layers derive from their weights (call after changing the weights).
+  void prepare() {
+    if (use_conv()) conv_.prepare();
+  }
+  /// Declares a change of the weights written through pointers obtained earlier (see Conv2d).
+  void mark_weights_changed() { for_each_parameter("", [](const Parameter<S>&) {}); }
+  /// A copy with zero parameters: the gradients, laid out as the parameters (same names, shapes, order).
+  Upsample2D gradient_like() const { return zeros_like<S>(*this); }
+
   /// up[c, b, y, x] = in[c, b, y / 2, x / 2] (PyTorch's interpolate, mode "nearest", scale 2);
   /// out = conv(up) or up.                                                       [docs/unet.md, Eq. (U8)]
   /// `out` must be [channels, batch, 2 H, 2 W]. Throws ddpm::invalid_argument if the shapes do not fit.
-  void forward(Context<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out) const {
+  void forward(Workspace<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out) const {
     if (in.channels != channels_ || out.channels != channels_ || out.batch != in.batch ||
         out.height != 2 * in.height || out.width != 2 * in.width) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::Upsample2D::forward: the shapes do not fit");
@@ -71,16 +81,29 @@ class Upsample2D {
   template <DenseTensor X>
   Tensor<S, 4> operator()(const X& x) const {
     static_assert(rank_v<X> == 4, "ddpm::nn::Upsample2D: the input must be an NCHW tensor");
-    Context<S> ctx;
+    Workspace<S> ctx;
     Feature<S> in = to_feature(ctx, x);
     Feature<S> out = make_feature(ctx, channels_, x.dimension(0), 2 * x.dimension(2), 2 * x.dimension(3));
     forward(ctx, in.cview(), out.view());
     return to_nchw(out.cview());
   }
 
+  /// Visits every parameter (name, PyTorch shape, writable pointer); a change of the weights.
   template <class F>
   void for_each_parameter(const std::string& prefix, F&& f) {
-    if (use_conv()) conv_.for_each_parameter(prefix + "conv.", f);
+    visit_parameters(*this, prefix, f);
+  }
+  /// The same list with read-only pointers (Parameter<const S>): not a change of the weights.
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) const {
+    visit_parameters(*this, prefix, f);
+  }
+
+ private:
+  // The body of both (Self is this class, const or not).
+  template <class Self, class F>
+  static void visit_parameters(Self& self, const std::string& prefix, F& f) {
+    if (self.use_conv()) self.conv_.for_each_parameter(prefix + "conv.", f);
   }
 
  private:

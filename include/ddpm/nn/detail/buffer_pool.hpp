@@ -109,4 +109,52 @@ class BufferPool {
   std::size_t allocations_ = 0;
 };
 
+/// A growing, 64-byte aligned buffer for the packed operands of one thread's matrix products (a
+/// Workspace holds one per thread slot). It only grows, so the steady state allocates nothing.
+template <class S>
+class PackingBuffer {
+ public:
+  PackingBuffer() = default;
+  PackingBuffer(const PackingBuffer&) = delete;
+  PackingBuffer& operator=(const PackingBuffer&) = delete;
+  PackingBuffer(PackingBuffer&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)),
+        capacity_(std::exchange(other.capacity_, Eigen::Index{0})),
+        allocations_(std::exchange(other.allocations_, std::size_t{0})) {}
+  PackingBuffer& operator=(PackingBuffer&& other) noexcept {
+    if (this != &other) {
+      free();
+      data_ = std::exchange(other.data_, nullptr);
+      capacity_ = std::exchange(other.capacity_, Eigen::Index{0});
+      allocations_ = std::exchange(other.allocations_, std::size_t{0});
+    }
+    return *this;
+  }
+  ~PackingBuffer() { free(); }
+
+  /// At least n values (their content is not kept when the buffer grows).
+  S* reserve(Eigen::Index n) {
+    if (n > capacity_) {
+      free();
+      const Eigen::Index capacity = (n + 15) / 16 * 16;
+      data_ = static_cast<S*>(::operator new(static_cast<std::size_t>(capacity) * sizeof(S), std::align_val_t{64}));
+      capacity_ = capacity;
+      ++allocations_;
+    }
+    return data_;
+  }
+  std::size_t allocations() const { return allocations_; }
+  std::size_t bytes() const { return static_cast<std::size_t>(capacity_) * sizeof(S); }
+
+ private:
+  void free() {
+    if (data_ != nullptr) ::operator delete(data_, std::align_val_t{64});
+    data_ = nullptr;
+    capacity_ = 0;
+  }
+  S* data_ = nullptr;
+  Eigen::Index capacity_ = 0;
+  std::size_t allocations_ = 0;
+};
+
 }  // namespace ddpm::nn::detail
