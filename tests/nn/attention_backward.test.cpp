@@ -18,6 +18,7 @@
 
 #include "ddpm/nn/attention.hpp"
 #include "ddpm/nn/detail/attention_backward.hpp"
+#include "ddpm/nn/detail/norm_backward.hpp"
 #include "nn_reference.hpp"
 
 using nn_test::Index;
@@ -298,6 +299,97 @@ TEST_CASE("attention_backward against central finite differences of AttentionBlo
     if (s.groups) {  // the composed GroupNorm backward's own gradients: a check of the test's chain rule
       check_gradient("group_norm.weight", d_gamma.data(), numeric(p["group_norm.weight"].data, C));
       check_gradient("group_norm.bias", d_beta.data(), numeric(p["group_norm.bias"].data, C));
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("The block's backward as the layer wires it: group_norm_backward after attention_backward",
+                   "[nn][attention][backward]", float, double) {
+  // forward: group_norm_forward_saved (mean, rstd), attention_forward (saved); backward: attention_backward
+  // (d_normed), group_norm_backward (d_x, group_norm.weight/bias), attention_residual_backward (d_x += g).
+  // The forward is the block's bit for bit; in double every gradient matches central finite differences of
+  // AttentionBlock<double>::forward, in float the double result within float rounding.
+  using S = TestType;
+  int seed = 700;
+  for (const Shape& s : {kOddShapes[0], kOddShapes[1], kOddShapes[2]}) {
+    INFO("channels " << s.channels << ", head_dim " << s.head_dim << ", rescale " << s.rescale);
+    ddpm::nn::AttentionBlock<double> block(s.channels, s.head_dim, s.groups, 1e-5, s.rescale);
+    nn_test::randomize<double>(block, seed, 1.5);
+    const Index C = s.channels, N = s.n * s.h * s.w;
+    std::vector<double> x = random_vector<double>(C * N, seed + 1);
+    const std::vector<double> wl = random_vector<double>(C * N, seed + 2);
+    seed += 3;
+    // the same values in S
+    ddpm::nn::AttentionBlock<S> bs(s.channels, s.head_dim, s.groups, 1e-5, s.rescale);
+    auto pd = params_by_name(block);
+    auto ps = params_by_name(bs);
+    for (auto& [name, p] : pd) {
+      for (std::int64_t i = 0; i < p.numel(); ++i) ps[name].data[i] = static_cast<S>(p.data[i]);
+    }
+    const std::vector<S> xs(x.begin(), x.end()), gs(wl.begin(), wl.end());
+    ddpm::nn::Context<S> ctx(2);
+    const ddpm::nn::FeatureMap<const S> in{xs.data(), C, s.n, s.h, s.w};
+    const ddpm::nn::GroupNorm<S> gn = group_norm_of(bs, s);
+    const auto gn_args = ddpm::nn::detail::group_norm_args(gn);
+    std::vector<S> xn(C * N), mean(s.n * *s.groups), rstd(s.n * *s.groups), out(C * N);
+    ddpm::nn::detail::group_norm_forward_saved(ctx, gn_args, in, ddpm::nn::FeatureMap<S>{xn.data(), C, s.n, s.h, s.w},
+                                               mean.data(), rstd.data());
+    const auto w = weights_of(bs);
+    const auto sizes = ddpm::nn::detail::attention_saved_sizes(w, N);
+    std::vector<S> qkv(sizes.qkv), o(sizes.heads_out), lse(sizes.lse);
+    const ddpm::nn::detail::AttentionSaved<S> saved{qkv.data(), o.data(), lse.data()};
+    ddpm::nn::detail::attention_forward(ctx, w, in, {xn.data(), C, s.n, s.h, s.w}, {out.data(), C, s.n, s.h, s.w}, saved);
+    const std::vector<S> expected = block_forward(bs, s, xs, 2);
+    CHECK(std::memcmp(out.data(), expected.data(), out.size() * sizeof(S)) == 0);
+    ddpm::nn::AttentionBlock<S> grads = bs.gradient_like();
+    auto gp = params_by_name(grads);
+    std::vector<S> d_normed(C * N), d_x(C * N);
+    ddpm::nn::detail::attention_backward<S>(ctx, w, {xn.data(), C, s.n, s.h, s.w}, saved, {gs.data(), C, s.n, s.h, s.w},
+                                            {d_normed.data(), C, s.n, s.h, s.w}, gradients_of(grads));
+    ddpm::nn::detail::group_norm_backward<S>(ctx, gn_args, in, mean.data(), rstd.data(),
+                                             {d_normed.data(), C, s.n, s.h, s.w}, {d_x.data(), C, s.n, s.h, s.w},
+                                             {gp["group_norm.weight"].data, gp["group_norm.bias"].data});
+    ddpm::nn::detail::attention_residual_backward<S>(ctx, s.rescale, {gs.data(), C, s.n, s.h, s.w},
+                                                     {d_x.data(), C, s.n, s.h, s.w});
+    // the reference: finite differences of the double block
+    const auto loss = [&] {
+      const std::vector<double> y = block_forward(block, s, x);
+      double l = 0;
+      for (std::size_t i = 0; i < y.size(); ++i) l += wl[i] * y[i];
+      return l;
+    };
+    const auto numeric = [&](double* v, Index n) {
+      std::vector<double> g(static_cast<std::size_t>(n));
+      for (Index i = 0; i < n; ++i) {
+        const double keep = v[i];
+        v[i] = keep + 1e-6;
+        const double plus = loss();
+        v[i] = keep - 1e-6;
+        const double minus = loss();
+        v[i] = keep;
+        g[i] = (plus - minus) / 2e-6;
+      }
+      return g;
+    };
+    const auto compare = [&](const std::string& what, const S* analytic, const std::vector<double>& fd) {
+      if constexpr (std::is_same_v<S, double>) {
+        check_gradient(what, analytic, fd);
+      } else {
+        // float: within float rounding of the (finite-difference-checked) exact gradient, relative to the
+X
+        INFO(what);
+        const std::vector<float> a(analytic, analytic + fd.size());
+        if (what == "to_k.bias") {
+          for (float v : a) CHECK(std::abs(v) < nn_test::tolerance<float>());
+        } else {
+          CHECK(max_rel_diff(a, fd) < nn_test::tolerance<float>() + 1e-6);
+        }
+      }
+    };
+    compare("d_x", d_x.data(), numeric(x.data(), C * N));
+    for (const char* name : {"group_norm.weight", "group_norm.bias", "to_q.weight", "to_q.bias", "to_k.weight",
+                             "to_k.bias", "to_v.weight", "to_v.bias", "to_out.0.weight", "to_out.0.bias"}) {
+      compare(name, gp[name].data, numeric(pd[name].data, pd[name].numel()));
     }
   }
 }
