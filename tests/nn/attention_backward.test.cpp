@@ -376,7 +376,7 @@ TEMPLATE_TEST_CASE("The block's backward as the layer wires it: group_norm_backw
         check_gradient(what, analytic, fd);
       } else {
         // float: within float rounding of the (finite-difference-checked) exact gradient, relative to the
-X
+        // largest entry; to_k.bias (zero in exact arithmetic) absolutely, the gradients here being O(1).
         INFO(what);
         const std::vector<float> a(analytic, analytic + fd.size());
         if (what == "to_k.bias") {
