@@ -199,6 +199,60 @@ void conv2d_backward_residual(Workspace<S>& ctx, const S* d_out, Eigen::Index n,
   }
 }
 
+/// The number of column blocks of a backward pass over `rows` output rows of `columns` columns in all:
+/// about kConvBackwardColumns columns each, but at least 4 blocks (for the threads) while each keeps 256
+/// columns or more. It depends on the shape alone, never on the thread count.
+inline Eigen::Index conv_backward_blocks(Eigen::Index columns, Eigen::Index rows) {
+  Eigen::Index blocks = std::max<Eigen::Index>(1, (columns + kConvBackwardColumns / 2) / kConvBackwardColumns);
+  blocks = std::max(blocks, std::min<Eigen::Index>(4, columns / 256));
+  blocks = std::clamp<Eigen::Index>(blocks, 1, std::max<Eigen::Index>(rows, 1));
+  const Eigen::Index block_rows = (rows + blocks - 1) / blocks;
+  return std::max<Eigen::Index>(1, (rows + block_rows - 1) / block_rows);
+}
+
+/// d_x (=, or += when accumulate) scale * (the input gradient of a stride-1 convolution), computed as the
+/// forward convolution of d_out with the flipped, channel-transposed kernel (see conv2d_backward). Blocks of
+/// d_x's rows are shared out over the threads whole; each value comes from one product of a shape fixed by
+/// the shape of the problem. Precondition: stride 1 and every padding smaller than the kernel along its axis.
+template <std::floating_point S>
+void conv2d_backward_input_transposed(Workspace<S>& ctx, const ConvGeometry& g, const S* weight,
+                                      FeatureMap<const S> d_out, S scale, FeatureMap<S> d_x, bool accumulate) {
+  const Eigen::Index M = g.out_channels, I = g.in_channels, kh = g.kernel_h, kw = g.kernel_w, kk = kh * kw;
+  const Eigen::Index K = I * kk, Kt = M * kk, H = d_x.height, W = d_x.width, Pin = d_x.plane();
+  const ConvGeometry gt{
+      M,
+      I,
+      kh,
+      kw,
+      1,
+      Padding2d{kh - 1 - g.padding.top, kw - 1 - g.padding.left, kh - 1 - g.padding.bottom, kw - 1 - g.padding.right}};
+  // W'[i, (m * kh + u) * kw + v] = W[m, (i * kh + kh - 1 - u) * kw + kw - 1 - v]
+  typename Workspace<S>::Buffer wt = ctx.acquire(I * Kt);
+  ctx.parallel_for(I, [&](Eigen::Index i0, Eigen::Index i1, int) {
+    for (Eigen::Index i = i0; i < i1; ++i) {
+      for (Eigen::Index m = 0; m < M; ++m) {
+        const S* src = weight + m * K + i * kk;
+        S* dst = wt.data() + i * Kt + m * kk;
+        for (Eigen::Index j = 0; j < kk; ++j) dst[j] = src[kk - 1 - j];
+      }
+    }
+  });
+  const Eigen::Index rows = d_x.batch * H;
+  const Eigen::Index blocks = conv_backward_blocks(Pin, rows), block_rows = (rows + blocks - 1) / blocks;
+  const Eigen::Index used = std::min<Eigen::Index>(ctx.num_threads(), blocks), col_size = Kt * block_rows * W;
+  typename Workspace<S>::Buffer cols = ctx.acquire(used * col_size);
+  ctx.parallel_for(blocks, [&](Eigen::Index begin, Eigen::Index end, int thread) {
+    S* col = cols.data() + thread * col_size;
+    for (Eigen::Index blk = begin; blk < end; ++blk) {
+      const Eigen::Index r0 = blk * block_rows, r1 = std::min(rows, r0 + block_rows);
+      const Eigen::Index p0 = r0 * W, n = (r1 - r0) * W;
+      conv_im2col(gt, d_out, H, W, r0, r1, Eigen::Index{0}, M, col);
+      gemm(ctx.packing_buffer(thread), I, n, Kt, static_cast<const S*>(wt.data()), Kt, static_cast<const S*>(col), n,
+           d_x.data + p0, Pin, accumulate, scale);
+    }
+  });
+}
+
 /// Checks the shapes of a conv2d_backward call. Throws ddpm::invalid_argument naming what does not fit.
 template <class S>
 void check_conv2d_backward(const ConvGeometry& g, const S* weight, FeatureMap<const S> x, FeatureMap<const S> d_out,
@@ -278,18 +332,27 @@ void conv2d_backward(Workspace<S>& ctx, const ConvGeometry& g, const S* weight, 
     return;
   }
 
+  // d_x of a stride-1 convolution is itself a convolution: the cross-correlation of dy with the kernel
+  // flipped in both axes and transposed in its channels, W'[i, m, u, v] = W[m, i, kh-1-u, kw-1-v], under the
+  // padding kh-1-top (top), kh-1-bottom (bottom), kw-1-left, kw-1-right. As a forward im2col pass over blocks
+  // of d_x's rows its product has depth out_channels * kh * kw (the col2im form's has out_channels) and
+  // writes d_x directly, with no scatter.
+  const Padding2d& pad = g.padding;
+  const bool transposed = want_dx && g.stride == 1 && pad.top < g.kernel_h && pad.bottom < g.kernel_h &&
+                          pad.left < g.kernel_w && pad.right < g.kernel_w;
+  if (transposed) conv2d_backward_input_transposed(ctx, g, weight, d_out, scale, d_x, accumulate_d_x);
+
+  const bool col2im_dx = want_dx && !transposed;
+  if (d_weight == nullptr && !col2im_dx) return;
   // Blocks of whole output rows (image, y), about kConvBackwardColumns columns each, from the shape alone.
   const Eigen::Index rows = x.batch * OH;
-  Eigen::Index blocks = std::max<Eigen::Index>(1, (P + kConvBackwardColumns / 2) / kConvBackwardColumns);
-  blocks = std::min(blocks, rows);
-  const Eigen::Index block_rows = (rows + blocks - 1) / blocks;
-  blocks = (rows + block_rows - 1) / block_rows;
+  const Eigen::Index blocks = conv_backward_blocks(P, rows), block_rows = (rows + blocks - 1) / blocks;
   const Eigen::Index max_cols = block_rows * OW;
   typename Workspace<S>::Buffer col, dcol;
   if (d_weight != nullptr) col = ctx.acquire(K * max_cols);
-  if (want_dx) dcol = ctx.acquire(K * max_cols);
-  for (Eigen::Index blk = 0; blk < blocks; ++blk) {
-    const Eigen::Index r0 = blk * block_rows, r1 = std::min(rows, r0 + block_rows);
+  if (col2im_dx) dcol = ctx.acquire(K * max_cols);
+  for (Eigen::Index r0 = 0; r0 < rows; r0 += block_rows) {
+    const Eigen::Index r1 = std::min(rows, r0 + block_rows);
     const Eigen::Index p0 = r0 * OW, n = (r1 - r0) * OW;
     if (d_weight != nullptr) {
       ctx.parallel_for(I, [&](Eigen::Index i0, Eigen::Index i1, int) {
@@ -303,11 +366,11 @@ void conv2d_backward(Workspace<S>& ctx, const ConvGeometry& g, const S* weight, 
                              d_weight + m0 * K, K, true, scale);
       }
       const auto [i0, i1] = conv_channel_range(I, static_cast<int>(t), threads);
-      if (want_dx && i1 > i0) {
+      if (col2im_dx && i1 > i0) {
         S* dc = dcol.data() + i0 * kk * n;
         gemm<S, true, false>(ctx.packing_buffer(thread), (i1 - i0) * kk, n, M, weight + i0 * kk, K, dy + p0, P, dc, n,
                              false, scale);
-        if (blk == 0 && !accumulate_d_x) std::fill_n(d_x.channel(i0), (i1 - i0) * d_x.plane(), S(0));
+        if (r0 == 0 && !accumulate_d_x) std::fill_n(d_x.channel(i0), (i1 - i0) * d_x.plane(), S(0));
         conv_col2im(g, static_cast<const S*>(dc), OH, OW, r0, r1, i0, i1, d_x);
       }
     });
