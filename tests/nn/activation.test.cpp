@@ -5,11 +5,13 @@
 
 #include <cmath>
 #include <numbers>
+#include <span>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
 #include "ddpm/nn/activation.hpp"
+#include "gradcheck.hpp"
 #include "nn_reference.hpp"
 
 using ddpm::nn::Activation;
@@ -61,4 +63,53 @@ TEST_CASE("parse_activation reads diffusers' act_fn names", "[nn][activation]") 
   CHECK(ddpm::nn::parse_activation("relu") == Activation::relu);
   REQUIRE_THROWS_AS(ddpm::nn::parse_activation("tanh"), ddpm::invalid_argument);
   REQUIRE_THROWS_WITH(ddpm::nn::parse_activation("SiLU"), Catch::Contains("silu, swish, mish, gelu, relu"));
+}
+
+TEST_CASE("ActivationLayer backward: every activation's derivative against central differences",
+          "[nn][activation][backward]") {
+  using A = ddpm::nn::ActivationLayer<double>;
+  std::uint64_t seed = 21;
+  for (Activation act : {Activation::silu, Activation::mish, Activation::gelu, Activation::relu,
+                         Activation::identity}) {
+    INFO("activation " << int(act));
+    A layer(act);
+    // odd size; values in [-4, 4] (relu's kink at 0 is never within eps of a random value in practice)
+    const std::vector<double> x = nn_test::random_values(37, seed++, -4.0, 4.0);
+    nn_test::gradcheck(
+        layer, x, x.size(),
+        [&](auto& ws, const A& l, const double* in, double* y, A::Saved* saved) {
+          l.forward(ws, std::span<const double>(in, x.size()), std::span<double>(y, x.size()), saved);
+        },
+        [&](auto& ws, const A& l, const A::Saved& saved, const double* dy, double* dx, A& grads) {
+          l.backward(ws, saved, std::span<const double>(dy, x.size()), std::span<double>(dx, x.size()), grads);
+        });
+  }
+}
+
+TEMPLATE_TEST_CASE("ActivationLayer runs in place and keeps its input for backward", "[nn][activation][backward]",
+                   float, double) {
+  using S = TestType;
+  using A = ddpm::nn::ActivationLayer<S>;
+  const A silu(Activation::silu);
+  ddpm::nn::Workspace<S> ws;
+  std::vector<S> v = {S(-3), S(-0.5), S(0), S(0.25), S(2), S(7), S(-20)};
+  const std::vector<S> x = v;
+  typename A::Saved saved;
+  silu.forward(ws, std::span<const S>(v), std::span<S>(v), &saved);  // in place: y overwrites x
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double xi = x[i], s = 1.0 / (1.0 + std::exp(-xi));
+    CHECK(double(v[i]) == Approx(xi * s).epsilon(1e-6).margin(1e-7));
+  }
+  // backward in place too (dx = dy): silu'(x) = s (1 + x (1 - s)) from the saved x, not from y
+  std::vector<S> g(x.size(), S(1));
+  A grads = silu.gradient_like();
+  silu.backward(ws, saved, std::span<const S>(g), std::span<S>(g), grads);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double xi = x[i], s = 1.0 / (1.0 + std::exp(-xi));
+    CHECK(double(g[i]) == Approx(s * (1.0 + xi * (1.0 - s))).epsilon(1e-6).margin(1e-7));
+  }
+  std::vector<S> short_dy(3);
+  REQUIRE_THROWS_AS(silu.backward(ws, saved, std::span<const S>(short_dy), std::span<S>(g), grads),
+                    ddpm::invalid_argument);
+  REQUIRE_THROWS_AS(silu.forward(ws, std::span<const S>(short_dy), std::span<S>(g)), ddpm::invalid_argument);
 }

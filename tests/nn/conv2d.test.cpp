@@ -192,3 +192,67 @@ TEST_CASE("Conv2d rejects bad arguments", "[nn][conv2d]") {
   Conv2d<float> big(1, 1, 5);
   REQUIRE_THROWS_AS(big(ddpm::Tensor<float, 4>(1, 1, 3, 3)), ddpm::invalid_argument);
 }
+
+TEST_CASE("Conv2d refuses stale Winograd weights: every mutable access is a change until prepare()",
+          "[nn][conv2d][protocol]") {
+  Conv2d<double> conv(3, 4, 3, 1, 1);
+  nn_test::randomize<double>(conv, 5);  // randomize prepares
+  REQUIRE(conv.is_prepared());
+  const ddpm::Tensor<double, 4> x = nn_test::random_images<double>(2, 3, 6, 5, 6);
+  ddpm::nn::Workspace<double> ws;
+  ddpm::nn::Feature<double> in = ddpm::nn::to_feature(ws, x);
+  ddpm::nn::Feature<double> out = ddpm::nn::make_feature(ws, 4, 2, 6, 5);
+  auto run = [&](ConvAlgorithm a) {
+    conv.set_algorithm(a);
+    conv.forward(ws, in.cview(), out.view());
+  };
+  REQUIRE_NOTHROW(run(ConvAlgorithm::winograd));
+  // read-only inspection is not a change
+  const std::uint64_t v0 = conv.weights_version();
+  (void)nn_test::param<double>(conv, "weight");
+  (void)ddpm::nn::parameter_count<double>(conv);
+  (void)static_cast<const Conv2d<double>&>(conv).weight();
+  CHECK(conv.weights_version() == v0);
+  CHECK(conv.is_prepared());
+  // each mutable access bumps the version; the Winograd path then throws, im2col does not need the transform
+  auto stale_after = [&](auto&& change) {
+    conv.prepare();
+    change();
+    CHECK(conv.weights_version() > v0);
+    CHECK_FALSE(conv.is_prepared());
+    REQUIRE_THROWS_AS(run(ConvAlgorithm::winograd), ddpm::invalid_argument);
+    REQUIRE_NOTHROW(run(ConvAlgorithm::im2col));
+  };
+  stale_after([&] { conv.weight()(0, 0) += 1.0; });
+  stale_after([&] { conv.bias()[0] += 1.0; });
+  stale_after([&] { (void)ddpm::nn::parameters_of<double>(conv); });
+  stale_after([&] { conv.mark_weights_changed(); });
+  try {
+    run(ConvAlgorithm::winograd);
+  } catch (const ddpm::invalid_argument& e) {
+    CHECK_THAT(e.what(), Catch::Contains("call prepare()"));
+  }
+  // after prepare(), the Winograd result is that of the new weights
+  conv.weight()(1, 2) = 0.75;
+  conv.prepare();
+  run(ConvAlgorithm::winograd);
+  const nn_test::T4 expected = nn_test::conv2d(x, nn_test::param<double>(conv, "weight"),
+                                               nn_test::param<double>(conv, "bias"), 4, 3, 3, 1, 1, 1, 1, 1);
+  CHECK(nn_test::max_rel_error(ddpm::nn::to_nchw(out.cview()), expected) < 1e-12);
+}
+
+TEST_CASE("Conv2d gradient_like has the parameters' names and shapes, all zero", "[nn][conv2d][protocol]") {
+  Conv2d<float> conv(3, 5, 3, 3, 2, Padding2d{1, 0, 1, 0});
+  nn_test::randomize<float>(conv, 9);
+  const Conv2d<float> grads = conv.gradient_like();
+  const auto p = ddpm::nn::parameters_of<const float>(static_cast<const Conv2d<float>&>(conv));
+  const auto g = ddpm::nn::parameters_of<const float>(grads);
+  REQUIRE(g.size() == p.size());
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    CHECK(g[i].name == p[i].name);
+    CHECK(g[i].shape == p[i].shape);
+    for (std::int64_t k = 0; k < g[i].numel(); ++k) REQUIRE(g[i].data[k] == 0.0f);
+  }
+  CHECK(grads.stride() == 2);
+  CHECK(grads.padding() == conv.padding());
+}

@@ -16,6 +16,8 @@
 #include <fstream>
 #include <span>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -278,4 +280,91 @@ TEST_CASE("UNet2D rejects inputs it cannot take", "[nn][unet2d]") {
   UNet2DConfig bad;
   bad.norm_num_groups = 5;  // does not divide 224
   REQUIRE_THROWS_AS(UNet2D<float>{bad}, ddpm::invalid_argument);
+}
+
+TEST_CASE("UNet2D::forward in the caller's workspace: the same result, const, shared by threads",
+          "[nn][unet2d][protocol]") {
+  const UNet2D<float> model = UNet2D<float>::from_pretrained(fixture("tiny"));
+  const ddpm::Tensor<float, 4> x = nn_test::random_images<float>(3, 3, 16, 16, 31);
+  const std::vector<double> t = {5, 400, 990};
+  ddpm::Tensor<float, 4> pooled;
+  model.forward(x, std::span<const double>(t), pooled);  // a workspace of the model's pool
+  for (int threads : {1, 2, 3}) {
+    ddpm::nn::Workspace<float> ws(threads);
+    ddpm::Tensor<float, 4> out;
+    model.forward(ws, x, std::span<const double>(t), out);
+    model.forward(ws, x, std::span<const double>(t), out);
+    const std::size_t allocations = ws.allocations();
+    model.forward(ws, x, std::span<const double>(t), out);
+    CHECK(ws.allocations() == allocations);  // the caller's workspace reaches its steady state
+    // one thread: the same operations as the pooled pass; more threads split the GEMMs differently
+    if (threads == 1) {
+      for (Eigen::Index i = 0; i < out.size(); ++i) REQUIRE(out.data()[i] == pooled.data()[i]);
+    } else {
+      CHECK(nn_test::max_rel_error(out, nn_test::to_double(pooled)) < 1e-5);
+    }
+  }
+  // two threads run the one const model at once, each in its own (pooled or own) workspace
+  std::vector<ddpm::Tensor<float, 4>> results(4);
+  {
+    std::vector<std::thread> workers;
+    for (std::size_t k = 0; k < results.size(); ++k) {
+      workers.emplace_back([&, k] {
+        for (int rep = 0; rep < 3; ++rep) {
+          if (k % 2 == 0) {
+            model.forward(x, std::span<const double>(t), results[k]);
+          } else {
+            ddpm::nn::Workspace<float> ws;
+            model.forward(ws, x, std::span<const double>(t), results[k]);
+          }
+        }
+      });
+    }
+    for (std::thread& w : workers) w.join();
+  }
+  for (const auto& r : results) {
+    REQUIRE(r.size() == pooled.size());
+    for (Eigen::Index i = 0; i < r.size(); ++i) REQUIRE(r.data()[i] == pooled.data()[i]);
+  }
+}
+
+TEST_CASE("UNet2D weights changed without prepare() are refused; prepare() and copies", "[nn][unet2d][protocol]") {
+  UNet2D<double> model = UNet2D<double>::from_pretrained(fixture("tiny_legacy"));
+  const ddpm::Tensor<double, 4> x = nn_test::random_images<double>(2, 3, 16, 16, 32);
+  const ddpm::Tensor<double, 4> before = model(x, 100);
+  CHECK(model.num_parameters() > 0);  // read-only: no change
+  REQUIRE_NOTHROW(model(x, 100));
+  // an optimiser step through the raw pointers, declared by mark_weights_changed()
+  const std::vector<ddpm::nn::Parameter<double>> params = model.parameters();
+  model.prepare();  // (so that the change below is only declared by mark_weights_changed)
+  for (const auto& p : params) {
+    for (std::int64_t i = 0; i < p.numel(); ++i) p.data[i] *= 1.01;
+  }
+  model.mark_weights_changed();
+  REQUIRE_THROWS_AS(model(x, 100), ddpm::invalid_argument);
+  model.prepare();
+  const ddpm::Tensor<double, 4> after = model(x, 100);
+  CHECK(nn_test::max_rel_error(after, nn_test::to_double(before)) > 1e-4);  // the new weights are used
+  // a copy has the same weights (and its own workspaces)
+  const UNet2D<double> copy = model;
+  const ddpm::Tensor<double, 4> again = copy(x, 100);
+  for (Eigen::Index i = 0; i < again.size(); ++i) REQUIRE(again.data()[i] == after.data()[i]);
+}
+
+TEST_CASE("UNet2D::zeros_like lists the model's names and shapes in order, all zero", "[nn][unet2d][protocol]") {
+  const UNet2D<float> model = UNet2D<float>::from_pretrained(fixture("tiny"));
+  UNet2D<float> grads = model.zeros_like();
+  const auto p = ddpm::nn::parameters_of<const float>(model);
+  const auto g = ddpm::nn::parameters_of<const float>(static_cast<const UNet2D<float>&>(grads));
+  REQUIRE(g.size() == p.size());
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    CHECK(g[i].name == p[i].name);
+    CHECK(g[i].shape == p[i].shape);
+    CHECK(g[i].data != p[i].data);
+    for (std::int64_t k = 0; k < g[i].numel(); ++k) REQUIRE(g[i].data[k] == 0.0f);
+  }
+  // zero_parameters resets an accumulated gradient
+  grads.parameters().front().data[0] = 3.0f;
+  ddpm::nn::zero_parameters<float>(grads);
+  CHECK(grads.parameters().front().data[0] == 0.0f);
 }
