@@ -283,6 +283,8 @@ TEST_CASE("Optimiser state accessors and load_state", "[optim]") {
   CHECK(other.step_count() == 1);
   ddpm::SGD<double> plain({.lr = 0.1});
   CHECK(plain.state_names().empty());
-  plain.step(params.spans(), params.const_spans());
+  TensorList<double> g = params;
+  plain.step(params.spans(), g.spans());  // gradients as mutable spans (as clip_grad_norm takes them) work too
+  CHECK(params.data[1][16] == Approx(0.9 * g.data[1][16]).epsilon(1e-15));  // p - lr g with g = p
   CHECK_THROWS_AS(plain.state("momentum_buffer"), ddpm::invalid_argument);
 }
