@@ -105,8 +105,8 @@ TEST_CASE("UNet2DConfig names what it does not support", "[nn][config]") {
   REQUIRE_THROWS_WITH(UNet2DConfig::from_json(with("act_fn", "tanh")), Catch::Contains("silu, swish, mish, gelu, relu"));
   REQUIRE_THROWS_WITH(UNet2DConfig::from_json(with("resnet_time_scale_shift", "ada_group")),
                       Catch::Contains("default, scale_shift"));
-  REQUIRE_THROWS_WITH(UNet2DConfig::from_json(with("class_embed_type", "timestep")), Catch::Contains("class"));
-  REQUIRE_THROWS_WITH(UNet2DConfig::from_json(with("num_class_embeds", 10)), Catch::Contains("class"));
+  REQUIRE_THROWS_WITH(UNet2DConfig::from_json(with("class_embed_type", "identity")), Catch::Contains("class"));
+  REQUIRE_THROWS_WITH(UNet2DConfig::from_json(with("num_class_embeds", 0)), Catch::Contains("class"));
   REQUIRE_THROWS_WITH(UNet2DConfig::from_json(with("norm_num_groups", 24)), Catch::Contains("multiple of norm_num_groups"));
   REQUIRE_THROWS_WITH(UNet2DConfig::from_json(with("block_out_channels", {128, 256})), Catch::Contains("same number"));
   REQUIRE_THROWS_WITH(UNet2DConfig::from_json(with("layers_per_block", 0)), Catch::Contains("layers_per_block"));

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <concepts>
 #include <optional>
+#include <vector>
 #include <string>
 #include <type_traits>
 
@@ -19,6 +20,8 @@
 
 #include "ddpm/error.hpp"
 #include "ddpm/nn/context.hpp"
+#include "ddpm/nn/detail/attention_backward.hpp"
+#include "ddpm/nn/detail/norm_backward.hpp"
 #include "ddpm/nn/detail/gemm.hpp"
 #include "ddpm/nn/feature_map.hpp"
 #include "ddpm/nn/group_norm.hpp"
@@ -160,6 +163,65 @@ class AttentionBlock {
     Feature<S> out = make_feature(ctx, in.map.channels, in.map.batch, in.map.height, in.map.width);
     forward(ctx, in.cview(), out.view());
     return to_nchw(out.cview());
+  }
+
+  /// What backward needs from forward_train (pool buffers of the pass's workspace).
+  struct Saved {
+    Feature<S> x, xn;                     // input (with a GroupNorm), normed input
+    std::vector<S> mean, rstd;            // the GroupNorm's statistics
+    typename Workspace<S>::Buffer store;  // q, k, v, heads' outputs, log-sum-exp
+    detail::AttentionSaved<S> attn;
+  };
+
+  /// The training pass: forward's arithmetic, keeping what backward needs.
+  void forward_train(Workspace<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out, Saved& saved) const {
+    const detail::AttentionWeights<S> w = attention_weights();
+    FeatureMap<const S> xn = in;
+    if (group_norm_) {
+      saved.x = make_feature(ctx, in.channels, in.batch, in.height, in.width);
+      parallel_copy(ctx, in.data, in.size(), saved.x.map.data);
+      saved.xn = make_feature(ctx, in.channels, in.batch, in.height, in.width);
+      saved.mean.resize(in.batch * group_norm_->groups());
+      saved.rstd.resize(in.batch * group_norm_->groups());
+      detail::group_norm_forward_saved(ctx, detail::group_norm_args(*group_norm_), in, saved.xn.view(),
+                                       saved.mean.data(), saved.rstd.data());
+    } else {
+      saved.xn = make_feature(ctx, in.channels, in.batch, in.height, in.width);
+      parallel_copy(ctx, in.data, in.size(), saved.xn.map.data);
+    }
+    xn = saved.xn.cview();
+    const detail::AttentionSavedSizes sz = detail::attention_saved_sizes(w, in.plane());
+    saved.store = ctx.acquire(sz.total());
+    saved.attn = {saved.store.data(), saved.store.data() + sz.qkv, saved.store.data() + sz.qkv + sz.heads_out};
+    detail::attention_forward(ctx, w, in, xn, out, saved.attn);
+  }
+
+  /// The backward pass of forward_train: writes d_x (=) and accumulates the parameter gradients into
+  /// `grads` (a gradient_like() block).                                            [docs/unet.md, Eq. (U5)]
+  void backward(Workspace<S>& ctx, const Saved& saved, FeatureMap<const S> d_out, FeatureMap<S> d_x,
+                AttentionBlock& grads) const {
+    const detail::AttentionWeights<S> w = attention_weights();
+    const detail::AttentionGradients<S> g{grads.qkv_weight_.data(), grads.qkv_bias_.data(),
+                                          grads.out_weight_.data(), grads.out_bias_.data()};
+    if (group_norm_) {
+      Feature<S> dn = make_feature(ctx, d_out.channels, d_out.batch, d_out.height, d_out.width);
+      detail::attention_backward(ctx, w, saved.xn.cview(), detail::AttentionSaved<const S>(saved.attn), d_out,
+                                 dn.view(), g);
+      detail::group_norm_backward(ctx, detail::group_norm_args(*group_norm_), saved.x.cview(), saved.mean.data(),
+                                  saved.rstd.data(), dn.cview(), d_x,
+                                  detail::GroupNormGrads<S>{grads.group_norm_->weight().data(),
+                                                            grads.group_norm_->bias().data(), nullptr, nullptr});
+    } else {
+      detail::attention_backward(ctx, w, saved.xn.cview(), detail::AttentionSaved<const S>(saved.attn), d_out, d_x,
+                                 g);
+    }
+    detail::attention_residual_backward(ctx, rescale_, d_out, d_x);
+  }
+
+  /// Views of the weights as the training kernels take them.
+  detail::AttentionWeights<S> attention_weights() const {
+    return {qkv_weight_.data(), qkv_bias_.data(), out_weight_.data(), out_bias_.data(), channels(), heads_,
+            head_dim_, rescale_};
   }
 
   /// group_norm.{weight,bias}, to_q, to_k, to_v, to_out.0 (each .weight [out, in] and .bias), as diffusers:

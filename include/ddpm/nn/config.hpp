@@ -169,8 +169,12 @@ struct UNet2DConfig {
       fail("freq_shift is " + std::to_string(freq_shift) + ", but must differ from block_out_channels[0] / 2");
     }
     if (!(dropout >= 0.0 && dropout <= 1.0)) fail("dropout is " + std::to_string(dropout) + ", but must be in [0, 1]");
-    if (class_embed_type || num_class_embeds) {
-      fail("class conditioning (class_embed_type / num_class_embeds) is set, but is not supported (must be null)");
+    if (class_embed_type && *class_embed_type != "timestep") {
+      fail("class_embed_type is \"" + *class_embed_type + "\", but must be null (a table of num_class_embeds) or "
+           "\"timestep\"");
+    }
+    if (!class_embed_type && num_class_embeds && *num_class_embeds < 1) {
+      fail("num_class_embeds is " + std::to_string(*num_class_embeds) + ", but must be >= 1 (or null)");
     }
   }
 

@@ -168,6 +168,15 @@ class Conv2d {
     forward_im2col(ctx, in, out, epi);
   }
 
+  /// The training pass: the same convolution through im2col + GEMM whatever the size (never Winograd, so it
+  /// needs no prepare() after an optimiser step); the backward kernels (nn/detail/conv_backward.hpp) take
+  /// its input as the saved state.
+  /// Throws ddpm::invalid_argument if the channels, the output shape or the image size do not fit.
+  void forward_train(Workspace<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out, const ConvEpilogue<S>& epi = {}) const {
+    check_shapes(in, out);
+    forward_im2col(ctx, in, out, epi);
+  }
+
   /// The convolution of an NCHW batch, returned as NCHW (a convenience that allocates; the network
   /// itself calls the channel-major form above). Unprepared weights are transformed for this call only.
   template <DenseTensor X>

@@ -13,6 +13,7 @@
 
 #include "ddpm/error.hpp"
 #include "ddpm/nn/context.hpp"
+#include "ddpm/nn/detail/resample_backward.hpp"
 #include "ddpm/nn/conv2d.hpp"
 #include "ddpm/nn/feature_map.hpp"
 #include "ddpm/nn/parameter.hpp"
@@ -95,6 +96,31 @@ class Downsample2D {
         make_feature(ctx, channels_, x.dimension(0), output_height(x.dimension(2)), output_width(x.dimension(3)));
     forward(ctx, in.cview(), out.view());
     return to_nchw(out.cview());
+  }
+
+  /// What backward needs from forward_train: the input.
+  struct Saved {
+    Feature<S> x;
+  };
+  /// The training pass (the conv through im2col), keeping the input.
+  void forward_train(Workspace<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out, Saved& saved) const {
+    saved.x = make_feature(ctx, in.channels, in.batch, in.height, in.width);
+    parallel_copy(ctx, in.data, in.size(), saved.x.map.data);
+    if (use_conv()) {
+      conv_.forward_train(ctx, in, out);
+    } else {
+      forward(ctx, in, out);
+    }
+  }
+  /// The backward pass: d_x (=, or += when accumulate); parameter gradients added to `grads`.
+  void backward(Workspace<S>& ctx, const Saved& saved, FeatureMap<const S> d_out, FeatureMap<S> d_x, bool accumulate,
+                Downsample2D& grads) const {
+    detail::downsample2d_backward(ctx, use_conv() ? &conv_ : nullptr, saved.x.cview(), d_out, d_x, accumulate,
+                                  use_conv() ? detail::ConvGrads<S>{grads.conv_.weight().data(),
+                                                                    grads.conv_.has_bias() ? grads.conv_.bias().data()
+                                                                                           : nullptr,
+                                                                    nullptr}
+                                             : detail::ConvGrads<S>{});
   }
 
   /// Visits every parameter (name, PyTorch shape, writable pointer); a change of the weights.

@@ -6,6 +6,8 @@
 // norm2, conv2, and conv_shortcut when the channel count changes).
 
 #include <algorithm>
+#include <cstdint>
+#include <vector>
 #include <cmath>
 #include <concepts>
 #include <string>
@@ -17,13 +19,25 @@
 #include "ddpm/nn/activation.hpp"
 #include "ddpm/nn/context.hpp"
 #include "ddpm/nn/conv2d.hpp"
+#include "ddpm/nn/detail/conv_backward.hpp"
+#include "ddpm/nn/detail/dropout.hpp"
+#include "ddpm/nn/detail/norm_backward.hpp"
 #include "ddpm/nn/detail/gemm.hpp"
 #include "ddpm/nn/feature_map.hpp"
 #include "ddpm/nn/group_norm.hpp"
 #include "ddpm/nn/linear.hpp"
 #include "ddpm/nn/parameter.hpp"
+#include "ddpm/random.hpp"
 
 namespace ddpm::nn {
+
+namespace detail {
+/// The gradient pointers of a gradient_like() convolution (and a per-image bias gradient, or null).
+template <std::floating_point S>
+ConvGrads<S> conv_grads_of(Conv2d<S>& g, S* d_batch_bias = nullptr) {
+  return {g.weight().data(), g.has_bias() ? g.bias().data() : nullptr, d_batch_bias};
+}
+}  // namespace detail
 
 /// How a ResNet block injects the time embedding (diffusers' resnet_time_scale_shift).
 enum class TimeEmbeddingNorm {
@@ -140,6 +154,139 @@ class ResnetBlock2D {
     conv2_.forward(ctx, h2.cview(), out, e2);
   }
 
+  /// Dropout probability before conv2 (diffusers' `dropout`; applied only by forward_train with a noise
+  /// source). Throws ddpm::invalid_argument if p is outside [0, 1].
+  void set_dropout(double p) {
+    detail::check_dropout_probability("ddpm::nn::ResnetBlock2D::set_dropout", p);
+    dropout_ = p;
+  }
+  double dropout() const { return dropout_; }
+
+  /// What backward needs from forward_train (pool buffers of the pass's workspace).
+  struct Saved {
+    Feature<S> x, n1, c1, d;  // input, act(norm1(x)), conv1 + temb, conv2's input (after dropout)
+    std::vector<S> mean1, rstd1, mean2, rstd2, mod;  // norm statistics; [scale; shift] (scale_shift)
+    std::vector<std::uint8_t> mask;                  // dropout keep flags (when dropout ran)
+    bool dropped = false;
+  };
+
+  /// The training pass: forward's arithmetic through im2col convolutions (no prepare() needed), keeping
+  /// what backward needs in `saved`. Dropout (probability dropout()) runs when `noise` is given.
+  void forward_train(Workspace<S>& ctx, FeatureMap<const S> x, const Eigen::Ref<const Matrix>& temb_act,
+                     FeatureMap<S> out, Saved& saved, NoiseSource* noise = nullptr) const {
+    if (temb_act.rows() != x.batch || temb_act.cols() != temb_channels() || x.channels != in_channels() ||
+        out.channels != out_channels() || out.batch != x.batch || out.height != x.height || out.width != x.width) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::ResnetBlock2D::forward_train: the shapes do not fit");
+    }
+    const Eigen::Index B = x.batch, C = out_channels(), P = time_emb_proj_.out_features();
+    Matrix tproj = temb_act * time_emb_proj_.weight().transpose();
+    tproj.rowwise() += time_emb_proj_.bias().transpose();
+    saved.x = make_feature(ctx, x.channels, B, x.height, x.width);
+    parallel_copy(ctx, x.data, x.size(), saved.x.map.data);
+    saved.n1 = make_feature(ctx, x.channels, B, x.height, x.width);
+    saved.mean1.resize(B * norm1_.groups());
+    saved.rstd1.resize(B * norm1_.groups());
+    detail::group_norm_forward_saved(ctx, detail::group_norm_args(norm1_, act_), x, saved.n1.view(),
+                                     saved.mean1.data(), saved.rstd1.data());
+    saved.c1 = make_feature(ctx, C, B, x.height, x.width);
+    ConvEpilogue<S> e1;
+    if (time_norm_ == TimeEmbeddingNorm::additive) e1.batch_bias = tproj.data();
+    conv1_.forward_train(ctx, saved.n1.cview(), saved.c1.view(), e1);
+    const S* scale = nullptr;
+    const S* shift = nullptr;
+    if (time_norm_ == TimeEmbeddingNorm::scale_shift) {
+      saved.mod.resize(2 * B * C);
+      for (Eigen::Index b = 0; b < B; ++b) {
+        std::copy_n(tproj.data() + b * P, C, saved.mod.data() + b * C);
+        std::copy_n(tproj.data() + b * P + C, C, saved.mod.data() + B * C + b * C);
+      }
+      scale = saved.mod.data();
+      shift = saved.mod.data() + B * C;
+    }
+    saved.d = make_feature(ctx, C, B, x.height, x.width);
+    saved.mean2.resize(B * norm2_.groups());
+    saved.rstd2.resize(B * norm2_.groups());
+    detail::group_norm_forward_saved(ctx, detail::group_norm_args(norm2_, act_, scale, shift), saved.c1.cview(),
+                                     saved.d.view(), saved.mean2.data(), saved.rstd2.data());
+    saved.dropped = noise != nullptr && dropout_ > 0.0;
+    if (saved.dropped) {
+      saved.mask.resize(static_cast<std::size_t>(saved.d.map.size()));
+      detail::dropout_forward(ctx, dropout_, true, *noise, saved.d.cview(), saved.d.view(), saved.mask.data());
+    }
+    ConvEpilogue<S> e2;
+    if (has_conv_shortcut()) {
+      conv_shortcut_.forward_train(ctx, x, out);
+      e2.accumulate = true;
+    } else {
+      e2.residual = x.data;
+    }
+    e2.scale = static_cast<S>(1.0 / output_scale_factor_);
+    conv2_.forward_train(ctx, saved.d.cview(), out, e2);
+  }
+
+  /// The backward pass of forward_train for d_out = dL/d out: writes d_x (=, its data may be null),
+  /// adds dL/d temb_act to d_temb (a [batch, temb_channels] row-major buffer, or null) and accumulates the
+  /// parameter gradients into `grads` (a gradient_like() block).                   [docs/unet.md, Eq. (U6)]
+  void backward(Workspace<S>& ctx, const Saved& saved, const Eigen::Ref<const Matrix>& temb_act,
+                FeatureMap<const S> d_out, FeatureMap<S> d_x, S* d_temb, ResnetBlock2D& grads) const {
+    const Eigen::Index B = saved.x.map.batch, C = out_channels(), P = time_emb_proj_.out_features();
+    const S s = static_cast<S>(1.0 / output_scale_factor_);
+    const Eigen::Index H = saved.x.map.height, W = saved.x.map.width;
+    // conv2 (and the dropout before it)
+    Feature<S> dd = make_feature(ctx, C, B, H, W);
+    detail::conv2d_backward(ctx, conv2_, saved.d.cview(), d_out, s, dd.view(), false,
+                            detail::conv_grads_of(grads.conv2_));
+    if (saved.dropped) {
+      detail::dropout_backward(ctx, dropout_, true, saved.mask.data(), dd.map.data, dd.map.data, dd.map.size());
+    }
+    // norm2 (+ modulation + activation)
+    Matrix d_tproj = Matrix::Zero(B, P);
+    std::vector<S> d_mod;
+    const S* scale = nullptr;
+    const S* shift = nullptr;
+    detail::GroupNormGrads<S> g2{grads.norm2_.weight().data(), grads.norm2_.bias().data(), nullptr, nullptr};
+    if (time_norm_ == TimeEmbeddingNorm::scale_shift) {
+      scale = saved.mod.data();
+      shift = saved.mod.data() + B * C;
+      d_mod.assign(2 * B * C, S(0));
+      g2.scale = d_mod.data();
+      g2.shift = d_mod.data() + B * C;
+    }
+    detail::group_norm_backward(ctx, detail::group_norm_args(norm2_, act_, scale, shift), saved.c1.cview(),
+                                saved.mean2.data(), saved.rstd2.data(), dd.cview(), dd.view(), g2);
+    if (time_norm_ == TimeEmbeddingNorm::scale_shift) {
+      for (Eigen::Index b = 0; b < B; ++b) {
+        for (Eigen::Index c = 0; c < C; ++c) {
+          d_tproj(b, c) = d_mod[b * C + c];
+          d_tproj(b, C + c) = d_mod[B * C + b * C + c];
+        }
+      }
+    }
+    // conv1 (the additive time bias is its per-image bias)
+    Feature<S> dn1 = make_feature(ctx, in_channels(), B, H, W);
+    detail::conv2d_backward(ctx, conv1_, saved.n1.cview(), dd.cview(), S(1), dn1.view(), false,
+                            detail::conv_grads_of(grads.conv1_, time_norm_ == TimeEmbeddingNorm::additive ? d_tproj.data() : nullptr));
+    dd = Feature<S>{};
+    // time_emb_proj: tproj = temb_act W^T + b
+    grads.time_emb_proj_.weight().noalias() += d_tproj.transpose() * temb_act;
+    grads.time_emb_proj_.bias() += d_tproj.colwise().sum().transpose();
+    if (d_temb != nullptr) {
+      Eigen::Map<Matrix>(d_temb, B, temb_channels()).noalias() += d_tproj * time_emb_proj_.weight();
+    }
+    // norm1, then the shortcut's share
+    detail::group_norm_backward(ctx, detail::group_norm_args(norm1_, act_), saved.x.cview(), saved.mean1.data(),
+                                saved.rstd1.data(), dn1.cview(), dn1.view(),
+                                detail::GroupNormGrads<S>{grads.norm1_.weight().data(), grads.norm1_.bias().data(),
+                                                          nullptr, nullptr});
+    if (d_x.data != nullptr) parallel_copy(ctx, dn1.map.data, dn1.map.size(), d_x.data);
+    if (has_conv_shortcut()) {
+      detail::conv2d_backward(ctx, conv_shortcut_, saved.x.cview(), d_out, s, d_x, true,
+                              detail::conv_grads_of(grads.conv_shortcut_));
+    } else if (d_x.data != nullptr) {
+      detail::conv2d_backward_residual(ctx, d_out.data, d_out.size(), s, d_x.data, true);
+    }
+  }
+
   /// Visits every parameter (name, PyTorch shape, writable pointer); a change of the weights.
   template <class F>
   void for_each_parameter(const std::string& prefix, F&& f) {
@@ -173,6 +320,7 @@ class ResnetBlock2D {
   Activation act_ = Activation::silu;
   TimeEmbeddingNorm time_norm_ = TimeEmbeddingNorm::additive;
   double output_scale_factor_ = 1.0;
+  double dropout_ = 0.0;
 };
 
 }  // namespace ddpm::nn

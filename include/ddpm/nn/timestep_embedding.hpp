@@ -90,6 +90,8 @@ class TimestepEmbedding {
 
   Linear<S>& linear_1() { return linear_1_; }
   Linear<S>& linear_2() { return linear_2_; }
+  const Linear<S>& linear_1() const { return linear_1_; }
+  const Linear<S>& linear_2() const { return linear_2_; }
   Eigen::Index in_features() const { return linear_1_.in_features(); }
   Eigen::Index dim() const { return linear_2_.out_features(); }
 

@@ -17,6 +17,7 @@
 // load_weights and from_pretrained do it themselves.
 
 #include <algorithm>
+#include <array>
 #include <concepts>
 #include <cstdint>
 #include <memory>
@@ -32,9 +33,14 @@
 
 #include "ddpm/error.hpp"
 #include "ddpm/io/safetensors.hpp"
+#include "ddpm/random.hpp"
 #include "ddpm/nn/activation.hpp"
 #include "ddpm/nn/config.hpp"
 #include "ddpm/nn/context.hpp"
+#include "ddpm/nn/detail/conv_backward.hpp"
+#include "ddpm/nn/detail/embedding_backward.hpp"
+#include "ddpm/nn/detail/norm_backward.hpp"
+#include "ddpm/nn/detail/resample_backward.hpp"
 #include "ddpm/nn/conv2d.hpp"
 #include "ddpm/nn/feature_map.hpp"
 #include "ddpm/nn/group_norm.hpp"
@@ -228,6 +234,15 @@ class UNet2D {
     return out;
   }
 
+  /// eps_theta(x, t, labels) of a class-conditional model (one label per image).
+  template <DenseTensor X>
+  Tensor<S, 4> operator()(const X& x, int t, std::span<const int> labels) const {
+    const double td = t;
+    Tensor<S, 4> out;
+    forward(x, std::span<const double>(&td, 1), out, labels);
+    return out;
+  }
+
   /// eps_theta(x, t) with one timestep per image (t.size() == N).
   template <DenseTensor X>
   Tensor<S, 4> operator()(const X& x, std::span<const int> t) const {
@@ -243,21 +258,24 @@ class UNet2D {
   /// Runs in a workspace borrowed from the model's pool (thread-safe).
   /// Throws ddpm::invalid_argument for a wrong input shape or timestep count, or a timestep that is not
   /// finite, or weights changed since prepare().
+  /// labels: one class per image for a class-conditional model (num_class_embeds), empty otherwise.
   template <DenseTensor X, MutableDenseTensor Out>
-  void forward(const X& x, std::span<const double> t, Out&& out) const {
+  void forward(const X& x, std::span<const double> t, Out&& out, std::span<const int> labels = {}) const {
     const typename detail::WorkspacePool<S>::Lease ws = workspaces_.take();
-    forward(*ws, x, t, std::forward<Out>(out));
+    forward(*ws, x, t, std::forward<Out>(out), labels);
   }
 
   /// The same pass in the caller's workspace (its thread count, its buffers): thread-safe as long as each
   /// concurrent pass has its own workspace. Nothing is allocated once ws has run a pass at this batch size.
   template <DenseTensor X, MutableDenseTensor Out>
-  void forward(Workspace<S>& ws, const X& x, std::span<const double> t, Out&& out) const {
+  void forward(Workspace<S>& ws, const X& x, std::span<const double> t, Out&& out,
+               std::span<const int> labels = {}) const {
     static_assert(rank_v<X> == 4, "ddpm::nn::UNet2D: the input must be an NCHW tensor");
     static_assert(std::is_same_v<scalar_t<X>, S> && std::is_same_v<scalar_t<Out>, S>,
                   "ddpm::nn::UNet2D: tensors must have the model's scalar type");
     const Eigen::Index N = x.dimension(0), H = x.dimension(2), W = x.dimension(3);
     check_input(x, t);
+    check_labels(N, labels);
     Workspace<S>& ctx = ws;
     // 1. time: the embedding of every image's timestep, the MLP, and its activation (shared by all blocks)
     const Eigen::Index E = config_.block_out_channels.front(), T = time_embedding_.dim();
@@ -266,6 +284,7 @@ class UNet2D {
     time_embedding_.forward(ctx, typename Linear<S>::ConstRows(t_emb.data(), N, E),
                             typename Linear<S>::Rows(temb_storage.data(), N, T));
     t_emb.release();
+    add_class_embedding(ctx, labels, temb_storage.data());
     apply_activation(act_, temb_storage.data(), N * T);
     const typename Linear<S>::ConstRows temb(temb_storage.data(), N, T);
     // 2. conv_in
@@ -298,6 +317,223 @@ class UNet2D {
     skips.clear();
   }
 
+  /// What backward needs from forward_train: every layer's saved state (buffers of the pass's workspace,
+  /// which must outlive it). Default-constructible and reusable; backward releases it (empty() after).
+  struct Activations {
+    Eigen::Index N = 0, H = 0, W = 0;
+    std::vector<int> labels;
+    Matrix t_emb, class_proj, class_emb, temb_act;  // [N, E], [N, E], [N, T], [N, T]
+    Feature<S> input;                               // conv_in's input
+    std::vector<typename DownBlock2D<S>::Saved> down;
+    typename UNetMidBlock2D<S>::Saved mid;
+    std::vector<typename UpBlock2D<S>::Saved> up;
+    std::vector<std::array<Eigen::Index, 3>> skip_shapes;  // channels, height, width of each skip state
+    Feature<S> h, n_out;                                   // conv_norm_out's input, conv_out's input
+    std::vector<S> mean, rstd;
+    bool filled = false;
+
+    bool empty() const { return !filled; }
+    /// Returns every buffer to the workspace's pool.
+    void clear() { *this = Activations{}; }
+  };
+
+  /// The training pass: out = eps_theta(x, t, labels) as forward computes it, with every convolution through
+  /// im2col (no prepare() needed between optimiser steps) and what backward needs kept in `acts`. t holds
+  /// one timestep per image (or one for all); labels one class per image for a class-conditional model
+  /// (empty otherwise). With `dropout_noise`, the ResNet blocks' dropout (config.dropout) is on and draws its
+  /// masks from it (train mode); without, dropout is off (eval mode).
+  /// Throws ddpm::invalid_argument for a wrong input shape, timestep or label count, or a label out of range.
+  template <DenseTensor X, MutableDenseTensor Out>
+  void forward_train(Workspace<S>& ws, const X& x, std::span<const double> t, std::span<const int> labels, Out&& out,
+                     Activations& acts, NoiseSource* dropout_noise = nullptr) const {
+    static_assert(rank_v<X> == 4, "ddpm::nn::UNet2D: the input must be an NCHW tensor");
+    static_assert(std::is_same_v<scalar_t<X>, S> && std::is_same_v<scalar_t<Out>, S>,
+                  "ddpm::nn::UNet2D: tensors must have the model's scalar type");
+    const Eigen::Index N = x.dimension(0), H = x.dimension(2), W = x.dimension(3);
+    check_input(x, t);
+    check_labels(N, labels);
+    acts.clear();
+    acts.N = N;
+    acts.H = H;
+    acts.W = W;
+    acts.labels.assign(labels.begin(), labels.end());
+    const Eigen::Index E = config_.block_out_channels.front(), T = time_embedding_.dim();
+    acts.t_emb.resize(N, E);
+    sinusoidal_embedding_into(t, N, E, config_.flip_sin_to_cos, config_.freq_shift, acts.t_emb.data());
+    acts.temb_act.resize(N, T);
+    time_embedding_.forward(ws, typename Linear<S>::ConstRows(acts.t_emb.data(), N, E),
+                            typename Linear<S>::Rows(acts.temb_act.data(), N, T));
+    if (class_kind_ != ClassKind::none) {
+      acts.class_emb = Matrix::Zero(N, T);
+      if (class_kind_ == ClassKind::timestep) {
+        acts.class_proj.resize(N, E);
+        class_projection(labels, acts.class_proj.data());
+      }
+      add_class_embedding(ws, labels, acts.class_emb.data());
+      acts.temb_act += acts.class_emb;
+    }
+    apply_activation(act_, acts.temb_act.data(), N * T);
+    const typename Linear<S>::ConstRows temb(acts.temb_act.data(), N, T);
+    acts.input = make_feature(ws, config_.in_channels, N, H, W);
+    nchw_to_channel_major(x, acts.input.view(), config_.center_input_sample);
+    std::vector<Feature<S>> skips;
+    {
+      Feature<S> h0 = make_feature(ws, conv_in_.out_channels(), N, H, W);
+      conv_in_.forward_train(ws, acts.input.cview(), h0.view());
+      skips.push_back(std::move(h0));
+    }
+    acts.down.clear();
+    acts.down.resize(down_blocks_.size());
+    for (std::size_t i = 0; i < down_blocks_.size(); ++i) {
+      down_blocks_[i].forward_train(ws, skips.back().cview(), temb, skips, acts.down[i], dropout_noise);
+    }
+    for (const Feature<S>& f : skips) acts.skip_shapes.push_back({f.map.channels, f.map.height, f.map.width});
+    Feature<S> h;
+    if (mid_block_) {
+      h = mid_block_->forward_train(ws, skips.back().cview(), temb, acts.mid, dropout_noise);
+    } else {
+      h = copy_of(ws, skips.back().cview());
+    }
+    acts.up.clear();
+    acts.up.resize(up_blocks_.size());
+    for (std::size_t i = 0; i < up_blocks_.size(); ++i) {
+      h = up_blocks_[i].forward_train(ws, h.cview(), temb, skips, acts.up[i], dropout_noise);
+    }
+    skips.clear();
+    acts.h = std::move(h);
+    acts.n_out = make_feature(ws, acts.h.map.channels, N, H, W);
+    acts.mean.resize(N * conv_norm_out_.groups());
+    acts.rstd.resize(N * conv_norm_out_.groups());
+    detail::group_norm_forward_saved(ws, detail::group_norm_args(conv_norm_out_, Activation::silu), acts.h.cview(),
+                                     acts.n_out.view(), acts.mean.data(), acts.rstd.data());
+    Feature<S> y = make_feature(ws, config_.out_channels, N, H, W);
+    conv_out_.forward_train(ws, acts.n_out.cview(), y.view());
+    channel_major_to_nchw<S>(y.cview(), out);
+    acts.filled = true;
+  }
+
+  /// The backward pass of forward_train for d_out = dL/d out (NCHW, out's shape): accumulates (+=) every
+  /// parameter gradient into `grads` (a zeros_like() model: the same names, shapes and for_each_parameter
+  /// order) and, when d_x is given, writes dL/dx (NCHW, resized). Releases `acts`.
+  /// Throws ddpm::invalid_argument if acts is empty, d_out has the wrong shape, or grads has another config.
+  template <DenseTensor D>
+  void backward(Workspace<S>& ws, Activations& acts, const D& d_out, UNet2D& grads, Tensor<S, 4>* d_x = nullptr) const {
+    static_assert(rank_v<D> == 4 && std::is_same_v<scalar_t<D>, S>,
+                  "ddpm::nn::UNet2D::backward: d_out must be an NCHW tensor of the model's scalar type");
+    if (acts.empty()) {
+      ddpm::detail::throw_invalid_argument(
+          "ddpm::nn::UNet2D::backward: acts is empty, but must hold a forward_train pass");
+    }
+    const Eigen::Index N = acts.N, H = acts.H, W = acts.W, T = time_embedding_.dim();
+    if (d_out.dimension(0) != N || d_out.dimension(1) != config_.out_channels || d_out.dimension(2) != H ||
+        d_out.dimension(3) != W) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2D::backward: d_out has shape " +
+                                           ddpm::detail::shape_string(d_out) + ", but must have the output's shape");
+    }
+    if (grads.num_parameters() != num_parameters() || grads.down_blocks_.size() != down_blocks_.size()) {
+      ddpm::detail::throw_invalid_argument(
+          "ddpm::nn::UNet2D::backward: grads has another layout, but must be this model's zeros_like()");
+    }
+    Matrix d_temb = Matrix::Zero(N, T);
+    const typename Linear<S>::ConstRows temb(acts.temb_act.data(), N, T);
+    // out: conv_out(silu(conv_norm_out(h)))
+    Feature<S> dy = make_feature(ws, config_.out_channels, N, H, W);
+    nchw_to_channel_major(d_out, dy.view(), false);
+    Feature<S> dh = make_feature(ws, acts.h.map.channels, N, H, W);
+    detail::conv2d_backward(ws, conv_out_, acts.n_out.cview(), dy.cview(), S(1), dh.view(), false,
+                            detail::conv_grads_of(grads.conv_out_));
+    dy = Feature<S>{};
+    detail::group_norm_backward(ws, detail::group_norm_args(conv_norm_out_, Activation::silu), acts.h.cview(),
+                                acts.mean.data(), acts.rstd.data(), dh.cview(), dh.view(),
+                                detail::GroupNormGrads<S>{grads.conv_norm_out_.weight().data(),
+                                                          grads.conv_norm_out_.bias().data(), nullptr, nullptr});
+    // the gradients of the skip states
+    std::vector<Feature<S>> d_skips;
+    for (const auto& sh : acts.skip_shapes) {
+      Feature<S> f = make_feature(ws, sh[0], N, sh[1], sh[2]);
+      std::fill_n(f.map.data, f.map.size(), S(0));
+      d_skips.push_back(std::move(f));
+    }
+    // up
+    std::size_t top = d_skips.size() - 1;
+    std::vector<std::size_t> tops(up_blocks_.size());
+    for (std::size_t i = 0; i < up_blocks_.size(); ++i) {
+      tops[i] = top;
+      top -= up_blocks_[i].skip_count();
+    }
+    for (std::size_t i = up_blocks_.size(); i-- > 0;) {
+      const std::size_t in_channels = i == 0 ? mid_channels() : up_output_channels(i - 1);
+      const Eigen::Index factor = up_blocks_[i].has_upsample() ? 2 : 1;
+      Feature<S> d_in = make_feature(ws, static_cast<Eigen::Index>(in_channels), N, dh.map.height / factor,
+                                     dh.map.width / factor);
+      up_blocks_[i].backward(ws, acts.up[i], temb, dh.cview(), d_in.view(), d_skips, tops[i], d_temb.data(),
+                             grads.up_blocks_[i]);
+      acts.up[i] = {};
+      dh = std::move(d_in);
+    }
+    // mid
+    if (mid_block_) {
+      Feature<S> d_in = make_feature(ws, dh.map.channels, N, dh.map.height, dh.map.width);
+      mid_block_->backward(ws, acts.mid, temb, dh.cview(), d_in.view(), d_temb.data(), *grads.mid_block_);
+      detail::add_feature<S>(ws, d_in.cview(), d_skips.back().view());
+    } else {
+      detail::add_feature<S>(ws, dh.cview(), d_skips.back().view());
+    }
+    dh = Feature<S>{};
+    // down
+    std::size_t end = d_skips.size();
+    for (std::size_t i = down_blocks_.size(); i-- > 0;) {
+      const std::size_t count = down_blocks_[i].skip_count(), start = end - count;
+      down_blocks_[i].backward(ws, acts.down[i], temb, std::span<Feature<S>>(d_skips.data() + start, count),
+                               d_skips[start - 1].view(), d_temb.data(), grads.down_blocks_[i]);
+      acts.down[i] = {};
+      end = start;
+    }
+    // conv_in
+    Feature<S> dx;
+    if (d_x != nullptr) dx = make_feature(ws, config_.in_channels, N, H, W);
+    detail::conv2d_backward(ws, conv_in_, acts.input.cview(), d_skips[0].cview(), S(1),
+                            d_x != nullptr ? dx.view() : FeatureMap<S>{nullptr, config_.in_channels, N, H, W}, false,
+                            detail::conv_grads_of(grads.conv_in_));
+    d_skips.clear();
+    if (d_x != nullptr) {
+      if (config_.center_input_sample) {
+        Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>(dx.map.data, dx.map.size()) *= S(2);
+      }
+      d_x->resize(N, config_.in_channels, H, W);
+      channel_major_to_nchw<S>(dx.cview(), *d_x);
+    }
+    // the time embedding MLP (with the class embedding added before the activation)
+    const Eigen::Index E = config_.block_out_channels.front();
+    Matrix d_class;
+    if (class_kind_ != ClassKind::none) d_class = Matrix::Zero(N, T);
+    detail::TimestepMlpArgs<S> targs{N, E, T, time_embedding_.linear_1().weight().data(),
+                                     time_embedding_.linear_1().bias().data(), time_embedding_.linear_2().weight().data(),
+                                     time_embedding_.linear_2().bias().data(), Activation::silu, act_,
+                                     class_kind_ != ClassKind::none ? acts.class_emb.data() : nullptr};
+    detail::TimestepMlpGrads<S> tgrads{grads.time_embedding_.linear_1().weight().data(),
+                                       grads.time_embedding_.linear_1().bias().data(),
+                                       grads.time_embedding_.linear_2().weight().data(),
+                                       grads.time_embedding_.linear_2().bias().data(), nullptr,
+                                       class_kind_ != ClassKind::none ? d_class.data() : nullptr};
+    detail::timestep_mlp_backward(ws, targs, acts.t_emb.data(), d_temb.data(), tgrads);
+    if (class_kind_ == ClassKind::table) {
+      detail::embedding_backward(std::span<const int>(acts.labels), d_class.data(), class_table_.rows(), T,
+                                 grads.class_table_.data());
+    } else if (class_kind_ == ClassKind::timestep) {
+      detail::TimestepMlpArgs<S> cargs{N, E, T, class_mlp_.linear_1().weight().data(),
+                                       class_mlp_.linear_1().bias().data(), class_mlp_.linear_2().weight().data(),
+                                       class_mlp_.linear_2().bias().data(), Activation::silu, Activation::identity,
+                                       nullptr};
+      detail::TimestepMlpGrads<S> cgrads{grads.class_mlp_.linear_1().weight().data(),
+                                         grads.class_mlp_.linear_1().bias().data(),
+                                         grads.class_mlp_.linear_2().weight().data(),
+                                         grads.class_mlp_.linear_2().bias().data(), nullptr, nullptr};
+      detail::timestep_mlp_backward(ws, cargs, acts.class_proj.data(), d_class.data(), cgrads);
+    }
+    acts.clear();
+  }
+
   /// Scratch memory held between passes, and how many blocks of it were allocated so far (constant in
   /// the steady state).
   /// (Of the model's own idle workspaces; a caller's Workspace reports its own.)
@@ -321,6 +557,13 @@ class UNet2D {
   static void visit_parameters(Self& self, const std::string& prefix, F& f) {
     self.conv_in_.for_each_parameter(prefix + "conv_in.", f);
     self.time_embedding_.for_each_parameter(prefix + "time_embedding.", f);
+    if (self.class_kind_ == ClassKind::table) {
+      using P = std::conditional_t<std::is_const_v<Self>, Parameter<const S>, Parameter<S>>;
+      f(P{prefix + "class_embedding.weight", {self.class_table_.rows(), self.class_table_.cols()},
+          self.class_table_.data()});
+    } else if (self.class_kind_ == ClassKind::timestep) {
+      self.class_mlp_.for_each_parameter(prefix + "class_embedding.", f);
+    }
     for_each_indexed_parameter(self.down_blocks_, prefix + "down_blocks.", f);
     if (self.mid_block_) self.mid_block_->for_each_parameter(prefix + "mid_block.", f);
     for_each_indexed_parameter(self.up_blocks_, prefix + "up_blocks.", f);
@@ -343,6 +586,13 @@ class UNet2D {
                                                              : TimeEmbeddingNorm::additive;
     conv_in_ = Conv2d<S>(c.in_channels, ch[0], 3, 1, 1);
     time_embedding_ = TimestepEmbedding<S>(ch[0], o.temb_channels);
+    if (c.class_embed_type && *c.class_embed_type == "timestep") {
+      class_kind_ = ClassKind::timestep;
+      class_mlp_ = TimestepEmbedding<S>(ch[0], o.temb_channels);
+    } else if (c.num_class_embeds) {
+      class_kind_ = ClassKind::table;
+      class_table_ = Matrix::Zero(*c.num_class_embeds, o.temb_channels);
+    }
     Eigen::Index out = ch[0];
     for (Eigen::Index i = 0; i < levels; ++i) {
       const Eigen::Index in = out;
@@ -371,6 +621,11 @@ class UNet2D {
                               c.attention_head_dim.value_or(static_cast<int>(out)));
     }
     conv_norm_out_ = GroupNorm<S>(c.norm_num_groups, ch[0], c.norm_eps);
+    if (c.dropout > 0.0) {
+      for (auto& b : down_blocks_) for (auto& r : b.resnets()) r.set_dropout(c.dropout);
+      if (mid_block_) for (auto& r : mid_block_->resnets()) r.set_dropout(c.dropout);
+      for (auto& b : up_blocks_) for (auto& r : b.resnets()) r.set_dropout(c.dropout);
+    }
     conv_out_ = Conv2d<S>(ch[0], c.out_channels, 3, 1, 1);
   }
 
@@ -391,14 +646,65 @@ class UNet2D {
     }
   }
 
+  std::size_t mid_channels() const { return static_cast<std::size_t>(config_.block_out_channels.back()); }
+  std::size_t up_output_channels(std::size_t i) const {
+    return static_cast<std::size_t>(config_.block_out_channels[config_.block_out_channels.size() - 1 - i]);
+  }
+
   static Feature<S> copy_of(Workspace<S>& ctx, FeatureMap<const S> m) {
     Feature<S> f = make_feature(ctx, m.channels, m.batch, m.height, m.width);
     parallel_copy(ctx, m.data, m.size(), f.map.data);
     return f;
   }
 
+  enum class ClassKind { none, table, timestep };
+
+  /// Throws ddpm::invalid_argument unless labels fit the model (one per image in range for a class model,
+  /// none otherwise).
+  void check_labels(Eigen::Index N, std::span<const int> labels) const {
+    if (class_kind_ == ClassKind::none) {
+      if (!labels.empty()) {
+        ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2D: labels holds " + std::to_string(labels.size()) +
+                                             " labels, but must be empty: the model has no class embedding");
+      }
+      return;
+    }
+    if (static_cast<Eigen::Index>(labels.size()) != N) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2D: labels holds " + std::to_string(labels.size()) +
+                                           " labels, but must hold one per image (" + std::to_string(N) +
+                                           ") for a class-conditional model");
+    }
+    if (class_kind_ == ClassKind::table) detail::check_labels("ddpm::nn::UNet2D", labels, class_table_.rows());
+  }
+
+  /// The sinusoidal projection of the labels [N, E] (the "timestep" class embedding's input).
+  void class_projection(std::span<const int> labels, S* out) const {
+    const std::vector<double> l(labels.begin(), labels.end());
+    sinusoidal_embedding_into(std::span<const double>(l), static_cast<Eigen::Index>(l.size()),
+                              config_.block_out_channels.front(), config_.flip_sin_to_cos, config_.freq_shift, out);
+  }
+
+  /// temb [N, T] += the class embedding of the labels (nothing for a model without one).
+  void add_class_embedding(Workspace<S>& ctx, std::span<const int> labels, S* temb) const {
+    const Eigen::Index N = static_cast<Eigen::Index>(labels.size()), T = time_embedding_.dim();
+    if (class_kind_ == ClassKind::table) {
+      detail::embedding_forward(class_table_.data(), class_table_.rows(), T, labels, temb, true);
+    } else if (class_kind_ == ClassKind::timestep) {
+      const Eigen::Index E = config_.block_out_channels.front();
+      typename Workspace<S>::Buffer proj = ctx.acquire(N * E), emb = ctx.acquire(N * T);
+      class_projection(labels, proj.data());
+      class_mlp_.forward(ctx, typename Linear<S>::ConstRows(proj.data(), N, E),
+                         typename Linear<S>::Rows(emb.data(), N, T));
+      Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>(temb, N * T) +=
+          Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>(emb.data(), N * T);
+    }
+  }
+
   UNet2DConfig config_;
   Activation act_ = Activation::silu;
+  ClassKind class_kind_ = ClassKind::none;
+  Matrix class_table_;                // class_embedding.weight [num_class_embeds, T] (table)
+  TimestepEmbedding<S> class_mlp_;    // class_embedding.linear_1/2 ("timestep")
   Conv2d<S> conv_in_;
   TimestepEmbedding<S> time_embedding_;
   std::vector<DownBlock2D<S>> down_blocks_;

@@ -9,6 +9,7 @@
 
 #include <concepts>
 #include <optional>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -25,8 +26,17 @@
 #include "ddpm/nn/parameter.hpp"
 #include "ddpm/nn/resnet_block.hpp"
 #include "ddpm/nn/upsample.hpp"
+#include "ddpm/random.hpp"
 
 namespace ddpm::nn {
+
+namespace detail {
+/// dst += src for two maps of one shape.
+template <std::floating_point S>
+void add_feature(Workspace<S>& ctx, FeatureMap<const S> src, FeatureMap<S> dst) {
+  copy_or_add_feature(ctx, src, dst, true);
+}
+}  // namespace detail
 
 /// What every block of one UNet shares: its normalisation, activation and time conditioning.
 struct BlockOptions {
@@ -113,6 +123,66 @@ class DownBlock2D {
     }
   }
 
+  /// What backward needs from forward_train.
+  struct Saved {
+    std::vector<typename ResnetBlock2D<S>::Saved> resnets;
+    std::vector<typename AttentionBlock<S>::Saved> attentions;
+    typename Downsample2D<S>::Saved down;
+  };
+
+  /// forward's training form: pushes the same states onto `skips` and keeps what backward needs.
+  void forward_train(Workspace<S>& ctx, FeatureMap<const S> x, const Eigen::Ref<const Matrix>& temb_act,
+                     std::vector<Feature<S>>& skips, Saved& saved, NoiseSource* noise = nullptr) const {
+    saved.resnets.clear();
+    saved.resnets.resize(resnets_.size());
+    saved.attentions.clear();
+    saved.attentions.resize(attentions_.size());
+    FeatureMap<const S> h = x;
+    for (std::size_t i = 0; i < resnets_.size(); ++i) {
+      Feature<S> r = make_feature(ctx, resnets_[i].out_channels(), h.batch, h.height, h.width);
+      resnets_[i].forward_train(ctx, h, temb_act, r.view(), saved.resnets[i], noise);
+      if (attention_) {
+        Feature<S> a = make_feature(ctx, r.map.channels, r.map.batch, r.map.height, r.map.width);
+        attentions_[i].forward_train(ctx, r.cview(), a.view(), saved.attentions[i]);
+        r = std::move(a);
+      }
+      skips.push_back(std::move(r));
+      h = skips.back().cview();
+    }
+    if (downsampler_) {
+      Feature<S> d = make_feature(ctx, h.channels, h.batch, downsampler_->output_height(h.height),
+                                  downsampler_->output_width(h.width));
+      downsampler_->forward_train(ctx, h, d.view(), saved.down);
+      skips.push_back(std::move(d));
+    }
+  }
+
+  /// The backward pass. d_states[j] is the gradient of the j-th state this block pushed, complete for the
+  /// last one (its consumers outside the block added in); the others receive the in-block shares here.
+  /// The gradient of the block's input is added to d_x; dL/d temb_act to d_temb; parameter gradients to grads.
+  void backward(Workspace<S>& ctx, Saved& saved, const Eigen::Ref<const Matrix>& temb_act,
+                std::span<Feature<S>> d_states, FeatureMap<S> d_x, S* d_temb, DownBlock2D& grads) const {
+    std::size_t j = d_states.size() - 1;
+    if (downsampler_) {
+      downsampler_->backward(ctx, saved.down, d_states[j].cview(), d_states[j - 1].view(), true, *grads.downsampler_);
+      --j;
+    }
+    for (std::size_t i = resnets_.size(); i-- > 0; --j) {
+      FeatureMap<const S> cur = d_states[j].cview();
+      Feature<S> da;
+      if (attention_) {
+        da = make_feature(ctx, cur.channels, cur.batch, cur.height, cur.width);
+        attentions_[i].backward(ctx, saved.attentions[i], cur, da.view(), grads.attentions_[i]);
+        cur = da.cview();
+      }
+      FeatureMap<S> target = i > 0 ? d_states[j - 1].view() : d_x;
+      Feature<S> dr = make_feature(ctx, target.channels, target.batch, target.height, target.width);
+      resnets_[i].backward(ctx, saved.resnets[i], temb_act, cur, dr.view(), d_temb, grads.resnets_[i]);
+      detail::add_feature<S>(ctx, dr.cview(), target);
+      if (i == 0) break;
+    }
+  }
+
   /// The number of states forward pushes.
   std::size_t skip_count() const { return resnets_.size() + (downsampler_ ? 1 : 0); }
 
@@ -171,6 +241,8 @@ class UpBlock2D {
 
   bool has_attention() const { return attention_; }
   bool has_upsample() const { return upsampler_.has_value(); }
+  /// The number of skip states forward pops (one per layer).
+  std::size_t skip_count() const { return resnets_.size(); }
   std::vector<ResnetBlock2D<S>>& resnets() { return resnets_; }
   std::vector<AttentionBlock<S>>& attentions() { return attentions_; }
 
@@ -215,6 +287,84 @@ class UpBlock2D {
       h = std::move(u);
     }
     return h;
+  }
+
+  /// What backward needs from forward_train.
+  struct Saved {
+    std::vector<typename ResnetBlock2D<S>::Saved> resnets;
+    std::vector<typename AttentionBlock<S>::Saved> attentions;
+    typename Upsample2D<S>::Saved up;
+    std::vector<Eigen::Index> input_channels;  // channels of each layer's input before the concatenation
+  };
+
+  /// forward's training form (pops the same skip states), keeping what backward needs.
+  Feature<S> forward_train(Workspace<S>& ctx, FeatureMap<const S> x, const Eigen::Ref<const Matrix>& temb_act,
+                           std::vector<Feature<S>>& skips, Saved& saved, NoiseSource* noise = nullptr) const {
+    if (skips.size() < resnets_.size()) {
+      ddpm::detail::throw_invalid_argument("ddpm::nn::UpBlock2D::forward_train: " + std::to_string(skips.size()) +
+                                           " skip states left, but the block needs " +
+                                           std::to_string(resnets_.size()));
+    }
+    saved.resnets.clear();
+    saved.resnets.resize(resnets_.size());
+    saved.attentions.clear();
+    saved.attentions.resize(attentions_.size());
+    saved.input_channels.assign(resnets_.size(), 0);
+    Feature<S> h;
+    for (std::size_t i = 0; i < resnets_.size(); ++i) {
+      const FeatureMap<const S> in = i == 0 ? x : h.cview();
+      saved.input_channels[i] = in.channels;
+      Feature<S> cat = concat_channels<S>(ctx, in, skips.back().cview());
+      skips.pop_back();
+      Feature<S> r = make_feature(ctx, resnets_[i].out_channels(), in.batch, in.height, in.width);
+      resnets_[i].forward_train(ctx, cat.cview(), temb_act, r.view(), saved.resnets[i], noise);
+      cat = Feature<S>{};
+      if (attention_) {
+        Feature<S> a = make_feature(ctx, r.map.channels, r.map.batch, r.map.height, r.map.width);
+        attentions_[i].forward_train(ctx, r.cview(), a.view(), saved.attentions[i]);
+        r = std::move(a);
+      }
+      h = std::move(r);
+    }
+    if (upsampler_) {
+      Feature<S> u = make_feature(ctx, h.map.channels, h.map.batch, 2 * h.map.height, 2 * h.map.width);
+      upsampler_->forward_train(ctx, h.cview(), u.view(), saved.up);
+      h = std::move(u);
+    }
+    return h;
+  }
+
+  /// The backward pass for d_out = dL/d output: writes d_x (=) and adds the skip states' gradients to
+  /// d_skips[top], d_skips[top - 1], ... (the order forward popped them); dL/d temb_act is added to d_temb.
+  void backward(Workspace<S>& ctx, Saved& saved, const Eigen::Ref<const Matrix>& temb_act, FeatureMap<const S> d_out,
+                FeatureMap<S> d_x, std::vector<Feature<S>>& d_skips, std::size_t top, S* d_temb,
+                UpBlock2D& grads) const {
+    Feature<S> du, cur_store;
+    FeatureMap<const S> cur = d_out;
+    if (upsampler_) {
+      du = make_feature(ctx, cur.channels, cur.batch, cur.height / 2, cur.width / 2);
+      upsampler_->backward(ctx, saved.up, cur, du.view(), false, *grads.upsampler_);
+      cur = du.cview();
+    }
+    for (std::size_t i = resnets_.size(); i-- > 0;) {
+      Feature<S> da;
+      if (attention_) {
+        da = make_feature(ctx, cur.channels, cur.batch, cur.height, cur.width);
+        attentions_[i].backward(ctx, saved.attentions[i], cur, da.view(), grads.attentions_[i]);
+        cur = da.cview();
+      }
+      Feature<S> dcat = make_feature(ctx, resnets_[i].in_channels(), cur.batch, cur.height, cur.width);
+      resnets_[i].backward(ctx, saved.resnets[i], temb_act, cur, dcat.view(), d_temb, grads.resnets_[i]);
+      Feature<S> dprev;
+      FeatureMap<S> target = d_x;
+      if (i > 0) {
+        dprev = make_feature(ctx, saved.input_channels[i], cur.batch, cur.height, cur.width);
+        target = dprev.view();
+      }
+      detail::concat_channels_backward(ctx, dcat.cview(), target, false, d_skips[top - i].view(), true);
+      cur_store = std::move(dprev);
+      cur = cur_store.cview();
+    }
   }
 
   /// Visits every parameter (name, PyTorch shape, writable pointer); a change of the weights.
@@ -274,6 +424,40 @@ class UNetMidBlock2D {
   void mark_weights_changed() { for_each_parameter("", [](const Parameter<S>&) {}); }
   /// A copy with zero parameters: the gradients, laid out as the parameters (same names, shapes, order).
   UNetMidBlock2D gradient_like() const { return zeros_like<S>(*this); }
+
+  /// What backward needs from forward_train.
+  struct Saved {
+    typename ResnetBlock2D<S>::Saved r0, r1;
+    typename AttentionBlock<S>::Saved attention;
+  };
+
+  /// forward's training form, keeping what backward needs.
+  Feature<S> forward_train(Workspace<S>& ctx, FeatureMap<const S> x, const Eigen::Ref<const Matrix>& temb_act,
+                           Saved& saved, NoiseSource* noise = nullptr) const {
+    Feature<S> h = make_feature(ctx, x.channels, x.batch, x.height, x.width);
+    resnets_[0].forward_train(ctx, x, temb_act, h.view(), saved.r0, noise);
+    if (attention_) {
+      Feature<S> a = make_feature(ctx, x.channels, x.batch, x.height, x.width);
+      attention_->forward_train(ctx, h.cview(), a.view(), saved.attention);
+      h = std::move(a);
+    }
+    Feature<S> out = make_feature(ctx, x.channels, x.batch, x.height, x.width);
+    resnets_[1].forward_train(ctx, h.cview(), temb_act, out.view(), saved.r1, noise);
+    return out;
+  }
+
+  /// The backward pass: writes d_x (=), adds dL/d temb_act to d_temb and the parameter gradients to grads.
+  void backward(Workspace<S>& ctx, Saved& saved, const Eigen::Ref<const Matrix>& temb_act, FeatureMap<const S> d_out,
+                FeatureMap<S> d_x, S* d_temb, UNetMidBlock2D& grads) const {
+    Feature<S> dh = make_feature(ctx, d_out.channels, d_out.batch, d_out.height, d_out.width);
+    resnets_[1].backward(ctx, saved.r1, temb_act, d_out, dh.view(), d_temb, grads.resnets_[1]);
+    if (attention_) {
+      Feature<S> da = make_feature(ctx, d_out.channels, d_out.batch, d_out.height, d_out.width);
+      attention_->backward(ctx, saved.attention, dh.cview(), da.view(), *grads.attention_);
+      dh = std::move(da);
+    }
+    resnets_[0].backward(ctx, saved.r0, temb_act, dh.cview(), d_x, d_temb, grads.resnets_[0]);
+  }
 
   Feature<S> forward(Workspace<S>& ctx, FeatureMap<const S> x, const Eigen::Ref<const Matrix>& temb_act) const {
     Feature<S> h = make_feature(ctx, x.channels, x.batch, x.height, x.width);
