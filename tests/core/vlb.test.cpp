@@ -267,7 +267,9 @@ TEMPLATE_TEST_CASE("calc_bpd_loop: total = sum over t of the terms + prior, term
     const Tensor<S, 1> vb = ddpm::vb_terms_bpd(sched, VarianceType::learned_range, model(x_t, std::span<const int>(tb)),
                                                x0, x_t, std::span<const int>(tb), Prediction::epsilon, true);
     for (Eigen::Index b = 0; b < N; ++b) {
-      CHECK(r.vb(b, t) == vb(b));
+      // The same arithmetic, but inlined in another context the compiler may contract different products
+      // into FMAs (-O3 -march=native), so the two agree to rounding, not always to the bit.
+      CHECK(close(r.vb(b, t), vb(b), rel_tol<S>, kBitsScale));
       total[static_cast<std::size_t>(b)] += static_cast<double>(vb(b));
     }
   }
