@@ -27,6 +27,53 @@
 
 namespace ddpm::nn {
 
+namespace detail {
+
+/// The arithmetic of GroupNorm::forward on raw weights (Eq. (U2)), parallel over (image, group) jobs; also
+/// stores each job's mean and rstd (rounded to S) at b * groups + g when saved_mean / saved_rstd are not null.
+/// The layer's forward and the training kernels (nn/detail/norm_backward.hpp) both call it, so they give the
+/// same bits. Shapes are the caller's to check.
+template <class S>
+void group_norm_pass(Workspace<S>& ctx, Eigen::Index groups, double eps, const S* weight, const S* bias,
+                     Activation act, const S* scale, const S* shift, FeatureMap<const S> in, FeatureMap<S> out,
+                     S* saved_mean, S* saved_rstd) {
+  const Eigen::Index C = in.channels, per_group = C / groups, hw = in.pixels();
+  using Array = Eigen::Array<S, Eigen::Dynamic, 1>;
+  ctx.parallel_for(in.batch * groups, [&](Eigen::Index begin, Eigen::Index end, int) {
+    for (Eigen::Index job = begin; job < end; ++job) {
+      const Eigen::Index b = job / groups, g = job % groups;
+      const Eigen::Index c0 = g * per_group, c1 = c0 + per_group;
+      // Two passes, each image channel summed in S (short runs) and the runs summed in double.
+      double sum = 0.0;
+      for (Eigen::Index c = c0; c < c1; ++c) sum += Eigen::Map<const Array>(in.image_channel(c, b), hw).sum();
+      const double n = static_cast<double>(per_group * hw);
+      const S mean = static_cast<S>(sum / n);
+      double squares = 0.0;
+      for (Eigen::Index c = c0; c < c1; ++c) {
+        squares += (Eigen::Map<const Array>(in.image_channel(c, b), hw) - mean).square().sum();
+      }
+      const double rstd = 1.0 / std::sqrt(squares / n + eps);
+      if (saved_mean != nullptr) saved_mean[job] = mean;
+      if (saved_rstd != nullptr) saved_rstd[job] = static_cast<S>(rstd);
+      for (Eigen::Index c = c0; c < c1; ++c) {
+        S a = static_cast<S>(weight[c] * rstd);
+        S d = bias[c] - mean * a;
+        if (scale != nullptr) {
+          const S s = S(1) + scale[b * C + c];
+          a *= s;
+          d *= s;
+        }
+        if (shift != nullptr) d += shift[b * C + c];
+        Eigen::Map<Array> y(out.image_channel(c, b), hw);
+        y = Eigen::Map<const Array>(in.image_channel(c, b), hw) * a + d;
+        apply_activation(act, y.data(), hw);
+      }
+    }
+  });
+}
+
+}  // namespace detail
+
 template <std::floating_point S>
 class GroupNorm {
  public:
@@ -92,8 +139,7 @@ class GroupNorm {
                                            std::to_string(out.channels) + ", but both must have " +
                                            std::to_string(channels()) + " and the same shape");
     }
-    const Eigen::Index per_group = channels() / groups_, hw = in.pixels(), C = channels();
-    using Array = Eigen::Array<S, Eigen::Dynamic, 1>;
+    const Eigen::Index C = channels();
     S* saved_mean = nullptr;
     S* saved_rstd = nullptr;
     if (saved != nullptr) {
@@ -116,39 +162,8 @@ class GroupNorm {
       }
       saved->act = act;
     }
-    ctx.parallel_for(in.batch * groups_, [&](Eigen::Index begin, Eigen::Index end, int) {
-      for (Eigen::Index job = begin; job < end; ++job) {
-        const Eigen::Index b = job / groups_, g = job % groups_;
-        const Eigen::Index c0 = g * per_group, c1 = c0 + per_group;
-        // Two passes, each image channel summed in S (short runs) and the runs summed in double.
-        double sum = 0.0;
-        for (Eigen::Index c = c0; c < c1; ++c) sum += Eigen::Map<const Array>(in.image_channel(c, b), hw).sum();
-        const double n = static_cast<double>(per_group * hw);
-        const S mean = static_cast<S>(sum / n);
-        double squares = 0.0;
-        for (Eigen::Index c = c0; c < c1; ++c) {
-          squares += (Eigen::Map<const Array>(in.image_channel(c, b), hw) - mean).square().sum();
-        }
-        const double rstd = 1.0 / std::sqrt(squares / n + eps_);
-        if (saved_mean != nullptr) {
-          saved_mean[job] = mean;
-          saved_rstd[job] = static_cast<S>(rstd);
-        }
-        for (Eigen::Index c = c0; c < c1; ++c) {
-          S a = static_cast<S>(weight_[c] * rstd);
-          S d = bias_[c] - mean * a;
-          if (scale != nullptr) {
-            const S s = S(1) + scale[b * C + c];
-            a *= s;
-            d *= s;
-          }
-          if (shift != nullptr) d += shift[b * C + c];
-          Eigen::Map<Array> y(out.image_channel(c, b), hw);
-          y = Eigen::Map<const Array>(in.image_channel(c, b), hw) * a + d;
-          apply_activation(act, y.data(), hw);
-        }
-      }
-    });
+    detail::group_norm_pass(ctx, groups_, eps_, weight_.data(), bias_.data(), act, scale, shift, in, out, saved_mean,
+                            saved_rstd);
   }
 
   /// GroupNorm (and act) of an NCHW batch, returned as NCHW (a convenience that allocates).

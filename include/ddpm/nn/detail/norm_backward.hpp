@@ -161,45 +161,8 @@ template <class S>
 void group_norm_forward_saved(Context<S>& ctx, const GroupNormArgs<S>& args, FeatureMap<const S> in, FeatureMap<S> out,
                               S* mean_out, S* rstd_out) {
   check_group_norm_args<S>("ddpm::nn::detail::group_norm_forward_saved", args, in, out);
-  const Eigen::Index groups = args.groups, C = in.channels, per_group = C / groups, hw = in.pixels();
-  const Eigen::Index jobs = in.batch * groups;
-  const S* const weight = args.weight;
-  const S* const bias = args.bias;
-  const S* const scale = args.scale;
-  const S* const shift = args.shift;
-  const double eps = args.eps;
-  using Array = Eigen::Array<S, Eigen::Dynamic, 1>;
-  ctx.parallel_for(jobs, [&](Eigen::Index begin, Eigen::Index end, int) {
-    for (Eigen::Index job = begin; job < end; ++job) {
-      const Eigen::Index b = job / groups, g = job % groups;
-      const Eigen::Index c0 = g * per_group, c1 = c0 + per_group;
-      // As GroupNorm::forward: each image channel summed in S, the runs summed in double.
-      double sum = 0.0;
-      for (Eigen::Index c = c0; c < c1; ++c) sum += Eigen::Map<const Array>(in.image_channel(c, b), hw).sum();
-      const double n = static_cast<double>(per_group * hw);
-      const S mean = static_cast<S>(sum / n);
-      double squares = 0.0;
-      for (Eigen::Index c = c0; c < c1; ++c) {
-        squares += (Eigen::Map<const Array>(in.image_channel(c, b), hw) - mean).square().sum();
-      }
-      const double rstd = 1.0 / std::sqrt(squares / n + eps);
-      if (mean_out != nullptr) mean_out[job] = mean;
-      if (rstd_out != nullptr) rstd_out[job] = static_cast<S>(rstd);
-      for (Eigen::Index c = c0; c < c1; ++c) {
-        S a = static_cast<S>(weight[c] * rstd);
-        S d = bias[c] - mean * a;
-        if (scale != nullptr) {
-          const S s = S(1) + scale[b * C + c];
-          a *= s;
-          d *= s;
-        }
-        if (shift != nullptr) d += shift[b * C + c];
-        Eigen::Map<Array> y(out.image_channel(c, b), hw);
-        y = Eigen::Map<const Array>(in.image_channel(c, b), hw) * a + d;
-        apply_activation(args.act, y.data(), hw);
-      }
-    }
-  });
+  group_norm_pass(ctx, args.groups, args.eps, args.weight, args.bias, args.act, args.scale, args.shift, in, out,
+                  mean_out, rstd_out);
 }
 
 /// The backward pass of group_norm_forward_saved (formulas at the top of this header): writes d_x and
