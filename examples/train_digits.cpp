@@ -8,13 +8,16 @@
 // between two real digits (samples must not be copies).
 //
 //   train_digits --data digits.csv.gz [--steps 2000] [--batch 64] [--threads 2] [--seed 0] [--out DIR]
+//                [--eval-every N]
 //
 // The recipe (docs/training.md, "Training a UNet"): UNet2DModel (32, 64) channels, one layer per block,
 // attention at 4x4, 11 class embeddings (10 = the null class), label dropout 0.1; linear betas, T = 1000;
 // AdamW lr 2e-3, betas (0.95, 0.999), weight decay 1e-6, 100 warm-up steps; clip 1.0; EMA (warm-up decay,
 // at most 0.999); DDIM 50 steps with CFG scale 3 from the EMA weights.
 // Writes DIR/unet (save_pretrained, EMA weights), DIR/scheduler/scheduler_config.json, DIR/checkpoint (the
-// resumable training state) and DIR/digits.png (one row per class: samples, then real digits).
+// resumable training state) and DIR/digits.png (one row per class: samples, then real digits). With
+// --eval-every N, the EMA weights are also sampled and scored every N steps (DIR/digits_step<k>.png), outside
+// the training time, which gives the curve of the score against training time.
 
 #include <algorithm>
 #include <chrono>
@@ -124,6 +127,67 @@ void put_digit(ddpm::Image& grid, const float* pixels, int x, int y, int scale) 
   }
 }
 
+// What one evaluation of the EMA weights found.
+struct Evaluation {
+  Batch samples;
+  double classified = 0;  // fraction the 3-NN labels as the class asked for
+  double median_nearest = 0, mean_nearest = 0, min_nearest = 0;
+  double seconds = 0;  // sampling time
+};
+
+// Samples kPerClass digits of every class from `ema` (DDIM 50, x0 clipped, CFG kGuidance with the null class in
+// one doubled batch) from the noise stream `seed` and scores them against the real digits.
+Evaluation evaluate(ddpm::nn::UNet2D<float>& ema, const ddpm::NoiseSchedule<float>& schedule, int threads,
+                    std::uint64_t seed, const examples::KnnClassifier<float>& knn,
+                    const ddpm::io::Digits<float>& digits) {
+  ema.prepare();  // a model whose weights were written (saved, copied) is prepared before a pass
+  ema.set_num_threads(threads);
+  std::vector<int> requested(kClasses * kPerClass);
+  for (int i = 0; i < kClasses * kPerClass; ++i) requested[static_cast<std::size_t>(i)] = i / kPerClass;
+  std::vector<int> doubled_labels(requested.size(), kNullClass);
+  doubled_labels.insert(doubled_labels.end(), requested.begin(), requested.end());
+  auto both = [&](const Batch& x, int t) { return ema(x, t, std::span<const int>(doubled_labels)); };
+  ddpm::BatchedClassifierFreeGuidance guided(both, kGuidance);
+  ddpm::DDIMSampler<float> sampler(schedule, {.num_inference_steps = 50, .clipping = ddpm::Clipping::clip()});
+  ddpm::NoiseSource noise(seed);
+  Batch x_T(kClasses * kPerClass, 1, 8, 8);
+  noise(x_T);
+  Evaluation e;
+  const Clock::time_point start = Clock::now();
+  e.samples = ddpm::sample(sampler, guided, std::move(x_T), noise);
+  e.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  e.classified = knn.accuracy(e.samples, requested);
+  std::vector<double> d;
+  for (const auto& nb : examples::nearest_neighbours(e.samples, digits.images)) d.push_back(nb.distance);
+  e.median_nearest = examples::median(d);
+  e.mean_nearest = std::accumulate(d.begin(), d.end(), 0.0) / static_cast<double>(d.size());
+  e.min_nearest = *std::min_element(d.begin(), d.end());
+  return e;
+}
+
+// The grid: per class, the samples, a gap, real digits of that class.
+void write_grid(const std::string& png, const Batch& samples, const ddpm::io::Digits<float>& digits,
+                const std::string& caption) {
+  constexpr int scale = 4, cell = 8 * scale + 2, gap = 12, top = 16;
+  const int width = kPerClass * cell + gap + kRealPerClass * cell;
+  ddpm::Image grid(width, top + kClasses * cell, 3, 255);
+  examples::draw_text(grid, 2, 2, caption, 1, {0, 0, 0});
+  examples::draw_text(grid, kPerClass * cell + gap, 2, "real", 1, {0, 0, 0});
+  for (int c = 0; c < kClasses; ++c) {
+    for (int j = 0; j < kPerClass; ++j) {
+      put_digit(grid, samples.data() + (c * kPerClass + j) * 64, j * cell + 1, top + c * cell + 1, scale);
+    }
+    int shown = 0;
+    for (std::size_t i = 0; i < digits.labels.size() && shown < kRealPerClass; ++i) {
+      if (digits.labels[i] != c) continue;
+      put_digit(grid, digits.images.data() + static_cast<Eigen::Index>(i) * 64,
+                kPerClass * cell + gap + shown * cell + 1, top + c * cell + 1, scale);
+      ++shown;
+    }
+  }
+  ddpm::write_png(png, grid);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -140,6 +204,7 @@ int main(int argc, char** argv) {
     cli.option("threads", "N", "threads of the training and sampling passes", "2");
     cli.option("seed", "N", "seed of the initial weights, batches, noise and samples", "0");
     cli.option("out", "DIR", "where to write unet/, scheduler/, checkpoint/ and digits.png", "train_digits_out");
+    cli.option("eval-every", "N", "also sample and score the EMA weights every N steps (0: only at the end)", "0");
     cli.flag("smoke", "a quick check: 40 steps of batch 16 (unless --steps/--batch say otherwise)");
     if (!cli.parse(argc, argv)) return 0;
     const bool smoke = cli.has("smoke");
@@ -148,6 +213,7 @@ int main(int argc, char** argv) {
     const int threads = static_cast<int>(cli.get_integer("threads", 1, 1024));
     const std::uint64_t seed = cli.get_u64("seed");
     const std::string out_dir = cli.get("out");
+    const std::int64_t eval_every = cli.get_integer("eval-every", 0, 10000000);
     std::error_code ec;
     fs::create_directories(out_dir, ec);
     if (!fs::is_directory(out_dir)) throw examples::UsageError("--out is \"" + out_dir + "\", but cannot be created");
@@ -180,23 +246,46 @@ int main(int argc, char** argv) {
     ddpm::nn::TrainState<float> state(std::move(model), schedule, options, seed, threads);
     const DigitBatches data{&digits, batch, seed};
 
-    // Training.
+    // Training, with the optional evaluations outside the training time.
     std::vector<double> losses;
     examples::ProgressBar bar("training", steps);
-    const Clock::time_point train_start = Clock::now();
+    double train_s = 0, eval_s = 0;
+    Clock::time_point last = Clock::now();
     ddpm::nn::train(state, data, steps, [&](const ddpm::nn::TrainProgress& p) {
       losses.push_back(p.result.loss);
-      bar.update(p.step);
+      const std::size_t recent = std::min<std::size_t>(losses.size(), 50);
+      const double loss = std::accumulate(losses.end() - static_cast<std::ptrdiff_t>(recent), losses.end(), 0.0) /
+                          static_cast<double>(recent);
+      char note[32];
+      std::snprintf(note, sizeof note, "loss %.4f", loss);
+      bar.update(p.step, note);
+      if (eval_every > 0 && p.step % eval_every == 0 && p.step < steps) {
+        const Clock::time_point now = Clock::now();
+        train_s += std::chrono::duration<double>(now - last).count();
+        ddpm::nn::UNet2D<float> ema = ddpm::nn::ema_model(state);
+        const Evaluation e = evaluate(ema, schedule, threads, seed + 1, knn, digits);
+        const std::string png = out_dir + "/digits_step" + std::to_string(p.step) + ".png";
+        write_grid(png, e.samples, digits, "step " + std::to_string(p.step));
+        std::fprintf(stderr, "%s", "\n");
+        std::printf("eval: step %lld, training time %.1f s, loss %.4f, classified %.3f, nearest/pairwise median "
+                    "%.3f (%s)\n",
+                    static_cast<long long>(p.step), train_s, loss, e.classified,
+                    e.median_nearest / examples::median_pairwise_distance(digits.images), png.c_str());
+        std::fflush(stdout);
+        last = Clock::now();
+        eval_s += std::chrono::duration<double>(last - now).count();
+      }
       return true;
     });
     bar.finish();
-    const double train_s = std::chrono::duration<double>(Clock::now() - train_start).count();
+    train_s += std::chrono::duration<double>(Clock::now() - last).count();
     const std::size_t window = std::max<std::size_t>(1, std::min<std::size_t>(100, losses.size() / 4));
     const double first_loss = std::accumulate(losses.begin(), losses.begin() + window, 0.0) / window;
     const double last_loss = std::accumulate(losses.end() - window, losses.end(), 0.0) / window;
     std::printf("training: %lld steps of batch %lld on %d threads in %.1f s (%.1f ms/step)\n",
                 static_cast<long long>(steps), static_cast<long long>(batch), threads, train_s,
                 1e3 * train_s / static_cast<double>(steps));
+    if (eval_every > 0) std::printf("evaluations during training took %.1f s (not counted above)\n", eval_s);
     std::printf("mean loss of the first %zu steps %.4f, of the last %zu steps %.4f\n", window, first_loss, window,
                 last_loss);
     if (last_loss < first_loss) std::printf("loss fell from %.4f to %.4f\n", first_loss, last_loss);
@@ -210,61 +299,22 @@ int main(int argc, char** argv) {
                 out_dir.c_str());
 
     // Sampling: DDIM 50, x0 clipped, CFG 3 with the null class in one doubled batch.
-    ema.prepare();  // saving walked the weights mutably (a weights-version bump)
-    ema.set_num_threads(threads);
-    std::vector<int> requested(kClasses * kPerClass);
-    for (int i = 0; i < kClasses * kPerClass; ++i) requested[static_cast<std::size_t>(i)] = i / kPerClass;
-    std::vector<int> doubled_labels(requested.size(), kNullClass);
-    doubled_labels.insert(doubled_labels.end(), requested.begin(), requested.end());
-    auto both = [&](const Batch& x, int t) { return ema(x, t, std::span<const int>(doubled_labels)); };
-    ddpm::BatchedClassifierFreeGuidance guided(both, kGuidance);
-    ddpm::DDIMSampler<float> sampler(schedule, {.num_inference_steps = 50, .clipping = ddpm::Clipping::clip()});
-    ddpm::NoiseSource noise(seed + 1);
-    Batch x_T(kClasses * kPerClass, 1, 8, 8);
-    noise(x_T);
-    const Clock::time_point sample_start = Clock::now();
-    const Batch samples = ddpm::sample(sampler, guided, std::move(x_T), noise);
-    const double sample_s = std::chrono::duration<double>(Clock::now() - sample_start).count();
+    const Evaluation e = evaluate(ema, schedule, threads, seed + 1, knn, digits);
 
     // The score.
-    const double classified = knn.accuracy(samples, requested);
-    const std::vector<examples::Neighbour> nearest = examples::nearest_neighbours(samples, digits.images);
-    std::vector<double> d;
-    for (const auto& nb : nearest) d.push_back(nb.distance);
     const double pairwise = examples::median_pairwise_distance(digits.images);
-    const double median_nearest = examples::median(d);
-    const double mean_nearest = std::accumulate(d.begin(), d.end(), 0.0) / static_cast<double>(d.size());
-    std::printf("sampling: %d per class, DDIM 50 with CFG %.0f, in %.1f s\n", kPerClass, kGuidance, sample_s);
+    std::printf("sampling: %d per class, DDIM 50 with CFG %.0f, in %.1f s\n", kPerClass, kGuidance, e.seconds);
     std::printf("classified as their class by the 3-NN: %.3f (its held-out accuracy on real digits: %.3f)\n",
-                classified, knn_accuracy);
+                e.classified, knn_accuracy);
     std::printf("nearest training image: mean %.3f, median %.3f, min %.3f; median distance of two real digits "
                 "%.3f (ratio of medians %.3f)\n",
-                mean_nearest, median_nearest, *std::min_element(d.begin(), d.end()), pairwise,
-                median_nearest / pairwise);
+                e.mean_nearest, e.median_nearest, e.min_nearest, pairwise, e.median_nearest / pairwise);
     std::printf("training time %.1f s\n", train_s);
 
-    // The grid: per class, the samples, a gap, real digits of that class.
-    constexpr int scale = 4, cell = 8 * scale + 2, gap = 12, top = 16;
-    const int width = kPerClass * cell + gap + kRealPerClass * cell;
-    ddpm::Image grid(width, top + kClasses * cell, 3, 255);
-    examples::draw_text(grid, 2, 2, "samples (DDIM 50, CFG 3)", 1, {0, 0, 0});
-    examples::draw_text(grid, kPerClass * cell + gap, 2, "real", 1, {0, 0, 0});
-    for (int c = 0; c < kClasses; ++c) {
-      for (int j = 0; j < kPerClass; ++j) {
-        put_digit(grid, samples.data() + (c * kPerClass + j) * 64, j * cell + 1, top + c * cell + 1, scale);
-      }
-      int shown = 0;
-      for (std::size_t i = 0; i < digits.labels.size() && shown < kRealPerClass; ++i) {
-        if (digits.labels[i] != c) continue;
-        put_digit(grid, digits.images.data() + static_cast<Eigen::Index>(i) * 64,
-                  kPerClass * cell + gap + shown * cell + 1, top + c * cell + 1, scale);
-        ++shown;
-      }
-    }
     const std::string png = out_dir + "/digits.png";
-    ddpm::write_png(png, grid);
-    std::printf("wrote %s (%d x %d pixels: %d classes x %d samples beside %d real digits)\n", png.c_str(), grid.width,
-                grid.height, kClasses, kPerClass, kRealPerClass);
+    write_grid(png, e.samples, digits, "samples (DDIM 50, CFG 3)");
+    std::printf("wrote %s (%d classes x %d samples beside %d real digits)\n", png.c_str(), kClasses, kPerClass,
+                kRealPerClass);
     return 0;
   });
 }

@@ -8,8 +8,11 @@ jobs=$(nproc)
 
 scripts/install-deps.sh clang-14 libclang-rt-14-dev
 
+# The digits file for the train_digits smoke test (Debian's python3-sklearn copy, or that one package's file).
+digits="$(scripts/get-digits.sh)"
+
 echo "== Release build and tests"
-cmake --preset release
+cmake --preset release -DDDPM_DIGITS_DATA="$digits"
 cmake --build --preset release -j "$jobs"
 ctest --preset release -j "$jobs"
 

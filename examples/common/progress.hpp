@@ -37,9 +37,10 @@ class ProgressBar {
   ProgressBar& operator=(const ProgressBar&) = delete;
   ~ProgressBar() { finish(); }
 
-  /// Records that `done` of the total steps are complete.
-  void update(long long done) {
+  /// Records that `done` of the total steps are complete; `note` (e.g. "loss 0.071") is shown after the rate.
+  void update(long long done, std::string note = {}) {
     done_ = std::clamp(done, 0LL, total_);
+    note_ = std::move(note);
     const Clock::time_point now = Clock::now();
     if (interactive_ && (now - last_draw_ >= std::chrono::milliseconds(100) || done_ == total_)) {
       last_draw_ = now;
@@ -71,14 +72,16 @@ class ProgressBar {
       const double eta = rate > 0 ? static_cast<double>(total_ - done_) / rate : 0.0;
       std::snprintf(tail, sizeof tail, "%.1f it/s  ETA %.0f s", rate, eta);
     }
-    std::fprintf(stderr, "%s%s [%s] %lld/%lld  %s%s", interactive_ ? "\r" : "", label_.c_str(), bar.c_str(), done_,
-                 total_, tail, final ? (interactive_ ? "\x1b[K\n" : "\n") : "\x1b[K");
+    std::fprintf(stderr, "%s%s [%s] %lld/%lld  %s%s%s%s", interactive_ ? "\r" : "", label_.c_str(), bar.c_str(),
+                 done_, total_, tail, note_.empty() ? "" : "  ", note_.c_str(),
+                 final ? (interactive_ ? "\x1b[K\n" : "\n") : "\x1b[K");
     std::fflush(stderr);
   }
 
   std::string label_;
   long long total_;
   long long done_ = 0;
+  std::string note_;
   bool interactive_;
   bool finished_ = false;
   Clock::time_point start_, last_draw_;
