@@ -4,15 +4,23 @@
 
 // What the bench_<area> executables share: NCHW shapes from a benchmark's arguments, random tensors, and
 // a STREAM-style triad measured on the same size, so that every elementwise kernel reports the fraction of
-// this machine's memory bandwidth it reaches (counter `triad_fraction`).
+// this machine's memory bandwidth it reaches (counter `triad_fraction`); the FP32 FMA peak for the compute-bound
+// kernels; and (opt-in) a counting heap allocator.
 
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <ctime>
 #include <map>
+#include <thread>
+#include <vector>
+
+#if defined(__AVX512F__) || defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 #include "ddpm/random.hpp"
 #include "ddpm/tensor.hpp"
@@ -114,3 +122,147 @@ inline void BM_FillNormal(benchmark::State& state) {
 }
 
 }  // namespace ddpm_bench
+
+// ------------------------------------------------------------------------------------------------------------
+// The machine's FP32 FMA peak, measured in the same run as the kernels it is compared with.
+
+namespace ddpm_bench {
+
+/// Floating-point operations of `inner` rounds of 16 independent vector FMA chains (acc = acc * a + b; a
+/// multiply and an add each, enough chains to cover the FMA latency on two pipes), in AVX-512 registers when
+/// available, else AVX2 + FMA; 0 when built without FMA.
+inline double fma_chains(long inner) {
+#if defined(__AVX512F__) || defined(__FMA__)
+  constexpr int kChains = 16;
+#if defined(__AVX512F__)
+  using V = __m512;
+  constexpr int kLanes = 16;
+  auto set1 = [](float v) { return _mm512_set1_ps(v); };
+  auto fma = [](V x, V y, V z) { return _mm512_fmadd_ps(x, y, z); };
+#else
+  using V = __m256;
+  constexpr int kLanes = 8;
+  auto set1 = [](float v) { return _mm256_set1_ps(v); };
+  auto fma = [](V x, V y, V z) { return _mm256_fmadd_ps(x, y, z); };
+#endif
+  V acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = set1(1.0f + 0.01f * float(j));
+  const V a = set1(0.999999f), b = set1(1e-7f);
+  for (long i = 0; i < inner; ++i) {
+    for (int j = 0; j < kChains; ++j) acc[j] = fma(acc[j], a, b);
+  }
+  for (int j = 0; j < kChains; ++j) benchmark::DoNotOptimize(acc[j]);
+  return 2.0 * kChains * kLanes * double(inner);
+#else
+  (void)inner;
+  return 0.0;
+#endif
+}
+
+/// The FP32 FMA peak in FLOP/s of `threads` threads running fma_chains at once (wall clock, best of seven
+/// passes of about 0.1 s each; on a shared machine the best pass is the one least disturbed). Measured once
+/// per thread count and cached.
+inline double fma_peak_flops_per_second(int threads) {
+  static std::map<int, double> cache;
+  if (auto it = cache.find(threads); it != cache.end()) return it->second;
+  constexpr long kInner = 1L << 21;  // about 0.1 s on one core at 200 GFLOP/s
+  double best = 0;
+  for (int pass = 0; pass < 7; ++pass) {
+    std::vector<double> flops(static_cast<std::size_t>(threads), 0.0);
+    std::vector<std::thread> pool;
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 1; i < threads; ++i) pool.emplace_back([&flops, i] { flops[static_cast<std::size_t>(i)] = fma_chains(kInner); });
+    flops[0] = fma_chains(kInner);
+    for (std::thread& t : pool) t.join();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double total = 0;
+    for (double f : flops) total += f;
+    best = std::max(best, total / seconds);
+  }
+  return cache[threads] = best;
+}
+
+/// The FMA peak as a benchmark (counter `GFLOP/s`; run it with ->Threads(n) for n threads).
+inline void BM_FmaPeak(benchmark::State& state) {
+  double flops = 0;
+  for (auto _ : state) flops += fma_chains(1L << 16);
+  if (flops == 0) state.SkipWithError("built without FMA");
+  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsRate);
+}
+
+}  // namespace ddpm_bench
+
+// ------------------------------------------------------------------------------------------------------------
+// Heap accounting (opt-in): a translation unit that defines DDPM_BENCH_HEAP_ACCOUNTING before including this
+// header replaces glibc's malloc family by counting wrappers, so that every heap block of the process (Eigen's
+// tensors, std::vector, operator new, the workspace's pool) is counted: live bytes (as malloc_usable_size
+// reports them), their high-water mark since the last reset, and the number of allocations. Define it in one
+// executable's only translation unit; glibc only.
+
+#if defined(DDPM_BENCH_HEAP_ACCOUNTING) && defined(__GLIBC__)
+#include <malloc.h>
+
+#include <atomic>
+
+extern "C" {
+void* __libc_malloc(std::size_t);
+void* __libc_calloc(std::size_t, std::size_t);
+void* __libc_realloc(void*, std::size_t);
+void* __libc_memalign(std::size_t, std::size_t);
+void __libc_free(void*);
+}
+
+namespace ddpm_bench::heap {
+inline std::atomic<long long> live{0}, high{0}, allocations{0};
+inline void* counted(void* p) {
+  if (p != nullptr) {
+    const long long now = live.fetch_add(static_cast<long long>(malloc_usable_size(p)), std::memory_order_relaxed) +
+                          static_cast<long long>(malloc_usable_size(p));
+    long long h = high.load(std::memory_order_relaxed);
+    while (now > h && !high.compare_exchange_weak(h, now, std::memory_order_relaxed)) {
+    }
+    allocations.fetch_add(1, std::memory_order_relaxed);
+  }
+  return p;
+}
+inline void uncounted(void* p) {
+  if (p != nullptr) live.fetch_sub(static_cast<long long>(malloc_usable_size(p)), std::memory_order_relaxed);
+}
+/// Bytes of live heap blocks now.
+inline long long live_bytes() { return live.load(); }
+/// The high-water mark of live bytes since the last reset_high_water().
+inline long long high_water_bytes() { return high.load(); }
+/// Restarts the high-water mark at the live bytes now.
+inline void reset_high_water() { high.store(live.load()); }
+inline long long allocation_count() { return allocations.load(); }
+}  // namespace ddpm_bench::heap
+
+extern "C" void* malloc(std::size_t n) noexcept { return ddpm_bench::heap::counted(__libc_malloc(n)); }
+extern "C" void* calloc(std::size_t n, std::size_t size) noexcept {
+  return ddpm_bench::heap::counted(__libc_calloc(n, size));
+}
+extern "C" void* realloc(void* p, std::size_t n) noexcept {
+  ddpm_bench::heap::uncounted(p);
+  void* q = __libc_realloc(p, n);
+  if (q == nullptr && n != 0 && p != nullptr) {
+    ddpm_bench::heap::counted(p);  // the old block is still there
+    return q;
+  }
+  return ddpm_bench::heap::counted(q);
+}
+extern "C" void* memalign(std::size_t alignment, std::size_t n) noexcept {
+  return ddpm_bench::heap::counted(__libc_memalign(alignment, n));
+}
+extern "C" void* aligned_alloc(std::size_t alignment, std::size_t n) noexcept {
+  return ddpm_bench::heap::counted(__libc_memalign(alignment, n));
+}
+extern "C" int posix_memalign(void** p, std::size_t alignment, std::size_t n) noexcept {
+  *p = ddpm_bench::heap::counted(__libc_memalign(alignment, n));
+  return *p != nullptr ? 0 : 12;  // ENOMEM
+}
+extern "C" void free(void* p) noexcept {
+  ddpm_bench::heap::uncounted(p);
+  __libc_free(p);
+}
+#define DDPM_BENCH_HAS_HEAP_ACCOUNTING 1
+#endif
