@@ -4,8 +4,9 @@
 
 // Which training timesteps a sampler visits: diffusers' three spacings (leading, trailing, linspace) with
 // NumPy's arithmetic reproduced exactly, a validated user list, and the noise-level (sigma) grids of the
-// sigma-space samplers: Karras et al.'s rho-ramp and the log-sigma interpolation back to a timestep.
-//                                                                  [docs/samplers.md, Eqs. (S4)-(S6)]
+// sigma-space samplers: Karras et al.'s rho-ramp, the exponential and polyexponential ramps, and the
+// log-sigma interpolation back to a timestep. samplers/grid.hpp combines them as a sampler's options ask.
+//                                                          [docs/samplers.md, Eqs. (S4)-(S6), (S18), (S19)]
 
 #include <cmath>
 #include <string>
@@ -134,6 +135,59 @@ inline std::vector<double> karras_sigmas(double sigma_min, double sigma_max, int
     // NumPy's linspace(0, 1, N) for the ramp, as diffusers and k-diffusion use.
     const double ramp = N > 1 ? (i == N - 1 ? 1.0 : i * (1.0 / (N - 1))) : 0.0;
     sigmas[static_cast<std::size_t>(i)] = std::pow(hi + ramp * (lo - hi), rho);
+  }
+  return sigmas;
+}
+
+namespace detail {
+
+inline void check_sigma_ramp(const char* fn, double sigma_min, double sigma_max, int N, double rho) {
+  const std::string f = fn;
+  if (N < 1) throw_invalid_argument(f + ": N is " + std::to_string(N) + ", but must be >= 1");
+  if (!(std::isfinite(rho) && rho > 0.0)) {
+    throw_invalid_argument(f + ": rho is " + std::to_string(rho) + ", but must be finite and > 0");
+  }
+  if (!(sigma_min > 0.0 && sigma_min <= sigma_max && std::isfinite(sigma_max))) {
+    throw_invalid_argument(f + ": sigma_min is " + std::to_string(sigma_min) + " and sigma_max " +
+                           std::to_string(sigma_max) + ", but must satisfy 0 < sigma_min <= sigma_max < inf");
+  }
+}
+
+/// NumPy's linspace(start, stop, N)[i]: start + i * ((stop - start) / (N - 1)), the last value exactly stop.
+inline double linspace_at(double start, double stop, int N, int i) {
+  if (N == 1) return start;
+  if (i == N - 1) return stop;
+  return start + i * ((stop - start) / (N - 1));
+}
+
+}  // namespace detail
+
+/// Noise levels evenly spaced in log sigma (diffusers' `use_exponential_sigmas`, k-diffusion's
+/// get_sigmas_exponential without its appended 0):                                [docs/samplers.md, Eq. (S18)]
+///   sigma_i = exp(log sigma_max + i / (N - 1) (log sigma_min - log sigma_max)),  i = 0..N-1
+/// with NumPy's linspace arithmetic (N = 1 gives sigma_max).
+/// Throws ddpm::invalid_argument if N < 1 or not 0 < sigma_min <= sigma_max < inf.
+inline std::vector<double> exponential_sigmas(double sigma_min, double sigma_max, int N) {
+  detail::check_sigma_ramp("ddpm::exponential_sigmas", sigma_min, sigma_max, N, 1.0);
+  const double lo = std::log(sigma_min), hi = std::log(sigma_max);
+  std::vector<double> sigmas(static_cast<std::size_t>(N));
+  for (int i = 0; i < N; ++i) sigmas[static_cast<std::size_t>(i)] = std::exp(detail::linspace_at(hi, lo, N, i));
+  return sigmas;
+}
+
+/// k-diffusion's polyexponential noise levels (get_sigmas_polyexponential without its appended 0), rho = 1
+/// by default (which is exponential_sigmas):                                    [docs/samplers.md, Eq. (S19)]
+///   r_i = (1 - i / (N - 1))^rho,   sigma_i = exp(r_i (log sigma_max - log sigma_min) + log sigma_min)
+/// with NumPy's linspace arithmetic for 1 - i / (N - 1) (N = 1 gives sigma_max); k-diffusion's
+/// torch.linspace may differ in the last bit.
+/// Throws ddpm::invalid_argument if N < 1, rho <= 0, or not 0 < sigma_min <= sigma_max < inf.
+inline std::vector<double> polyexponential_sigmas(double sigma_min, double sigma_max, int N, double rho = 1.0) {
+  detail::check_sigma_ramp("ddpm::polyexponential_sigmas", sigma_min, sigma_max, N, rho);
+  const double lo = std::log(sigma_min), hi = std::log(sigma_max);
+  std::vector<double> sigmas(static_cast<std::size_t>(N));
+  for (int i = 0; i < N; ++i) {
+    const double r = std::pow(detail::linspace_at(1.0, 0.0, N, i), rho);
+    sigmas[static_cast<std::size_t>(i)] = std::exp(r * (hi - lo) + lo);
   }
   return sigmas;
 }

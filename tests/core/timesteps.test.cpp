@@ -174,3 +174,40 @@ TEST_CASE("karras_sigmas and sigma_to_timestep match the reference", "[samplers]
   CHECK_THROWS_AS(ddpm::sigma_to_timestep({1.0}, 1.0), ddpm::invalid_argument);
   CHECK_THROWS_AS(ddpm::sigma_to_timestep(table, 0.0), ddpm::invalid_argument);
 }
+
+TEST_CASE("exponential_sigmas and polyexponential_sigmas: the closed forms", "[samplers][timesteps]") {
+  // Eq. (S18): evenly spaced in log sigma; Eq. (S19): exp((1 - i / (N - 1))^rho (log max - log min) + log min).
+  const double lo = 0.0292, hi = 14.6146;
+  for (int N : {1, 2, 7, 30}) {
+    INFO("N = " << N);
+    const auto e = ddpm::exponential_sigmas(lo, hi, N);
+    const auto p1 = ddpm::polyexponential_sigmas(lo, hi, N);
+    const auto p3 = ddpm::polyexponential_sigmas(lo, hi, N, 3.0);
+    REQUIRE(e.size() == static_cast<std::size_t>(N));
+    for (int i = 0; i < N; ++i) {
+      const long double u = N > 1 ? static_cast<long double>(i) / (N - 1) : 0.0L;
+      const long double log_e = std::log(static_cast<long double>(hi)) +
+                                u * (std::log(static_cast<long double>(lo)) - std::log(static_cast<long double>(hi)));
+      const long double r = std::pow(1.0L - u, 3.0L);
+      const long double log_p3 = r * (std::log(static_cast<long double>(hi)) - std::log(static_cast<long double>(lo))) +
+                                 std::log(static_cast<long double>(lo));
+      // A few roundings of logs of magnitude < 4: 1e-14 relative.
+      CHECK(e[static_cast<std::size_t>(i)] == Approx(static_cast<double>(std::exp(log_e))).epsilon(1e-14));
+      CHECK(p1[static_cast<std::size_t>(i)] == Approx(static_cast<double>(std::exp(log_e))).epsilon(1e-14));
+      CHECK(p3[static_cast<std::size_t>(i)] == Approx(static_cast<double>(std::exp(log_p3))).epsilon(1e-14));
+    }
+    CHECK(e.front() == Approx(hi).epsilon(1e-15));
+    CHECK(e.back() == Approx(N > 1 ? lo : hi).epsilon(1e-15));
+    for (std::size_t i = 1; i < e.size(); ++i) CHECK(e[i] < e[i - 1]);
+  }
+  // Constant ratio between neighbours: the exponential grid is geometric.
+  const auto g = ddpm::exponential_sigmas(0.5, 8.0, 5);  // 8, 4, 2, 1, 0.5
+  for (std::size_t i = 0; i < g.size(); ++i) CHECK(g[i] == Approx(8.0 / std::pow(2.0, static_cast<double>(i))).epsilon(1e-15));
+
+  CHECK_THROWS_AS(ddpm::exponential_sigmas(0.0, 1.0, 5), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::exponential_sigmas(2.0, 1.0, 5), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::exponential_sigmas(0.1, INFINITY, 5), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::exponential_sigmas(0.1, 1.0, 0), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::polyexponential_sigmas(0.1, 1.0, 5, 0.0), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::polyexponential_sigmas(0.1, 1.0, 5, NAN), ddpm::invalid_argument);
+}

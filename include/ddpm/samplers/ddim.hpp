@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "ddpm/predictor.hpp"
-#include "ddpm/samplers/common.hpp"
+#include "ddpm/samplers/detail/sampler_base.hpp"
+#include "ddpm/samplers/grid.hpp"
+#include "ddpm/samplers/sampler.hpp"
 #include "ddpm/schedule.hpp"
 #include "ddpm/tensor.hpp"
 #include "ddpm/timesteps.hpp"
@@ -22,11 +24,10 @@ namespace ddpm {
 
 /// Options of DDIMSampler (diffusers' DDIMScheduler config, set_timesteps and step arguments).
 struct DDIMOptions {
+  /// The timestep choice of GridOptions (Eq. (S4)): N, spacing, offset, or an explicit list.
   int num_inference_steps = 50;
   TimestepSpacing timestep_spacing = TimestepSpacing::leading;
-  /// Added to every timestep of leading spacing (Stable Diffusion uses 1).
   int steps_offset = 0;
-  /// If not empty: the timesteps to visit, strictly decreasing, replacing the three options above.
   std::vector<int> timesteps = {};
   /// Noise weight in [0, 1]: 0 is deterministic DDIM, 1 has DDPM's posterior variance.
   double eta = 0.0;
@@ -37,6 +38,14 @@ struct DDIMOptions {
   /// With bounds, re-derive eps from the bounded x0 (improved-diffusion always does; diffusers' step
   /// argument of the same name defaults to false). No effect without bounds.
   bool use_clipped_model_output = true;
+
+  /// The grid fields as GridOptions.
+  GridOptions grid() const {
+    return {.num_inference_steps = num_inference_steps,
+            .timestep_spacing = timestep_spacing,
+            .steps_offset = steps_offset,
+            .timesteps = timesteps};
+  }
 };
 
 /// The DDIM sampler.                                                           [docs/samplers.md, Eq. (S9)]
@@ -64,11 +73,7 @@ class DDIMSampler : public detail::SamplerBase<DDIMSampler<S>, S> {
       detail::throw_invalid_argument(std::string(fn) + ": eta is " + std::to_string(options_.eta) +
                                      ", but must be in [0, 1]");
     }
-    const int T = this->schedule_.num_steps();
-    this->timesteps_ = options_.timesteps.empty()
-                           ? spaced_timesteps(T, options_.num_inference_steps, options_.timestep_spacing,
-                                              options_.steps_offset)
-                           : checked_timesteps(T, options_.timesteps);
+    this->timesteps_ = make_grid(this->schedule_, options_.grid(), fn).timesteps;
     detail::check_clipping(fn, options_.clipping);
   }
 

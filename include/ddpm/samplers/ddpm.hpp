@@ -13,7 +13,9 @@
 
 #include "ddpm/posterior.hpp"
 #include "ddpm/predictor.hpp"
-#include "ddpm/samplers/common.hpp"
+#include "ddpm/samplers/detail/sampler_base.hpp"
+#include "ddpm/samplers/grid.hpp"
+#include "ddpm/samplers/sampler.hpp"
 #include "ddpm/schedule.hpp"
 #include "ddpm/tensor.hpp"
 #include "ddpm/timesteps.hpp"
@@ -24,14 +26,21 @@ namespace ddpm {
 struct DDPMOptions {
   /// N, the number of steps; 0 means every training timestep (N = T).
   int num_inference_steps = 0;
+  /// The timestep choice of GridOptions (Eq. (S4)): spacing, offset, or an explicit list.
   TimestepSpacing timestep_spacing = TimestepSpacing::leading;
-  /// Added to every timestep of leading spacing (Stable Diffusion uses 1).
   int steps_offset = 0;
-  /// If not empty: the timesteps to visit, strictly decreasing, replacing the three options above.
   std::vector<int> timesteps = {};
   VarianceType variance_type = VarianceType::fixed_small;
   /// Bounds on the predicted x0 (diffusers' clip_sample / thresholding). Default: none.
   Clipping clipping = {};
+
+  /// The grid fields as GridOptions (N = 0 is left for the sampler to resolve to T).
+  GridOptions grid() const {
+    return {.num_inference_steps = num_inference_steps,
+            .timestep_spacing = timestep_spacing,
+            .steps_offset = steps_offset,
+            .timesteps = timesteps};
+  }
 };
 
 /// The DDPM ancestral sampler.                                              [docs/samplers.md, Eq. (S7)]
@@ -50,17 +59,13 @@ class DDPMSampler : public detail::SamplerBase<DDPMSampler<S>, S> {
 
  public:
   /// Throws ddpm::invalid_argument for N outside [1, T] (or 0 for T), a bad spacing/offset or timestep
-  /// list (see spaced_timesteps, checked_timesteps), or bad clipping options.
+  /// list (see make_grid), or bad clipping options.
   explicit DDPMSampler(NoiseSchedule<S> schedule, DDPMOptions options = {})
       : Base(std::move(schedule)), options_(std::move(options)) {
     const char* fn = "ddpm::DDPMSampler";
-    const int T = this->schedule_.num_steps();
-    if (!options_.timesteps.empty()) {
-      this->timesteps_ = checked_timesteps(T, options_.timesteps);
-    } else {
-      const int N = options_.num_inference_steps == 0 ? T : options_.num_inference_steps;
-      this->timesteps_ = spaced_timesteps(T, N, options_.timestep_spacing, options_.steps_offset);
-    }
+    GridOptions grid = options_.grid();
+    if (grid.num_inference_steps == 0) grid.num_inference_steps = this->schedule_.num_steps();
+    this->timesteps_ = make_grid(this->schedule_, grid, fn).timesteps;
     detail::check_clipping(fn, options_.clipping);
     switch (options_.variance_type) {
       case VarianceType::fixed_small: case VarianceType::fixed_small_log: case VarianceType::fixed_large:

@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "ddpm/predictor.hpp"
-#include "ddpm/samplers/common.hpp"
+#include "ddpm/samplers/detail/sampler_base.hpp"
+#include "ddpm/samplers/grid.hpp"
+#include "ddpm/samplers/sampler.hpp"
 #include "ddpm/schedule.hpp"
 #include "ddpm/tensor.hpp"
 #include "ddpm/timesteps.hpp"
@@ -27,28 +29,45 @@ enum class SolverType { midpoint, heun };
 /// Options of DPMSolverMultistepSampler (diffusers' DPMSolverMultistepScheduler with algorithm_type
 /// "dpmsolver++").
 struct DPMSolverOptions {
+  /// The timestep choice of GridOptions: N, spacing (linspace and leading place N + 1 points and drop the
+  /// smallest, as the solver ends at sigma = 0 instead; trailing places N), offset, or an explicit list.
   int num_inference_steps = 20;
-  /// linspace and leading place N + 1 points and drop the smallest (the solver ends at sigma = 0 instead);
-  /// trailing places N. See DPMSolverMultistepSampler.
   TimestepSpacing timestep_spacing = TimestepSpacing::linspace;
   int steps_offset = 0;
-  /// If not empty: the timesteps to visit, strictly decreasing, replacing the three options above.
   std::vector<int> timesteps = {};
   /// 1 (DPM-Solver++ 1, i.e. DDIM) or 2 (2M).
   int solver_order = 2;
   SolverType solver_type = SolverType::midpoint;
   /// Use first order for the last step when N < 15 (always when the last sigma is 0).
   bool lower_order_final = true;
-  /// Karras et al.'s rho = 7 sigmas from sigma[T-1] down to sigma[0]; the model sees the nearest timestep.
+  /// Karras et al.'s rho = 7 sigmas from sigma[T-1] down to sigma[0] (diffusers' name for
+  /// sigma_spacing = SigmaSpacing::karras); the model sees the nearest timestep.
   bool use_karras_sigmas = false;
+  /// The noise levels (GridOptions): a ramp from sigma[T-1] down to sigma[0], or an explicit list.
+  SigmaSpacing sigma_spacing = SigmaSpacing::timesteps;
+  std::vector<double> sigmas = {};
   FinalSigma final_sigma = FinalSigma::zero;
   /// Bounds on the predicted x0 (diffusers has thresholding here). Default: none.
   Clipping clipping = {};
+
+  /// The grid fields as GridOptions, with DPMSolverMultistepScheduler's semantics (N + 1 points for
+  /// linspace and leading, ramps over the whole training range).
+  GridOptions grid() const {
+    return {.num_inference_steps = num_inference_steps,
+            .timestep_spacing = timestep_spacing,
+            .steps_offset = steps_offset,
+            .drop_final_timestep = true,
+            .timesteps = timesteps,
+            .sigma_spacing = use_karras_sigmas ? SigmaSpacing::karras : sigma_spacing,
+            .sigma_ends = SigmaEnds::training,
+            .sigmas = sigmas,
+            .final_sigma = final_sigma};
+  }
 };
 
 /// DPM-Solver++(2M).                                                     [docs/samplers.md, Eqs. (S11)-(S12)]
-/// With sigma_i the noise levels (sigma[t] of Eq. (12) of docs/math.md at the visited timesteps, or the
-/// Karras sigmas), followed by the final sigma, and for each noise level
+/// With sigma_i the noise levels (sigma[t] of Eq. (12) of docs/math.md at the visited timesteps, a sigma
+/// ramp or a given list; see make_grid), followed by the final sigma, and for each noise level
 ///   alpha = 1 / sqrt(1 + sigma^2),  sigma_vp = sigma alpha,  lambda = log(alpha / sigma_vp) = -log sigma,
 /// step i from sigma_i to sigma_{i+1} with h = lambda_{i+1} - lambda_i and D0 = x0_i (the prediction
 /// converted to x0 at alpha_bar = alpha_i^2 and bounded):
@@ -71,12 +90,11 @@ class DPMSolverMultistepSampler : public detail::SamplerBase<DPMSolverMultistepS
   friend Base;
 
  public:
-  /// Throws ddpm::invalid_argument if N is outside [1, T], solver_order is not 1 or 2, Karras sigmas are
-  /// combined with a timestep list, or the spacing/offset, timestep list or clipping options are bad.
+  /// Throws ddpm::invalid_argument if N is outside [1, T], solver_order is not 1 or 2, or the grid
+  /// options (see make_grid) or clipping options are bad.
   explicit DPMSolverMultistepSampler(NoiseSchedule<S> schedule, DPMSolverOptions options = {})
       : Base(std::move(schedule)), options_(std::move(options)) {
     const char* fn = "ddpm::DPMSolverMultistepSampler";
-    const int T = this->schedule_.num_steps();
     if (options_.solver_order != 1 && options_.solver_order != 2) {
       detail::throw_invalid_argument(std::string(fn) + ": solver_order is " + std::to_string(options_.solver_order) +
                                      ", but must be 1 or 2");
@@ -87,38 +105,10 @@ class DPMSolverMultistepSampler : public detail::SamplerBase<DPMSolverMultistepS
                                      ", but must be SolverType::midpoint or heun");
     }
     detail::check_clipping(fn, options_.clipping);
-    const std::vector<double> table = detail::sigma_table(this->schedule_);
-    if (!options_.timesteps.empty()) {
-      if (options_.use_karras_sigmas) {
-        detail::throw_invalid_argument(std::string(fn) +
-                                       ": use_karras_sigmas is true, but Karras sigmas choose their own timesteps; "
-                                       "leave timesteps empty");
-      }
-      this->timesteps_ = checked_timesteps(T, options_.timesteps);
-    } else {
-      const int N = options_.num_inference_steps;
-      if (N < 1 || N > T) {
-        detail::throw_invalid_argument(std::string(fn) + ": num_inference_steps is " + std::to_string(N) +
-                                       ", but must be in [1, " + std::to_string(T) + "] (T)");
-      }
-      if (options_.use_karras_sigmas) {
-        if (T < 2) {
-          detail::throw_invalid_argument(std::string(fn) + ": use_karras_sigmas needs T >= 2, but T is " +
-                                         std::to_string(T));
-        }
-        sigmas_ = karras_sigmas(table.front(), table.back(), N);
-        this->timesteps_.resize(sigmas_.size());
-        for (std::size_t k = 0; k < sigmas_.size(); ++k) {
-          this->timesteps_[k] = static_cast<int>(std::nearbyint(sigma_to_timestep(table, sigmas_[k])));
-        }
-      } else {
-        this->timesteps_ = dpm_timesteps(T, N, options_.timestep_spacing, options_.steps_offset);
-      }
-    }
-    if (sigmas_.empty()) {
-      for (int t : this->timesteps_) sigmas_.push_back(table[static_cast<std::size_t>(t)]);
-    }
-    sigmas_.push_back(options_.final_sigma == FinalSigma::zero ? 0.0 : table.front());
+    detail::check_karras_flag(fn, options_.use_karras_sigmas, options_.sigma_spacing);
+    Grid grid = make_grid(this->schedule_, options_.grid(), fn);
+    this->timesteps_ = std::move(grid.timesteps);
+    sigmas_ = std::move(grid.sigmas);
   }
 
   const DPMSolverOptions& options() const { return options_; }
@@ -130,12 +120,7 @@ class DPMSolverMultistepSampler : public detail::SamplerBase<DPMSolverMultistepS
   /// The timesteps of diffusers' DPMSolverMultistepScheduler for N steps (see the class comment).
   /// Throws ddpm::invalid_argument as spaced_timesteps.
   static std::vector<int> dpm_timesteps(int T, int N, TimestepSpacing spacing, int steps_offset = 0) {
-    if (spacing == TimestepSpacing::trailing) return spaced_timesteps(T, N, spacing, steps_offset);
-    if (N >= 1 && N + 1 > T) return spaced_timesteps(T, N, TimestepSpacing::trailing);
-    // N + 1 points, the smallest dropped
-    std::vector<int> ts = spaced_timesteps(T, N + 1, spacing, steps_offset);
-    ts.pop_back();
-    return ts;
+    return detail::grid_timesteps(T, N, spacing, steps_offset, /*drop_final=*/true);
   }
 
  private:

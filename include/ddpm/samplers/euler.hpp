@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "ddpm/predictor.hpp"
-#include "ddpm/samplers/common.hpp"
+#include "ddpm/samplers/detail/sampler_base.hpp"
+#include "ddpm/samplers/grid.hpp"
+#include "ddpm/samplers/sampler.hpp"
 #include "ddpm/schedule.hpp"
 #include "ddpm/tensor.hpp"
 #include "ddpm/timesteps.hpp"
@@ -25,14 +27,18 @@ namespace ddpm {
 /// Options of EulerSampler and EulerAncestralSampler (diffusers' EulerDiscreteScheduler and
 /// EulerAncestralDiscreteScheduler).
 struct EulerOptions {
+  /// The timestep choice of GridOptions (Eq. (S4)): N, spacing, offset, or an explicit list.
   int num_inference_steps = 50;
   TimestepSpacing timestep_spacing = TimestepSpacing::linspace;
   int steps_offset = 0;
-  /// If not empty: the timesteps to visit, strictly decreasing, replacing the three options above.
   std::vector<int> timesteps = {};
-  /// Karras et al.'s rho = 7 sigmas between the sigmas of the first and last spaced timesteps; the model
-  /// sees the nearest timestep of each.
+  /// Karras et al.'s rho = 7 sigmas between the sigmas of the first and last spaced timesteps (diffusers'
+  /// name for sigma_spacing = SigmaSpacing::karras); the model sees the nearest timestep of each.
   bool use_karras_sigmas = false;
+  /// The noise levels (GridOptions): a ramp between the sigmas of the first and last spaced timesteps, or
+  /// an explicit list.
+  SigmaSpacing sigma_spacing = SigmaSpacing::timesteps;
+  std::vector<double> sigmas = {};
   FinalSigma final_sigma = FinalSigma::zero;
   /// Bounds on the predicted x0 (not in diffusers' Euler). Default: none.
   Clipping clipping = {};
@@ -45,49 +51,24 @@ struct EulerOptions {
   double s_tmin = 0.0;
   double s_tmax = std::numeric_limits<double>::infinity();
   double s_noise = 1.0;
-};
 
-namespace detail {
-
-/// The timesteps and sigmas (N + 1, the last the final sigma) of an Euler run.
-struct SigmaGrid {
-  std::vector<int> timesteps;
-  std::vector<double> sigmas;
-};
-
-template <class S>
-SigmaGrid euler_grid(const char* fn, const NoiseSchedule<S>& schedule, const EulerOptions& o) {
-  const int T = schedule.num_steps();
-  check_clipping(fn, o.clipping);
-  const std::vector<double> table = sigma_table(schedule);
-  SigmaGrid g;
-  if (!o.timesteps.empty()) {
-    if (o.use_karras_sigmas) {
-      throw_invalid_argument(std::string(fn) +
-                             ": use_karras_sigmas is true, but Karras sigmas choose their own timesteps; leave "
-                             "timesteps empty");
-    }
-    g.timesteps = checked_timesteps(T, o.timesteps);
-  } else {
-    g.timesteps = spaced_timesteps(T, o.num_inference_steps, o.timestep_spacing, o.steps_offset);
+  /// The grid fields as GridOptions, with EulerDiscreteScheduler's semantics (ramps between the sigmas of
+  /// the spaced timesteps).
+  GridOptions grid() const {
+    return {.num_inference_steps = num_inference_steps,
+            .timestep_spacing = timestep_spacing,
+            .steps_offset = steps_offset,
+            .timesteps = timesteps,
+            .sigma_spacing = use_karras_sigmas ? SigmaSpacing::karras : sigma_spacing,
+            .sigma_ends = SigmaEnds::spaced,
+            .sigmas = sigmas,
+            .final_sigma = final_sigma};
   }
-  for (int t : g.timesteps) g.sigmas.push_back(table[static_cast<std::size_t>(t)]);
-  if (o.use_karras_sigmas) {
-    if (T < 2) throw_invalid_argument(std::string(fn) + ": use_karras_sigmas needs T >= 2, but T is " + std::to_string(T));
-    g.sigmas = karras_sigmas(g.sigmas.back(), g.sigmas.front(), static_cast<int>(g.sigmas.size()));
-    for (std::size_t k = 0; k < g.sigmas.size(); ++k) {
-      g.timesteps[k] = static_cast<int>(std::nearbyint(sigma_to_timestep(table, g.sigmas[k])));
-    }
-  }
-  g.sigmas.push_back(o.final_sigma == FinalSigma::zero ? 0.0 : table.front());
-  return g;
-}
-
-}  // namespace detail
+};
 
 /// The Euler sampler (deterministic).                                          [docs/samplers.md, Eq. (S13)]
-/// With sigma_i the noise level of step i (sigma[t] of Eq. (12) of docs/math.md at timesteps()[i], or the
-/// Karras sigmas) and sigma_N the final sigma, step i takes the variance-preserving x_t to
+/// With sigma_i the noise level of step i (sigma[t] of Eq. (12) of docs/math.md at timesteps()[i], a sigma
+/// ramp or a given list; see make_grid) and sigma_N the final sigma, step i takes the variance-preserving x_t to
 ///   x_ve = sqrt(1 + sigma_i^2) x,   d = (x_ve - x0) / sigma_i,   x_ve <- x_ve + (sigma_{i+1} - sigma_i) d,
 ///   x <- x_ve / sqrt(1 + sigma_{i+1}^2)
 /// with x0 the prediction converted at alpha_bar = 1 / (1 + sigma_i^2) and bounded. This is diffusers'
@@ -103,14 +84,16 @@ class EulerSampler : public detail::SamplerBase<EulerSampler<S>, S> {
   friend Base;
 
  public:
-  /// Throws ddpm::invalid_argument if N is outside [1, T], Karras sigmas are combined with a timestep
-  /// list, or the spacing/offset, timestep list or clipping options are bad.
+  /// Throws ddpm::invalid_argument if the grid options (see make_grid), the clipping or the churn options
+  /// are bad.
   explicit EulerSampler(NoiseSchedule<S> schedule, EulerOptions options = {})
       : Base(std::move(schedule)), options_(std::move(options)) {
     const char* fn = "ddpm::EulerSampler";
-    detail::SigmaGrid g = detail::euler_grid(fn, this->schedule_, options_);
-    this->timesteps_ = std::move(g.timesteps);
-    sigmas_ = std::move(g.sigmas);
+    detail::check_clipping(fn, options_.clipping);
+    detail::check_karras_flag(fn, options_.use_karras_sigmas, options_.sigma_spacing);
+    Grid grid = make_grid(this->schedule_, options_.grid(), fn);
+    this->timesteps_ = std::move(grid.timesteps);
+    sigmas_ = std::move(grid.sigmas);
     auto fail = [fn](const std::string& what) { detail::throw_invalid_argument(std::string(fn) + ": " + what); };
     if (!(std::isfinite(options_.s_churn) && options_.s_churn >= 0.0)) {
       fail("s_churn is " + std::to_string(options_.s_churn) + ", but must be finite and >= 0");

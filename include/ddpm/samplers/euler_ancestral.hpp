@@ -13,8 +13,10 @@
 #include <vector>
 
 #include "ddpm/predictor.hpp"
-#include "ddpm/samplers/common.hpp"
+#include "ddpm/samplers/detail/sampler_base.hpp"
+#include "ddpm/samplers/sampler.hpp"
 #include "ddpm/samplers/euler.hpp"
+#include "ddpm/samplers/grid.hpp"
 #include "ddpm/schedule.hpp"
 #include "ddpm/tensor.hpp"
 #include "ddpm/timesteps.hpp"
@@ -37,13 +39,16 @@ class EulerAncestralSampler : public detail::SamplerBase<EulerAncestralSampler<S
   /// Throws as EulerSampler's constructor.
   explicit EulerAncestralSampler(NoiseSchedule<S> schedule, EulerOptions options = {})
       : Base(std::move(schedule)), options_(std::move(options)) {
-    detail::SigmaGrid g = detail::euler_grid("ddpm::EulerAncestralSampler", this->schedule_, options_);
+    const char* fn = "ddpm::EulerAncestralSampler";
+    detail::check_clipping(fn, options_.clipping);
+    detail::check_karras_flag(fn, options_.use_karras_sigmas, options_.sigma_spacing);
+    Grid grid = make_grid(this->schedule_, options_.grid(), fn);
     if (options_.s_churn != 0.0) {
       detail::throw_invalid_argument("ddpm::EulerAncestralSampler: s_churn is " + std::to_string(options_.s_churn) +
                                      ", but must be 0: churn is an option of EulerSampler only");
     }
-    this->timesteps_ = std::move(g.timesteps);
-    sigmas_ = std::move(g.sigmas);
+    this->timesteps_ = std::move(grid.timesteps);
+    sigmas_ = std::move(grid.sigmas);
   }
 
   const EulerOptions& options() const { return options_; }

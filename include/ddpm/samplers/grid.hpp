@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+#pragma once
+
+// The grid of a sampling run: the training timesteps the model is called with and, for the sigma-space
+// samplers, the noise levels the solver steps through. Every sampler builds its grid with make_grid from
+// one GridOptions, so the spacings, offsets, explicit lists and sigma ramps are implemented once; a
+// sampler's options struct names the fields as diffusers does and converts to GridOptions.
+//                                                 [docs/samplers.md, Eqs. (S4)-(S6), (S12), (S18), (S19)]
+
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ddpm/error.hpp"
+#include "ddpm/samplers/sampler.hpp"
+#include "ddpm/schedule.hpp"
+#include "ddpm/timesteps.hpp"
+
+namespace ddpm {
+
+/// The noise levels of a sigma-space sampler (diffusers' use_karras_sigmas / use_exponential_sigmas,
+/// k-diffusion's get_sigmas_karras / _exponential / _polyexponential):
+///   timesteps:       sigma[t] (Eq. (12) of docs/math.md) at the spaced timesteps
+///   karras:          Eq. (S5), rho = 7 unless GridOptions::rho says otherwise
+///   exponential:     Eq. (S18), evenly spaced in log sigma
+///   polyexponential: Eq. (S19), rho = 1 unless GridOptions::rho says otherwise
+/// For every ramp the model sees the nearest training timestep of each sigma (Eq. (S6), rounded).
+enum class SigmaSpacing { timesteps, karras, exponential, polyexponential };
+
+/// "timesteps", "karras", "exponential" or "polyexponential".
+inline const char* sigma_spacing_name(SigmaSpacing spacing) {
+  switch (spacing) {
+    case SigmaSpacing::timesteps: return "timesteps";
+    case SigmaSpacing::karras: return "karras";
+    case SigmaSpacing::exponential: return "exponential";
+    case SigmaSpacing::polyexponential: return "polyexponential";
+  }
+  return "unknown";
+}
+
+/// Where a ramp (karras, exponential, polyexponential) takes its ends sigma_max and sigma_min:
+///   training: sigma[T-1] and sigma[0], the whole training range (diffusers' DPMSolverMultistepScheduler;
+///             the spacing options are then unused)
+///   spaced:   the sigmas of the first and the last spaced timestep (diffusers' EulerDiscreteScheduler)
+enum class SigmaEnds { training, spaced };
+
+/// How a sampler chooses its timesteps and noise levels: one struct for every sampler. The sampler
+/// classes take these fields under the same names in their own options (with their own defaults, and the
+/// fields that concern them only) and convert them with their `grid()` member.
+struct GridOptions {
+  /// N, the number of steps, in [1, T].
+  int num_inference_steps = 50;
+  /// (S4); diffusers' `timestep_spacing`.
+  TimestepSpacing timestep_spacing = TimestepSpacing::leading;
+  /// Added to every timestep of leading spacing (Stable Diffusion uses 1); diffusers' `steps_offset`.
+  int steps_offset = 0;
+  /// linspace and leading: place N + 1 points and drop the smallest, so that the last step starts above
+  /// timestep 0 (diffusers' DPMSolverMultistepScheduler); every timestep when N + 1 > T. Trailing: no
+  /// effect.
+  bool drop_final_timestep = false;
+  /// If not empty: the timesteps to visit, strictly decreasing, replacing the four options above
+  /// (diffusers' `set_timesteps(timesteps=...)`).
+  std::vector<int> timesteps = {};
+  /// The noise levels (sigma-space samplers).
+  SigmaSpacing sigma_spacing = SigmaSpacing::timesteps;
+  SigmaEnds sigma_ends = SigmaEnds::spaced;
+  /// rho of the karras (default 7) and polyexponential (default 1) ramps.
+  std::optional<double> rho = {};
+  /// If not empty: the noise levels of the steps, strictly decreasing and positive, replacing every option
+  /// above (diffusers' `set_timesteps(sigmas=...)`, k-diffusion's sigmas argument without its final 0);
+  /// the model sees the nearest training timestep of each.
+  std::vector<double> sigmas = {};
+  /// The noise level after the last step (appended to the sigmas).
+  FinalSigma final_sigma = FinalSigma::zero;
+};
+
+/// The grid of a run of N steps.
+struct Grid {
+  /// The training timestep the model is called with before each step (N values, in [0, T)).
+  std::vector<int> timesteps;
+  /// The noise level of each step followed by the final one (N + 1 values; used by sigma-space samplers).
+  std::vector<double> sigmas;
+};
+
+namespace detail {
+
+/// sigma[t] = sqrt((1 - alpha_bar[t]) / alpha_bar[t]) in double, with a zero alpha_bar (zero terminal SNR)
+/// replaced by 2^-24 as diffusers does, so that sigma_max is finite (about 4096).  [docs/samplers.md, (S12)]
+template <class S>
+std::vector<double> sigma_table(const NoiseSchedule<S>& schedule) {
+  const std::vector<double>& ab = schedule.alphas_cumprod_double();
+  std::vector<double> sigma(ab.size());
+  for (std::size_t t = 0; t < ab.size(); ++t) {
+    const double a = ab[t] > 0.0 ? ab[t] : 0x1p-24;
+    sigma[t] = std::sqrt((1.0 - a) / a);
+  }
+  return sigma;
+}
+
+/// The spaced timesteps of N steps, optionally from N + 1 points with the smallest dropped.
+inline std::vector<int> grid_timesteps(int T, int N, TimestepSpacing spacing, int steps_offset, bool drop_final) {
+  if (!drop_final || spacing == TimestepSpacing::trailing) return spaced_timesteps(T, N, spacing, steps_offset);
+  if (N >= 1 && N + 1 > T) return spaced_timesteps(T, N, TimestepSpacing::trailing);
+  std::vector<int> ts = spaced_timesteps(T, N + 1, spacing, steps_offset);
+  ts.pop_back();
+  return ts;
+}
+
+/// diffusers' use_karras_sigmas flag beside a sampler's sigma_spacing option: the flag asks for karras,
+/// which the option must then leave at its default (or say too).
+inline void check_karras_flag(const char* fn, bool use_karras_sigmas, SigmaSpacing spacing) {
+  if (use_karras_sigmas && spacing != SigmaSpacing::timesteps && spacing != SigmaSpacing::karras) {
+    throw_invalid_argument(std::string(fn) + ": use_karras_sigmas is true and sigma_spacing is " +
+                           sigma_spacing_name(spacing) + ", but only one sigma ramp can be used");
+  }
+}
+
+inline std::vector<double> sigma_ramp(SigmaSpacing spacing, double sigma_min, double sigma_max, int N,
+                                      const std::optional<double>& rho) {
+  switch (spacing) {
+    case SigmaSpacing::karras: return karras_sigmas(sigma_min, sigma_max, N, rho.value_or(7.0));
+    case SigmaSpacing::exponential: return exponential_sigmas(sigma_min, sigma_max, N);
+    case SigmaSpacing::polyexponential: return polyexponential_sigmas(sigma_min, sigma_max, N, rho.value_or(1.0));
+    case SigmaSpacing::timesteps: break;
+  }
+  return {};
+}
+
+}  // namespace detail
+
+/// The grid of a run: its timesteps and sigmas as GridOptions say.   [docs/samplers.md, Eqs. (S4)-(S6)]
+///   - sigmas given: they are the steps' noise levels;
+///   - else timesteps given: those (checked_timesteps);
+///   - else N spaced timesteps (spaced_timesteps, or N + 1 with the smallest dropped);
+/// then the sigmas are sigma[t] at the timesteps (sigma_spacing timesteps) or the ramp between the ends
+/// that sigma_ends names; wherever sigmas are not those of the timesteps, each timestep is the nearest one
+/// of its sigma, round(sigma_to_timestep(...)). The final sigma (0 or sigma[0]) is appended. sigma[t] is
+/// Eq. (12) of docs/math.md in double, with alpha_bar = 0 (zero terminal SNR) replaced by 2^-24.
+/// `fn` names the caller in error messages.
+/// Throws ddpm::invalid_argument if N is outside [1, T] (when used), the spacing/offset or timestep list is
+/// bad (see spaced_timesteps, checked_timesteps), a ramp is combined with a timestep list, a ramp or a
+/// sigma list needs T >= 2 and T is 1, rho is not finite and positive, the sigma list is combined with a
+/// timestep list or a ramp, or the sigmas are not positive, finite and strictly decreasing.
+template <std::floating_point S>
+Grid make_grid(const NoiseSchedule<S>& schedule, const GridOptions& o, const char* fn = "ddpm::make_grid") {
+  const int T = schedule.num_steps();
+  const std::string f = fn;
+  const bool ramp = o.sigma_spacing != SigmaSpacing::timesteps;
+  if (ramp && o.sigma_spacing != SigmaSpacing::karras && o.sigma_spacing != SigmaSpacing::exponential &&
+      o.sigma_spacing != SigmaSpacing::polyexponential) {
+    detail::throw_invalid_argument(f + ": sigma_spacing is " + std::to_string(static_cast<int>(o.sigma_spacing)) +
+                                   ", but must be a SigmaSpacing");
+  }
+  const std::vector<double> table = detail::sigma_table(schedule);
+  Grid g;
+  if (!o.sigmas.empty()) {
+    if (!o.timesteps.empty() || ramp) {
+      detail::throw_invalid_argument(f + ": sigmas is given together with " +
+                                     (ramp ? std::string("sigma_spacing ") + sigma_spacing_name(o.sigma_spacing)
+                                           : std::string("timesteps")) +
+                                     ", but a sigma list replaces both; leave them at their defaults");
+    }
+    for (std::size_t k = 0; k < o.sigmas.size(); ++k) {
+      const double s = o.sigmas[k];
+      if (!(std::isfinite(s) && s > 0.0) || (k > 0 && !(s < o.sigmas[k - 1]))) {
+        detail::throw_invalid_argument(f + ": sigmas[" + std::to_string(k) + "] is " + std::to_string(s) +
+                                       ", but the sigmas must be finite, > 0 and strictly decreasing");
+      }
+    }
+    g.sigmas = o.sigmas;
+  } else if (!o.timesteps.empty()) {
+    if (ramp) {
+      detail::throw_invalid_argument(f + ": sigma_spacing is " + sigma_spacing_name(o.sigma_spacing) +
+                                     ", but a sigma ramp chooses its own timesteps; leave timesteps empty");
+    }
+    g.timesteps = checked_timesteps(T, o.timesteps);
+  } else {
+    const int N = o.num_inference_steps;
+    if (N < 1 || N > T) {
+      detail::throw_invalid_argument(f + ": num_inference_steps is " + std::to_string(N) + ", but must be in [1, " +
+                                     std::to_string(T) + "] (T)");
+    }
+    if (!(ramp && o.sigma_ends == SigmaEnds::training)) {
+      g.timesteps = detail::grid_timesteps(T, N, o.timestep_spacing, o.steps_offset, o.drop_final_timestep);
+    }
+  }
+  if (ramp || !o.sigmas.empty()) {
+    if (T < 2) {
+      detail::throw_invalid_argument(f + ": sigma_spacing " + sigma_spacing_name(o.sigma_spacing) +
+                                     " and sigma lists need T >= 2, but T is " + std::to_string(T));
+    }
+    if (ramp) {
+      const bool training = o.sigma_ends == SigmaEnds::training;
+      const double sigma_min = training ? table.front() : table[static_cast<std::size_t>(g.timesteps.back())];
+      const double sigma_max = training ? table.back() : table[static_cast<std::size_t>(g.timesteps.front())];
+      const int n = training ? o.num_inference_steps : static_cast<int>(g.timesteps.size());
+      g.sigmas = detail::sigma_ramp(o.sigma_spacing, sigma_min, sigma_max, n, o.rho);
+    }
+    g.timesteps.resize(g.sigmas.size());
+    for (std::size_t k = 0; k < g.sigmas.size(); ++k) {
+      g.timesteps[k] = static_cast<int>(std::nearbyint(sigma_to_timestep(table, g.sigmas[k])));
+    }
+  } else {
+    for (int t : g.timesteps) g.sigmas.push_back(table[static_cast<std::size_t>(t)]);
+  }
+  g.sigmas.push_back(o.final_sigma == FinalSigma::zero ? 0.0 : table.front());
+  return g;
+}
+
+}  // namespace ddpm

@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The ddpm authors
+
+// make_grid: the one builder of every sampler's timesteps and sigmas. Each sampler's grid is the one
+// make_grid builds from its options (and its former hand-written semantics are pinned by the fixtures of
+// the sampler tests); here the ramps' ends, the sigma list, the dropped final point and the refusals.
+//                                                      [docs/samplers.md, Eqs. (S4)-(S6), (S18), (S19)]
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <vector>
+
+#include "ddpm/sample.hpp"
+#include "ddpm/samplers/ddim.hpp"
+#include "ddpm/samplers/ddpm.hpp"
+#include "ddpm/samplers/dpm_solver.hpp"
+#include "ddpm/samplers/euler.hpp"
+#include "ddpm/samplers/euler_ancestral.hpp"
+#include "ddpm/samplers/grid.hpp"
+
+using ddpm::FinalSigma;
+using ddpm::GridOptions;
+using ddpm::SigmaEnds;
+using ddpm::SigmaSpacing;
+using ddpm::TimestepSpacing;
+
+namespace {
+
+// sigma[t] of Eq. (12), from alpha_bar in double.
+double sigma_at(const ddpm::NoiseSchedule<double>& s, int t) {
+  const double a = s.alphas_cumprod_double()[static_cast<std::size_t>(t)];
+  return std::sqrt((1.0 - a) / a);
+}
+
+}  // namespace
+
+static_assert(ddpm::Sampler<ddpm::DDPMSampler<float>, float, 4>);
+static_assert(ddpm::Sampler<ddpm::DDIMSampler<double>, double, 2>);
+static_assert(ddpm::Sampler<ddpm::DPMSolverMultistepSampler<float>, float, 3>);
+static_assert(ddpm::Sampler<ddpm::EulerSampler<float>, float, 4>);
+static_assert(ddpm::Sampler<ddpm::EulerAncestralSampler<double>, double, 4>);
+static_assert(ddpm::SamplerFor<ddpm::DDIMSampler<float>, float, 4>);  // the former name
+static_assert(!ddpm::Sampler<ddpm::NoiseSchedule<float>, float, 4>);
+
+TEST_CASE("make_grid: timesteps and their sigmas, with the final sigma appended", "[samplers][grid]") {
+  const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
+  const ddpm::Grid g = ddpm::make_grid(schedule, {.num_inference_steps = 7, .timestep_spacing = TimestepSpacing::linspace});
+  REQUIRE(g.timesteps == std::vector<int>{999, 832, 666, 500, 333, 166, 0});  // Eq. (S4), half to even
+  REQUIRE(g.sigmas.size() == 8);
+  for (std::size_t k = 0; k < 7; ++k) CHECK(g.sigmas[k] == sigma_at(schedule, g.timesteps[k]));
+  CHECK(g.sigmas.back() == 0.0);
+  const ddpm::Grid m = ddpm::make_grid(schedule, {.num_inference_steps = 4, .final_sigma = FinalSigma::sigma_min});
+  CHECK(m.sigmas.back() == sigma_at(schedule, 0));
+  // An explicit timestep list is used as given.
+  CHECK(ddpm::make_grid(schedule, {.timesteps = {900, 500, 3}}).timesteps == std::vector<int>{900, 500, 3});
+}
+
+TEST_CASE("make_grid: N + 1 points with the smallest dropped (DPM-Solver's spacing)", "[samplers][grid]") {
+  const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
+  // linspace(0, 999, 5) = 0, 249.75, 499.5, 749.25, 999 -> rounded half to even, reversed, 0 dropped.
+  CHECK(ddpm::make_grid(schedule, {.num_inference_steps = 4, .timestep_spacing = TimestepSpacing::linspace,
+                                   .drop_final_timestep = true})
+            .timesteps == std::vector<int>{999, 749, 500, 250});
+  // leading: step 1000 // 5 = 200, k * 200 for k = 4..1.
+  CHECK(ddpm::make_grid(schedule, {.num_inference_steps = 4, .drop_final_timestep = true}).timesteps ==
+        std::vector<int>{800, 600, 400, 200});
+  // trailing is unaffected; N + 1 > T uses every timestep.
+  CHECK(ddpm::make_grid(schedule, {.num_inference_steps = 4, .timestep_spacing = TimestepSpacing::trailing,
+                                   .drop_final_timestep = true})
+            .timesteps == std::vector<int>{999, 749, 499, 249});
+  const auto small = ddpm::NoiseSchedule<double>::linear(5);
+  CHECK(ddpm::make_grid(small, {.num_inference_steps = 5, .timestep_spacing = TimestepSpacing::linspace,
+                                .drop_final_timestep = true})
+            .timesteps == std::vector<int>{4, 3, 2, 1, 0});
+  // The sampler's static helper is the same function.
+  CHECK(ddpm::DPMSolverMultistepSampler<double>::dpm_timesteps(1000, 4, TimestepSpacing::linspace) ==
+        std::vector<int>{999, 749, 500, 250});
+}
+
+TEST_CASE("make_grid: the ramps between the ends SigmaEnds names", "[samplers][grid]") {
+  const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
+  const double s_min = sigma_at(schedule, 0), s_max = sigma_at(schedule, 999);
+  for (SigmaSpacing spacing : {SigmaSpacing::karras, SigmaSpacing::exponential, SigmaSpacing::polyexponential}) {
+    INFO(ddpm::sigma_spacing_name(spacing));
+    // training: over sigma[0] .. sigma[T-1], whatever the spacing options say.
+    const ddpm::Grid g = ddpm::make_grid(schedule, {.num_inference_steps = 6, .timestep_spacing = TimestepSpacing::leading,
+                                                    .sigma_spacing = spacing, .sigma_ends = SigmaEnds::training});
+    REQUIRE(g.sigmas.size() == 7);
+    CHECK(g.sigmas.front() == Approx(s_max).epsilon(1e-14));
+    CHECK(g.sigmas[5] == Approx(s_min).epsilon(1e-14));
+    // spaced: over the sigmas of the first and last spaced timesteps (leading N = 6: 830 .. 0).
+    const ddpm::Grid e = ddpm::make_grid(schedule, {.num_inference_steps = 6, .timestep_spacing = TimestepSpacing::leading,
+                                                    .steps_offset = 1, .sigma_spacing = spacing});
+    REQUIRE(e.sigmas.size() == 7);
+    CHECK(e.sigmas.front() == Approx(sigma_at(schedule, 831)).epsilon(1e-14));
+    CHECK(e.sigmas[5] == Approx(sigma_at(schedule, 1)).epsilon(1e-14));
+    // Each timestep is the rounded fractional timestep of its sigma (Eq. (S6)), so its sigma brackets it.
+    for (std::size_t k = 0; k < 6; ++k) {
+      const int t = g.timesteps[k];
+      CHECK(t == static_cast<int>(std::nearbyint(ddpm::sigma_to_timestep(ddpm::detail::sigma_table(schedule), g.sigmas[k]))));
+      if (t > 0) CHECK(sigma_at(schedule, t - 1) < g.sigmas[k]);
+      if (t < 999) CHECK(g.sigmas[k] < sigma_at(schedule, t + 1));
+    }
+  }
+  // rho: karras with rho = 1 is the linear ramp in sigma (Eq. (S5)).
+  const ddpm::Grid lin = ddpm::make_grid(schedule, {.num_inference_steps = 5, .sigma_spacing = SigmaSpacing::karras,
+                                                    .sigma_ends = SigmaEnds::training, .rho = 1.0});
+  for (int i = 0; i < 5; ++i) CHECK(lin.sigmas[static_cast<std::size_t>(i)] == Approx(s_max + i / 4.0 * (s_min - s_max)).epsilon(1e-13));
+}
+
+TEST_CASE("make_grid: a given sigma list", "[samplers][grid]") {
+  const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
+  const std::vector<double> sigmas = {200.0, sigma_at(schedule, 500), 0.5, sigma_at(schedule, 0)};
+  const ddpm::Grid g = ddpm::make_grid(schedule, {.sigmas = sigmas, .final_sigma = FinalSigma::zero});
+  REQUIRE(g.sigmas.size() == 5);
+  for (std::size_t k = 0; k < 4; ++k) CHECK(g.sigmas[k] == sigmas[k]);
+  CHECK(g.sigmas.back() == 0.0);
+  CHECK(g.timesteps[1] == 500);  // exactly at a table entry
+  CHECK(g.timesteps[3] == 0);
+  CHECK(g.timesteps[0] == 999);  // above sigma[T-1]: clamped
+  // The samplers take it through their options.
+  ddpm::EulerSampler<double> euler(schedule, {.sigmas = sigmas});
+  CHECK(euler.sigmas() == g.sigmas);
+  CHECK(euler.timesteps() == g.timesteps);
+  ddpm::DPMSolverMultistepSampler<double> dpm(schedule, {.sigmas = sigmas});
+  CHECK(dpm.sigmas() == g.sigmas);
+}
+
+TEST_CASE("The samplers' grids are make_grid's", "[samplers][grid]") {
+  const auto schedule = ddpm::NoiseSchedule<double>::cosine(1000);
+  ddpm::EulerSampler<double> euler(schedule, {.num_inference_steps = 12, .sigma_spacing = SigmaSpacing::exponential});
+  const ddpm::Grid eg = ddpm::make_grid(schedule, {.num_inference_steps = 12, .timestep_spacing = TimestepSpacing::linspace,
+                                                   .sigma_spacing = SigmaSpacing::exponential});
+  CHECK(euler.sigmas() == eg.sigmas);
+  CHECK(euler.timesteps() == eg.timesteps);
+  ddpm::EulerAncestralSampler<double> anc(schedule, {.num_inference_steps = 12, .use_karras_sigmas = true});
+  CHECK(anc.sigmas() == ddpm::make_grid(schedule, {.num_inference_steps = 12, .timestep_spacing = TimestepSpacing::linspace,
+                                                   .sigma_spacing = SigmaSpacing::karras})
+                            .sigmas);
+  ddpm::DPMSolverMultistepSampler<double> dpm(schedule, {.num_inference_steps = 9, .sigma_spacing = SigmaSpacing::polyexponential});
+  const ddpm::Grid dg = ddpm::make_grid(schedule, {.num_inference_steps = 9, .sigma_spacing = SigmaSpacing::polyexponential,
+                                                   .sigma_ends = SigmaEnds::training});
+  CHECK(dpm.sigmas() == dg.sigmas);
+  CHECK(dpm.timesteps() == dg.timesteps);
+  ddpm::DDIMSampler<double> ddim(schedule, {.num_inference_steps = 10, .steps_offset = 1});
+  CHECK(ddim.timesteps() == ddpm::make_grid(schedule, {.num_inference_steps = 10, .steps_offset = 1}).timesteps);
+  ddpm::DDPMSampler<double> every(schedule);  // N = 0: every training timestep
+  CHECK(every.timesteps().size() == 1000);
+  CHECK(every.timesteps().front() == 999);
+}
+
+TEST_CASE("make_grid rejects bad options, naming its caller", "[samplers][grid]") {
+  using ddpm::invalid_argument;
+  const auto schedule = ddpm::NoiseSchedule<double>::linear(100);
+  CHECK_THROWS_WITH(ddpm::make_grid(schedule, {.num_inference_steps = 101}, "caller"),
+                    Catch::Contains("caller: num_inference_steps is 101, but must be in [1, 100]"));
+  CHECK_THROWS_AS(ddpm::make_grid(schedule, {.num_inference_steps = 0}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::make_grid(schedule, {.timesteps = {5, 7}}), invalid_argument);
+  CHECK_THROWS_WITH(ddpm::make_grid(schedule, {.timesteps = {50, 10}, .sigma_spacing = SigmaSpacing::exponential}),
+                    Catch::Contains("exponential"));
+  CHECK_THROWS_AS(ddpm::make_grid(schedule, {.sigma_spacing = static_cast<SigmaSpacing>(9)}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::make_grid(schedule, {.num_inference_steps = 5, .sigma_spacing = SigmaSpacing::karras, .rho = -1.0}),
+                  invalid_argument);
+  CHECK_THROWS_AS(ddpm::make_grid(schedule, {.sigmas = {3.0, 3.0}}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::make_grid(schedule, {.sigmas = {3.0, 0.0}}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::make_grid(schedule, {.sigmas = {3.0, NAN}}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::make_grid(schedule, {.timesteps = {5}, .sigmas = {3.0}}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::make_grid(schedule, {.sigma_spacing = SigmaSpacing::karras, .sigmas = {3.0}}), invalid_argument);
+  const auto one = ddpm::NoiseSchedule<double>::from_betas({0.5});
+  CHECK_NOTHROW(ddpm::make_grid(one, {.num_inference_steps = 1}));
+  CHECK_THROWS_AS(ddpm::make_grid(one, {.num_inference_steps = 1, .sigma_spacing = SigmaSpacing::exponential}),
+                  invalid_argument);
+  // A sampler's use_karras_sigmas and another ramp contradict each other.
+  CHECK_THROWS_AS(ddpm::EulerSampler<double>(schedule, {.num_inference_steps = 5, .use_karras_sigmas = true,
+                                                        .sigma_spacing = SigmaSpacing::exponential}),
+                  invalid_argument);
+  CHECK_NOTHROW(ddpm::DPMSolverMultistepSampler<double>(schedule, {.num_inference_steps = 5, .use_karras_sigmas = true,
+                                                                   .sigma_spacing = SigmaSpacing::karras}));
+}
