@@ -310,7 +310,8 @@ def run_ours(bench):
             mem = next((v for k, v in b.items() if "peak" in k.lower() and "byte" in k.lower()), None)
             prev = found.get(key)
             if prev is None or b["real_time"] * unit < prev[0]:
-                found[key] = (b["real_time"] * unit, mem, n)
+                # cpu_time is the process's CPU time per step when the benchmark measures process CPU time
+                found[key] = (b["real_time"] * unit, mem, n, b["cpu_time"] * unit)
     return found
 
 
@@ -371,8 +372,8 @@ def main():
     head += " format | channels-first / channels-last (s) | RSS growth, 1st step (MiB) |"
     sep += "---|---|---:|"
     if args.bench:
-        head += " ddpm s/step | ddpm GFLOP/s | ddpm peak (MiB) | PyTorch / ddpm |"
-        sep += "---:|---:|---:|---:|"
+        head += " ddpm s/step | ddpm GFLOP/s | ddpm peak (MiB) | PyTorch / ddpm | ddpm CPU s/step | CPU ratio |"
+        sep += "---:|---:|---:|---:|---:|---:|"
     print(head)
     print(sep)
     out_json = []
@@ -393,17 +394,22 @@ def main():
         if args.bench:
             o = ours.get((name, batch, threads))
             if o is None:
-                line += " - | - | - | - |"
+                line += " - | - | - | - | - | - |"
             else:
                 mem = f"{o[1] / 2**20:.1f}" if o[1] is not None else "-"
-                line += f" {o[0]:.4f} | {gflop / o[0]:.1f} | {mem} | {med / o[0]:.2f} |"
-                entry.update(ddpm_s=o[0], ddpm_name=o[2], ddpm_peak_bytes=o[1])
+                cpu_ratio = statistics.median(best["cpu"]) / o[3]
+                line += f" {o[0]:.4f} | {gflop / o[0]:.1f} | {mem} | {med / o[0]:.2f} | {o[3]:.4f} | {cpu_ratio:.2f} |"
+                entry.update(ddpm_s=o[0], ddpm_name=o[2], ddpm_peak_bytes=o[1], ddpm_cpu_s=o[3])
         print(line)
         out_json.append(entry)
     print()
     print("CPU s/step: the median process CPU time of a step (all threads summed; with 1 thread on a loaded "
           "machine it is the better estimate of the unloaded wall time; with 2 threads it includes OpenMP's "
           "spin-waiting).")
+    if args.bench:
+        print("ddpm CPU s/step: our benchmark's process CPU time per step (it measures process CPU time); CPU ratio: "
+              "PyTorch's CPU s/step over ddpm's (with 1 thread on a loaded machine, the better estimate of the "
+              "unloaded ratio; with 2 threads PyTorch's includes OpenMP's spin-waiting).")
     print("RSS growth: VmHWM after minus before the first step of a fresh process, channels-first / channels-last; "
           "it includes the gradients (4 B per parameter) and AdamW's state (8 B per parameter).")
     for name in dict.fromkeys(r[0] for r in rows):
