@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Copyright (c) 2026 The ddpm authors
 //
-// The sinusoidal embedding [docs/unet.md, Eq. (U3)] against its closed form, and the MLP (U4).
+// The sinusoidal embedding [docs/unet.md, Eq. (U3)] against its closed form and as correctly rounded float32
+// values, and the MLP (U4).
 
 #include <cmath>
 #include <vector>
@@ -34,6 +35,44 @@ TEMPLATE_TEST_CASE("sinusoidal_embedding matches its closed form", "[nn][timeste
           if (dim % 2 == 1) CHECK(e(b, dim - 1) == S(0));
         }
       }
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("sinusoidal_embedding is correctly rounded float32 of diffusers' float32 arguments",
+                   "[nn][timestep_embedding]", float, double) {
+  // The exponent -ln(10000) k / (half - shift), t and t * freq are float32 operations (as diffusers' float32
+  // tensors compute them); freq = exp(exponent), sin(arg) and cos(arg) must be the float32 values nearest to the
+  // exact ones. The reference evaluates them in long double (a different libm path from the double one the
+  // library uses; 64-bit mantissa) and rounds once; a tie within 2^-40 of a float32 midpoint would make this
+  // ambiguous, and none occurs for these arguments.
+  using S = TestType;
+  std::vector<double> t;
+  for (int i = 0; i < 1000; i += 7) t.push_back(i);
+  t.push_back(999);
+  t.push_back(250.5);
+  for (double shift : {0.0, 1.0}) {
+    for (Eigen::Index dim : {8, 32, 128}) {
+      const auto e = ddpm::nn::sinusoidal_embedding<S>(t, dim, false, shift);
+      const Eigen::Index half = dim / 2;
+      const float log_period = -static_cast<float>(std::log(10000.0));
+      const float denominator = static_cast<float>(half) - static_cast<float>(shift);
+      int mismatches = 0;
+      for (std::size_t b = 0; b < t.size(); ++b) {
+        for (Eigen::Index k = 0; k < half; ++k) {
+          const float exponent = log_period * static_cast<float>(k) / denominator;
+          const float freq = static_cast<float>(std::exp(static_cast<long double>(exponent)));
+          const float arg = static_cast<float>(t[b]) * freq;
+          const float s = static_cast<float>(std::sin(static_cast<long double>(arg)));
+          const float c = static_cast<float>(std::cos(static_cast<long double>(arg)));
+          if (e(static_cast<Eigen::Index>(b), k) != static_cast<S>(s) ||
+              e(static_cast<Eigen::Index>(b), half + k) != static_cast<S>(c)) {
+            ++mismatches;
+          }
+        }
+      }
+      INFO("dim " << dim << ", shift " << shift);
+      CHECK(mismatches == 0);
     }
   }
 }

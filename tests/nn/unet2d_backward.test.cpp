@@ -23,17 +23,19 @@ namespace {
 using ddpm::nn::UNet2D;
 using ddpm::nn::Workspace;
 
-// The float64 fixtures compute the sinusoidal timestep embedding in float32, as diffusers does (so does
-// ddpm::nn::sinusoidal_embedding_into); libm's and PyTorch's float32 sin/cos/exp may differ by an ulp
-// (6e-8 of the embedding). Measured with the fixture's own PyTorch model: a random relative perturbation of
-// 6e-8 of the embedding moves the tiny models' outputs by 2e-8 of their largest value. Our inference pass
-// already differs from output_f64 by up to 3.7e-7 (tiny_legacy; unet2d.test.cpp allows 1e-6), and the
-// training pass equals the inference pass to 1e-15 here, so double is compared within 1e-6 (measured:
-// parameter gradients 9e-10 (tiny), 5.5e-8 (tiny_legacy), 2.1e-8 (tiny_class) of the largest).
-constexpr double kDoubleTolerance = 1e-6;
-// AdamW divides each gradient by its own running RMS, so the embedding's rounding reaches the weights
-// unscaled where a gradient is small: ten steps are compared within 1e-5 of each tensor's largest value.
-constexpr double kAdamTolerance = 1e-5;
+// Tolerances from the arithmetic. Both sides compute the same float32 timestep embedding bit for bit (float32
+// operands and products as diffusers, exp/sin/cos correctly rounded: docs/unet.md, "Timestep embedding"), so
+// the float64 passes differ only by double rounding in different summation orders: the PyTorch reference
+// agrees with diffusers' own UNet2DModel to 6e-15 of the largest value (make_unet_grad_fixture.py
+// --check-diffusers), and a few hundred roundings of 1.1e-16 each stay far below 1e-9, the issue's bound.
+constexpr double kDoubleTolerance = 1e-9;
+// Ten AdamW steps: each step is lr * m_hat / (sqrt(v_hat) + 1e-8), so a gradient that is zero but for rounding
+// (to_k.bias: a key bias shifts every score of a query alike; |g| ~ 1e-17 to 1e-16) takes steps of up to
+// lr * |g| / 1e-8 ~ 1e-12 to 1e-11 from noise alone, different noise in each implementation: ten of them move a
+// to_k.bias by up to ~1e-10 (measured 3.1e-11, 1.0e-10 of that tensor's largest |value|, tiny_class; every other
+// tensor within 7.5e-13; diffusers' model repeats the fixture's steps to 2.1e-11). So 1e-9 relative to each
+// tensor's largest value (at least 1e-3), the issue's bound.
+constexpr double kAdamTolerance = 1e-9;
 
 std::string fixture(const std::string& name) { return std::string(DDPM_TEST_DATA_DIR) + "/unet/" + name; }
 
@@ -244,7 +246,8 @@ TEST_CASE("UNet2D: ten AdamW steps match torch.optim.AdamW", "[nn][unet2d][backw
     const std::vector<double> loss_ref = ref.to_vector<double>("loss");
     REQUIRE(losses.size() == loss_ref.size());
     for (std::size_t k = 0; k < losses.size(); ++k) CHECK(std::abs(losses[k] - loss_ref[k]) <= kDoubleTolerance * loss_ref[k]);
-    double adam_worst = 0;
+    double adam_worst = 0, adam_worst_abs = 0, adam_rest = 0;  // the rest: all but the to_k.bias tensors
+    std::string adam_worst_name;
     for (const auto& p : model.parameters()) {
       const std::vector<double> r = ref.to_vector<double>("final." + p.name);
       double err = 0, scale = 0;
@@ -254,9 +257,15 @@ TEST_CASE("UNet2D: ten AdamW steps match torch.optim.AdamW", "[nn][unet2d][backw
       }
       INFO(p.name << " error " << err << " scale " << scale);
       CHECK(err <= kAdamTolerance * std::max(scale, 1e-3));
-      adam_worst = std::max(adam_worst, err / std::max(scale, 1e-3));
+      if (err / std::max(scale, 1e-3) > adam_worst) {
+        adam_worst = err / std::max(scale, 1e-3);
+        adam_worst_abs = err;
+        adam_worst_name = p.name;
+      }
+      if (p.name.find("to_k.bias") == std::string::npos) adam_rest = std::max(adam_rest, err / std::max(scale, 1e-3));
     }
-    WARN(name << ": ten AdamW steps, worst weight error " << adam_worst << " of its tensor's largest");
+    WARN(name << ": ten AdamW steps, worst weight error " << adam_worst << " of its tensor's largest ("
+              << adam_worst_name << ", " << adam_worst_abs << " absolute); all but to_k.bias " << adam_rest);
     // same thread count: bit-identical weights; two threads reproduce themselves too
     for (int threads : {1, 2}) {
       UNet2D<double> a = UNet2D<double>::from_pretrained(fixture(name));

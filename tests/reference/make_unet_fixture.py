@@ -5,7 +5,7 @@
 
 A diffusers-UNet2DModel-compatible network written from scratch in plain PyTorch (Debian's python3-torch,
 no diffusers needed): the same config.json keys, the same parameter names and the same arithmetic, including
-the timestep embedding in float32 and the attention softmax in at least float32 (a float64 model keeps its
+the timestep embedding in float32 (with exp, sin and cos correctly rounded: timestep_embedding below) and the attention softmax in at least float32 (a float64 model keeps its
 softmax in float64; diffusers' upcast_softmax would compute it in float32, 1e-7 away). Class conditioning as
 UNet2DModel's: num_class_embeds with class_embed_type null is a table class_embedding.weight
 [num_class_embeds, time_embed_dim]; "timestep" is an MLP class_embedding.linear_1/linear_2 over the labels'
@@ -33,11 +33,14 @@ with the same tensor names (see docs/unet.md); without --convert-bin it writes (
 
 tests/data/unet/tiny (current attention names, float16 weights, three images at different timesteps),
 tests/data/unet/tiny_legacy (the older attention names query/key/value/proj_attn, float32 weights, a
-DDPM-style config, one timestep for the batch) and tests/data/unet/tiny_class (10 labels in a table,
+DDPM-style config, one timestep for the batch), tests/data/unet/tiny_class (10 labels in a table,
 scale_shift time conditioning, time_embedding_dim 32, one channel, 8x8, attention at the full-resolution
-level, float32 weights; labels 7, 0, 7). All stay small to be committed. The weights, configs and inputs are
-reproduced bit for bit; the outputs of tiny and tiny_legacy as committed came from another machine and
-differ here by rounding (2e-6 float32, 6e-15 float64), so rewrite only what you change (--only).
+level, float32 weights; labels 7, 0, 7) and tests/data/unet/tiny_identity (class_embed_type "identity": the
+inputs include class_labels, a float32 class embedding [2, 32]; 44,969 parameters). All stay small to be
+committed. The weights, configs and inputs are reproduced bit for bit, and so are the outputs here (one
+thread): every reference_io.safetensors was rewritten when the embedding became correctly rounded, which moved
+the float64 outputs by 7e-9 (tiny), 1.6e-7 (tiny_legacy) and 1.2e-8 (tiny_class) of the largest and made them
+agree with ddpm's to 2e-15. Rewrite only what you change (--only).
 tests/reference/make_unet_grad_fixture.py computes the autograd and AdamW fixtures from these directories
 (and confirms them against diffusers' own UNet2DModel). bench/compare_torch_unet.py imports UNet2DModel from
 here to time the same architecture.
@@ -115,13 +118,21 @@ def activation(name):
 
 
 def timestep_embedding(timesteps, dim, flip_sin_to_cos, freq_shift):
-    """[N] -> [N, dim], always in float32 (as diffusers computes it)."""
+    """[N] -> [N, dim] in float32, as diffusers computes it, with exp, sin and cos correctly rounded.
+
+    The exponent, t (as float32) and the product t * freq are the float32 operations of diffusers'
+    get_timestep_embedding; exp, sin and cos of those float32 values are evaluated in float64 and rounded
+    once to float32 (correctly rounded), as ddpm::nn::sinusoidal_embedding_into does. PyTorch's float32
+    exp/sin/cos are faithful, not correctly rounded: diffusers' embedding differs from this one by one ulp in
+    about 5% of the entries (--check-diffusers in make_unet_grad_fixture.py measures it), while this one is a
+    function of t alone, so C++ and PyTorch compute the same bits and a float64 comparison is not limited by
+    two libraries' float32 sin."""
     half = dim // 2
     exponent = -math.log(10000) * torch.arange(0, half, dtype=torch.float32)
     exponent = exponent / (half - freq_shift)
-    freqs = torch.exp(exponent)
+    freqs = torch.exp(exponent.double()).float()
     args = timesteps[:, None].float() * freqs[None, :]
-    emb = torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
+    emb = torch.cat([torch.sin(args.double()), torch.cos(args.double())], dim=-1).float()
     if flip_sin_to_cos:
         emb = torch.cat([emb[:, half:], emb[:, :half]], dim=-1)
     if dim % 2 == 1:
@@ -462,15 +473,20 @@ def make_fixture(path, config, batch, size, timesteps, dtype, legacy_names, seed
     sample = torch.randn((batch, config["in_channels"], size, size), generator=generator)
     t = torch.tensor(timesteps, dtype=torch.int64)
     labels = None if class_labels is None else torch.tensor(class_labels, dtype=torch.int64)
+    if config.get("class_embed_type") == "identity":  # the caller's class embedding [N, time_embed_dim], float32
+        temb = config.get("time_embedding_dim") or 4 * config["block_out_channels"][0]
+        labels = torch.randn((batch, temb), generator=generator)
     with torch.no_grad():
         out32 = model(sample, t, labels)
         out64 = model.double()(sample.double(), t, labels)
     write_model_dir(path, model, config, dtype, legacy_names)
     io = {"sample": sample, "timesteps": t.to(torch.float64).reshape(-1), "output_f32": out32, "output_f64": out64}
-    if labels is not None:
-        io["class_labels"] = labels.to(torch.float64)  # integers, as float64 like the timesteps
+    identity = config.get("class_embed_type") == "identity"
+    if labels is not None:  # integers as float64 like the timesteps; an identity model's F32 embedding as drawn
+        io["class_labels"] = labels if identity else labels.to(torch.float64)
+    float32 = ("sample", "output_f32") + (("class_labels",) if identity else ())
     write_safetensors(os.path.join(path, "reference_io.safetensors"), io,
-                      lambda name: "F32" if name in ("sample", "output_f32") else "F64")
+                      lambda name: "F32" if name in float32 else "F64")
     n = sum(p.numel() for p in model.parameters())
     print(f"{os.path.normpath(path)}: {n} parameters, {len(model.state_dict())} tensors, |out| max {out32.abs().max():.4f}, "
           f"f32 vs f64 {((out32.double() - out64).abs().max() / out64.abs().max()):.2e}")
@@ -523,6 +539,24 @@ TINY_CLASS_CONFIG = dict(
 )
 
 
+# class_embed_type "identity": the caller passes the class embedding itself (class_labels [N, time_embed_dim],
+# float), added to the time embedding; no class weights. Small (44,969 parameters), the default
+# time_embedding_dim (4 x 8 = 32), attention at the second level, one channel, 8x8, two images.
+TINY_IDENTITY_CONFIG = dict(
+    DEFAULT_CONFIG,
+    sample_size=8,
+    in_channels=1,
+    out_channels=1,
+    block_out_channels=[8, 16],
+    down_block_types=["DownBlock2D", "AttnDownBlock2D"],
+    up_block_types=["AttnUpBlock2D", "UpBlock2D"],
+    layers_per_block=1,
+    attention_head_dim=8,
+    norm_num_groups=4,
+    class_embed_type="identity",
+)
+
+
 # Each model directory's own seed: the weights, then the sample, are drawn from it.
 FIXTURES = {
     "tiny": dict(config=TINY_CONFIG, batch=3, size=16, timesteps=[0, 417, 999], dtype="F16", legacy_names=False,
@@ -531,6 +565,8 @@ FIXTURES = {
                         legacy_names=True, seed=20260102),
     "tiny_class": dict(config=TINY_CLASS_CONFIG, batch=3, size=8, timesteps=[3, 500, 998], dtype="F32",
                        legacy_names=False, seed=20260103, class_labels=[7, 0, 7]),
+    "tiny_identity": dict(config=TINY_IDENTITY_CONFIG, batch=2, size=8, timesteps=[20, 900], dtype="F32",
+                          legacy_names=False, seed=20260104),
 }
 
 

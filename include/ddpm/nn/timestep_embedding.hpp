@@ -46,9 +46,14 @@ void sinusoidal_embedding_into(std::span<const double> t, Eigen::Index rows, Eig
     const float tb = static_cast<float>(t[b]);
     S* r = out + row * dim;
     for (Eigen::Index k = 0; k < half; ++k) {
+      // float32 operands and float32 products, as diffusers; exp, sin and cos of those float32 values are
+      // evaluated in double and rounded once, i.e. correctly rounded (libm's and PyTorch's float32 versions
+      // are faithful but differ from each other and from this by an ulp in a few percent of cases)
       const float exponent = log_period * static_cast<float>(k) / denominator;
-      const float arg = tb * std::exp(exponent);
-      const float s = std::sin(arg), c = std::cos(arg);
+      const float freq = static_cast<float>(std::exp(static_cast<double>(exponent)));
+      const float arg = tb * freq;
+      const float s = static_cast<float>(std::sin(static_cast<double>(arg)));
+      const float c = static_cast<float>(std::cos(static_cast<double>(arg)));
       r[flip_sin_to_cos ? half + k : k] = static_cast<S>(s);
       r[flip_sin_to_cos ? k : half + k] = static_cast<S>(c);
     }
@@ -68,8 +73,12 @@ void sinusoidal_embedding_into(std::span<const double> t, Eigen::Index dim, bool
 /// The sinusoidal embedding of each timestep, one row per timestep [t.size(), dim].  [docs/unet.md, Eq. (U3)]
 ///   half = dim / 2,  freq_k = exp(-ln(max_period) * k / (half - freq_shift)),  k = 0 .. half - 1
 ///   row = [sin(t * freq), cos(t * freq)], or [cos, sin] when flip_sin_to_cos; a zero column pads an odd dim.
-/// Computed in float32 whatever S is, operation for operation as diffusers does (the original DDPM code is
-/// freq_shift = 1, flip_sin_to_cos = false), then cast to S. Timesteps may be fractional.
+/// A float32 embedding whatever S is, as diffusers computes it (the original DDPM code is freq_shift = 1,
+/// flip_sin_to_cos = false), then cast to S: the exponent, t (rounded to float32) and the product t * freq
+/// are float32 operations as in diffusers; exp, sin and cos are correctly rounded to float32 (evaluated in
+/// double, rounded once), so the embedding is a function of t alone, the same bits in every build and in
+/// the PyTorch reference (tests/reference/make_unet_fixture.py), and within one float32 ulp of diffusers'
+/// own float32 embedding (docs/unet.md, "Timestep embedding"). Timesteps may be fractional.
 /// Throws ddpm::invalid_argument if dim < 2, half - freq_shift is 0, or a timestep is not finite.
 template <std::floating_point S>
 Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> sinusoidal_embedding(
