@@ -105,7 +105,10 @@ TEST_CASE("UNet2DConfig names what it does not support", "[nn][config]") {
   REQUIRE_THROWS_WITH(UNet2DConfig::from_json(with("act_fn", "tanh")), Catch::Contains("silu, swish, mish, gelu, relu"));
   REQUIRE_THROWS_WITH(UNet2DConfig::from_json(with("resnet_time_scale_shift", "ada_group")),
                       Catch::Contains("default, scale_shift"));
-  REQUIRE_THROWS_WITH(UNet2DConfig::from_json(with("class_embed_type", "identity")), Catch::Contains("class"));
+  REQUIRE_THROWS_WITH(UNet2DConfig::from_json(with("class_embed_type", "projection")),
+                      Catch::Contains("class_embed_type is \"projection\"") && Catch::Contains("\"identity\""));
+  CHECK(UNet2DConfig::from_json(with("class_embed_type", "identity")).class_embed_type == "identity");
+  CHECK(UNet2DConfig::from_json(with("class_embed_type", "timestep")).class_embed_type == "timestep");
   REQUIRE_THROWS_WITH(UNet2DConfig::from_json(with("num_class_embeds", 0)), Catch::Contains("class"));
   REQUIRE_THROWS_WITH(UNet2DConfig::from_json(with("norm_num_groups", 24)), Catch::Contains("multiple of norm_num_groups"));
   REQUIRE_THROWS_WITH(UNet2DConfig::from_json(with("block_out_channels", {128, 256})), Catch::Contains("same number"));

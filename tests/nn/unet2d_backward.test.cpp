@@ -41,9 +41,42 @@ std::string fixture(const std::string& name) { return std::string(DDPM_TEST_DATA
 
 std::vector<int> labels_of(const ddpm::io::Safetensors& f, const std::string& name) {
   std::vector<int> out;
-  if (!f.contains(name)) return out;
+  if (!f.contains(name) || f.info(name).shape.size() != 1) return out;
   for (double v : f.to_vector<double>(name)) out.push_back(static_cast<int>(v));
   return out;
+}
+
+/// An identity model's class embedding [N, time_embed_dim] (a fixture's 2-d "class_labels", as diffusers
+/// names the argument); empty when the fixture has labels or none.
+template <class S>
+typename UNet2D<S>::Matrix class_embedding_of(const ddpm::io::Safetensors& f, const std::string& name) {
+  typename UNet2D<S>::Matrix out;
+  if (!f.contains(name) || f.info(name).shape.size() != 2) return out;
+  const std::vector<double> v = f.to_vector<double>(name);
+  out.resize(f.info(name).shape[0], f.info(name).shape[1]);
+  for (Eigen::Index i = 0; i < out.size(); ++i) out.data()[i] = static_cast<S>(v[static_cast<std::size_t>(i)]);
+  return out;
+}
+
+/// forward_train / forward with labels, or with the class embedding for an identity model.
+template <class S, class Out>
+void train_pass(const UNet2D<S>& model, Workspace<S>& ws, const ddpm::Tensor<S, 4>& x, const std::vector<double>& t,
+                const std::vector<int>& labels, const typename UNet2D<S>::Matrix& class_emb, Out& out,
+                typename UNet2D<S>::Activations& acts) {
+  if (class_emb.size() > 0) {
+    model.forward_train(ws, x, std::span<const double>(t), class_emb, out, acts);
+  } else {
+    model.forward_train(ws, x, std::span<const double>(t), std::span<const int>(labels), out, acts);
+  }
+}
+template <class S, class Out>
+void inference_pass(const UNet2D<S>& model, Workspace<S>& ws, const ddpm::Tensor<S, 4>& x, const std::vector<double>& t,
+                    const std::vector<int>& labels, const typename UNet2D<S>::Matrix& class_emb, Out& out) {
+  if (class_emb.size() > 0) {
+    model.forward(ws, x, std::span<const double>(t), out, class_emb);
+  } else {
+    model.forward(ws, x, std::span<const double>(t), out, std::span<const int>(labels));
+  }
 }
 
 /// The fixture's name of a parameter's gradient (tiny_legacy keeps the older attention names).
@@ -82,10 +115,11 @@ void check_gradients(const std::string& model_name, const std::string& file, dou
   const ddpm::Tensor<S, 4> eps = ref.to_tensor<S, 4>("eps");
   const std::vector<double> t = ref.to_vector<double>("timesteps");
   const std::vector<int> labels = labels_of(ref, "class_labels");
+  const typename UNet2D<S>::Matrix class_emb = class_embedding_of<S>(ref, "class_labels");
   Workspace<S> ws(1);
   typename UNet2D<S>::Activations acts;
   ddpm::Tensor<S, 4> out, d_out, d_x;
-  model.forward_train(ws, x, std::span<const double>(t), std::span<const int>(labels), out, acts);
+  train_pass(model, ws, x, t, labels, class_emb, out, acts);
   const ddpm::Tensor<double, 4> out_ref = ref.to_tensor<double, 4>("output");
   const double out_scale = max_abs(out_ref);
   double out_err = 0;
@@ -94,7 +128,7 @@ void check_gradients(const std::string& model_name, const std::string& file, dou
   }
   {  // the training pass computes what the inference pass computes (im2col instead of Winograd)
     ddpm::Tensor<S, 4> inference;
-    model.forward(ws, x, std::span<const double>(t), inference, std::span<const int>(labels));
+    inference_pass(model, ws, x, t, labels, class_emb, inference);
     double diff = 0;
     for (Eigen::Index i = 0; i < out.size(); ++i) {
       diff = std::max(diff, std::abs(static_cast<double>(out.data()[i]) - static_cast<double>(inference.data()[i])));
@@ -109,8 +143,22 @@ void check_gradients(const std::string& model_name, const std::string& file, dou
   const double loss_ref = ref.to_vector<double>("loss")[0];
   CHECK(std::abs(loss - loss_ref) <= tol * std::abs(loss_ref));
   UNet2D<S> grads = model.zeros_like();
-  model.backward(ws, acts, d_out, grads, &d_x);
+  typename UNet2D<S>::Matrix d_class;
+  model.backward(ws, acts, d_out, grads, &d_x, class_emb.size() > 0 ? &d_class : nullptr);
   CHECK(acts.empty());
+  if (class_emb.size() > 0) {  // dL/d class_emb: the identity class embedding's gradient
+    const std::vector<double> r = ref.to_vector<double>("grad.class_labels");
+    REQUIRE(d_class.rows() == class_emb.rows());
+    REQUIRE(d_class.cols() == class_emb.cols());
+    double err = 0, dc_scale = 0;
+    for (Eigen::Index i = 0; i < d_class.size(); ++i) {
+      err = std::max(err, std::abs(static_cast<double>(d_class.data()[i]) - r[static_cast<std::size_t>(i)]));
+      dc_scale = std::max(dc_scale, std::abs(r[static_cast<std::size_t>(i)]));
+    }
+    REQUIRE(dc_scale > 0);
+    CHECK(err <= tol * dc_scale);
+    WARN(model_name << " " << file << ": d class_emb " << err / dc_scale << " (relative to the largest)");
+  }
   const ddpm::Tensor<double, 4> dx_ref = ref.to_tensor<double, 4>("grad.sample");
   const double dx_scale = max_abs(dx_ref);
   double dx_err = 0;
@@ -196,12 +244,138 @@ TEST_CASE("UNet2D: class-conditional model matches its reference output", "[nn][
   }
 }
 
+TEST_CASE("UNet2D: class_embed_type identity adds the caller's class embedding", "[nn][unet2d][class]") {
+  // tiny_identity: make_unet_fixture.py's UNet2DModel (confirmed against diffusers' own with --check-diffusers
+  // of make_unet_grad_fixture.py) with class_labels = a float [N, 32] class embedding
+  const auto io = ddpm::io::Safetensors::load(fixture("tiny_identity/reference_io.safetensors"));
+  const std::vector<double> t = io.to_vector<double>("timesteps");
+  SECTION("forward against the reference, double and float") {
+    const UNet2D<double> model = UNet2D<double>::from_pretrained(fixture("tiny_identity"));
+    CHECK(model.config().class_embed_type == "identity");
+    const auto c = class_embedding_of<double>(io, "class_labels");
+    REQUIRE(c.rows() == 2);
+    REQUIRE(c.cols() == 32);
+    const ddpm::Tensor<double, 4> x = io.to_tensor<double, 4>("sample");
+    ddpm::Tensor<double, 4> out;
+    model.forward(x, std::span<const double>(t), out, c);
+    const ddpm::Tensor<double, 4> ref = io.to_tensor<double, 4>("output_f64");
+    const double scale = max_abs(ref);
+    double err = 0;
+    for (Eigen::Index i = 0; i < out.size(); ++i) err = std::max(err, std::abs(out.data()[i] - ref.data()[i]));
+    CHECK(err <= kDoubleTolerance * scale);
+    WARN("tiny_identity double forward: " << err / scale);
+    // the class embedding matters, and a map over the caller's buffer is the same input as the matrix
+    typename UNet2D<double>::Matrix c2 = c;
+    c2.row(0) *= 2.0;
+    const ddpm::Tensor<double, 4> a = model(x, 20, c);
+    const Eigen::Map<const typename UNet2D<double>::Matrix> c2_map(c2.data(), c2.rows(), c2.cols());
+    const ddpm::Tensor<double, 4> b = model(x, 20, c2_map);
+    double diff0 = 0, diff1 = 0;
+    const Eigen::Index per_image = a.size() / 2;
+    for (Eigen::Index i = 0; i < per_image; ++i) {
+      diff0 = std::max(diff0, std::abs(a.data()[i] - b.data()[i]));
+      diff1 = std::max(diff1, std::abs(a.data()[per_image + i] - b.data()[per_image + i]));
+    }
+    CHECK(diff0 > 1e-6);
+    CHECK(diff1 == 0.0);  // image 1's embedding did not change
+    const UNet2D<float> model_f = UNet2D<float>::from_pretrained(fixture("tiny_identity"));
+    ddpm::Tensor<float, 4> out_f;
+    model_f.forward(io.to_tensor<float, 4>("sample"), std::span<const double>(t), out_f,
+                    class_embedding_of<float>(io, "class_labels"));
+    const ddpm::Tensor<double, 4> ref_f = io.to_tensor<double, 4>("output_f32");
+    double err_f = 0;
+    for (Eigen::Index i = 0; i < out_f.size(); ++i) err_f = std::max(err_f, std::abs(out_f.data()[i] - ref_f.data()[i]));
+    CHECK(err_f <= 1e-5 * max_abs(ref_f));
+  }
+  SECTION("d class_emb against central finite differences (double)") {
+    // L = mean((out - eps)^2); numeric dL/dc = (L(c + h) - L(c - h)) / 2h per entry, gradcheck's h 1e-6,
+    // |analytic - numeric| <= 1e-5 + 1e-3 |numeric|
+    const UNet2D<double> model = UNet2D<double>::from_pretrained(fixture("tiny_identity"));
+    const auto ref = ddpm::io::Safetensors::load(fixture("tiny_identity/reference_grads.safetensors"));
+    const ddpm::Tensor<double, 4> x = ref.to_tensor<double, 4>("sample");
+    const ddpm::Tensor<double, 4> eps = ref.to_tensor<double, 4>("eps");
+    const std::vector<double> tr = ref.to_vector<double>("timesteps");
+    typename UNet2D<double>::Matrix c = class_embedding_of<double>(ref, "class_labels");
+    Workspace<double> ws(1);
+    typename UNet2D<double>::Activations acts;
+    ddpm::Tensor<double, 4> out, d_out;
+    model.forward_train(ws, x, std::span<const double>(tr), c, out, acts);
+    simple_loss(out, eps, d_out);
+    UNet2D<double> grads = model.zeros_like();
+    typename UNet2D<double>::Matrix d_c;
+    model.backward(ws, acts, d_out, grads, nullptr, &d_c);
+    auto loss_at = [&](const typename UNet2D<double>::Matrix& cc) {
+      ddpm::Tensor<double, 4> o, d;
+      model.forward(ws, x, std::span<const double>(tr), o, cc);
+      return simple_loss(o, eps, d);
+    };
+    const double h = 1e-6;
+    int failures = 0;
+    for (Eigen::Index i = 0; i < c.size(); ++i) {
+      typename UNet2D<double>::Matrix cp = c, cm = c;
+      cp.data()[i] += h;
+      cm.data()[i] -= h;
+      const double numeric = (loss_at(cp) - loss_at(cm)) / (2 * h);
+      if (std::abs(d_c.data()[i] - numeric) > 1e-5 + 1e-3 * std::abs(numeric)) {
+        ++failures;
+        INFO("entry " << i << ": analytic " << d_c.data()[i] << ", numeric " << numeric);
+        CHECK(false);
+      }
+    }
+    CHECK(failures == 0);
+    CHECK(d_c.cwiseAbs().maxCoeff() > 1e-4);  // not vacuous
+  }
+  SECTION("bad class inputs") {
+    const UNet2D<double> model = UNet2D<double>::from_pretrained(fixture("tiny_identity"));
+    const ddpm::Tensor<double, 4> x = io.to_tensor<double, 4>("sample");
+    const auto c = class_embedding_of<double>(io, "class_labels");
+    ddpm::Tensor<double, 4> out;
+    const std::vector<int> labels = {1, 2};
+    CHECK_THROWS_WITH(model.forward(x, std::span<const double>(t), out, std::span<const int>(labels)),
+                      Catch::Contains("\"identity\"") && Catch::Contains("[N, 32]"));
+    CHECK_THROWS_AS(model.forward(x, std::span<const double>(t), out), ddpm::invalid_argument);
+    const typename UNet2D<double>::Matrix wrong = c.leftCols(31);
+    CHECK_THROWS_WITH(model.forward(x, std::span<const double>(t), out, wrong),
+                      Catch::Contains("class_emb has shape [2, 31], but must be [2, 32]"));
+    const typename UNet2D<double>::Matrix one_row = c.topRows(1);
+    CHECK_THROWS_AS(model.forward(x, std::span<const double>(t), out, one_row), ddpm::invalid_argument);
+    Workspace<double> ws(1);
+    typename UNet2D<double>::Activations acts;
+    CHECK_THROWS_AS(model.forward_train(ws, x, std::span<const double>(t), wrong, out, acts), ddpm::invalid_argument);
+    // a model that takes labels (or nothing) refuses a class embedding, and backward will not return one
+    const UNet2D<double> table = UNet2D<double>::from_pretrained(fixture("tiny_class"));
+    ddpm::Tensor<double, 4> x1z(2, 1, 8, 8);
+    x1z.setZero();
+    CHECK_THROWS_WITH(table.forward(x1z, std::span<const double>(t), out, c), Catch::Contains("takes labels"));
+    const UNet2D<double> plain = UNet2D<double>::from_pretrained(fixture("tiny"));
+    ddpm::Tensor<double, 4> x3(2, 3, 16, 16);
+    x3.setZero();
+    CHECK_THROWS_WITH(plain.forward(x3, std::span<const double>(t), out, c), Catch::Contains("no class embedding"));
+    typename UNet2D<double>::Activations table_acts;
+    table.forward_train(ws, x1z, std::span<const double>(t), std::span<const int>(labels), out, table_acts);
+    UNet2D<double> table_grads = table.zeros_like();
+    typename UNet2D<double>::Matrix d_c;
+    ddpm::Tensor<double, 4> d_out(out.dimensions());
+    d_out.setConstant(1.0);
+    CHECK_THROWS_WITH(table.backward(ws, table_acts, d_out, table_grads, nullptr, &d_c),
+                      Catch::Contains("d_class_emb"));
+    // no weights of its own: the parameters are those of the same network without class conditioning
+    std::vector<std::string> names;
+    model.for_each_parameter("", [&](const auto& p) { names.push_back(p.name); });
+    CHECK(names.front() == "conv_in.weight");
+    for (const std::string& n : names) CHECK(n.rfind("class_embedding", 0) == std::string::npos);
+    CHECK(model.num_parameters() == 44969);  // as the PyTorch reference counts them (make_unet_fixture.py)
+  }
+}
+
 TEST_CASE("UNet2D backward matches PyTorch autograd (double)", "[nn][unet2d][backward]") {
-  for (const char* name : {"tiny", "tiny_legacy", "tiny_class"}) check_gradients<double>(name, "reference_grads.safetensors", kDoubleTolerance);
+  for (const char* name : {"tiny", "tiny_legacy", "tiny_class", "tiny_identity"}) {
+    check_gradients<double>(name, "reference_grads.safetensors", kDoubleTolerance);
+  }
 }
 
 TEST_CASE("UNet2D backward matches PyTorch autograd (float)", "[nn][unet2d][backward]") {
-  for (const char* name : {"tiny", "tiny_legacy", "tiny_class"}) {
+  for (const char* name : {"tiny", "tiny_legacy", "tiny_class", "tiny_identity"}) {
     check_gradients<float>(name, "reference_grads_f32.safetensors", 1e-4);
   }
 }

@@ -49,8 +49,10 @@ struct UNet2DConfig {
   double norm_eps = 1e-5;
   std::string resnet_time_scale_shift = "default";
   bool add_attention = true;
+  /// null: a table of num_class_embeds labels (or no class conditioning when that is null too); "timestep": an
+  /// MLP over the labels' sinusoidal embedding; "identity": the caller passes the class embedding itself.
   std::optional<std::string> class_embed_type;
-  std::optional<int> num_class_embeds;
+  std::optional<int> num_class_embeds;  ///< the table's size (class_embed_type null); ignored otherwise
   std::optional<int> num_train_timesteps;  ///< informational
 
   /// Every key UNet2DModel's config.json may hold (besides '_'-prefixed ones).
@@ -169,9 +171,9 @@ struct UNet2DConfig {
       fail("freq_shift is " + std::to_string(freq_shift) + ", but must differ from block_out_channels[0] / 2");
     }
     if (!(dropout >= 0.0 && dropout <= 1.0)) fail("dropout is " + std::to_string(dropout) + ", but must be in [0, 1]");
-    if (class_embed_type && *class_embed_type != "timestep") {
-      fail("class_embed_type is \"" + *class_embed_type + "\", but must be null (a table of num_class_embeds) or "
-           "\"timestep\"");
+    if (class_embed_type && *class_embed_type != "timestep" && *class_embed_type != "identity") {
+      fail("class_embed_type is \"" + *class_embed_type + "\", but must be null (a table of num_class_embeds), "
+           "\"timestep\" or \"identity\"");
     }
     if (!class_embed_type && num_class_embeds && *num_class_embeds < 1) {
       fail("num_class_embeds is " + std::to_string(*num_class_embeds) + ", but must be >= 1 (or null)");

@@ -151,6 +151,10 @@ template <std::floating_point S>
 class UNet2D {
  public:
   using Matrix = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  /// What a model with class_embed_type "identity" takes in place of labels: the class embedding itself,
+  /// [N, time_embed_dim] (one row per image; a Matrix, a map over the caller's buffer or a block of one), added
+  /// to the time embedding as diffusers' UNet2DModel adds its class_labels (nn.Identity).
+  using ClassEmbedding = Eigen::Ref<const Matrix>;
 
   /// The network of `config` with PyTorch's neutral initial values (zero weights and biases, norms at
   /// weight 1): load weights with load_weights() or fill parameters() yourself.
@@ -243,6 +247,15 @@ class UNet2D {
     return out;
   }
 
+  /// eps_theta(x, t, class_emb) of a model with class_embed_type "identity" (class_emb [N, time_embed_dim]).
+  template <DenseTensor X>
+  Tensor<S, 4> operator()(const X& x, int t, const ClassEmbedding& class_emb) const {
+    const double td = t;
+    Tensor<S, 4> out;
+    forward(x, std::span<const double>(&td, 1), out, class_emb);
+    return out;
+  }
+
   /// eps_theta(x, t) with one timestep per image (t.size() == N).
   template <DenseTensor X>
   Tensor<S, 4> operator()(const X& x, std::span<const int> t) const {
@@ -265,17 +278,45 @@ class UNet2D {
     forward(*ws, x, t, std::forward<Out>(out), labels);
   }
 
+  /// The same for a model with class_embed_type "identity": class_emb [N, time_embed_dim] is added to the
+  /// time embedding. Throws ddpm::invalid_argument as forward does, and if the model's class embedding is not
+  /// "identity" or class_emb is not [N, time_embed_dim].
+  template <DenseTensor X, MutableDenseTensor Out>
+  void forward(const X& x, std::span<const double> t, Out&& out, const ClassEmbedding& class_emb) const {
+    const typename detail::WorkspacePool<S>::Lease ws = workspaces_.take();
+    forward(*ws, x, t, std::forward<Out>(out), class_emb);
+  }
+
   /// The same pass in the caller's workspace (its thread count, its buffers): thread-safe as long as each
   /// concurrent pass has its own workspace. Nothing is allocated once ws has run a pass at this batch size.
   template <DenseTensor X, MutableDenseTensor Out>
   void forward(Workspace<S>& ws, const X& x, std::span<const double> t, Out&& out,
                std::span<const int> labels = {}) const {
+    forward_impl(ws, x, t, std::forward<Out>(out), ClassInput{labels, nullptr});
+  }
+
+  /// The identity class embedding's form in the caller's workspace.
+  template <DenseTensor X, MutableDenseTensor Out>
+  void forward(Workspace<S>& ws, const X& x, std::span<const double> t, Out&& out,
+               const ClassEmbedding& class_emb) const {
+    forward_impl(ws, x, t, std::forward<Out>(out), ClassInput{{}, &class_emb});
+  }
+
+ private:
+  /// What conditions a pass besides t: labels (table, "timestep") or the class embedding ("identity").
+  struct ClassInput {
+    std::span<const int> labels;
+    const ClassEmbedding* embedding = nullptr;
+  };
+
+  template <DenseTensor X, MutableDenseTensor Out>
+  void forward_impl(Workspace<S>& ws, const X& x, std::span<const double> t, Out&& out, const ClassInput& cls) const {
     static_assert(rank_v<X> == 4, "ddpm::nn::UNet2D: the input must be an NCHW tensor");
     static_assert(std::is_same_v<scalar_t<X>, S> && std::is_same_v<scalar_t<Out>, S>,
                   "ddpm::nn::UNet2D: tensors must have the model's scalar type");
     const Eigen::Index N = x.dimension(0), H = x.dimension(2), W = x.dimension(3);
     check_input(x, t);
-    check_labels(N, labels);
+    check_class_input(N, cls);
     Workspace<S>& ctx = ws;
     // 1. time: the embedding of every image's timestep, the MLP, and its activation (shared by all blocks)
     const Eigen::Index E = config_.block_out_channels.front(), T = time_embedding_.dim();
@@ -284,7 +325,7 @@ class UNet2D {
     time_embedding_.forward(ctx, typename Linear<S>::ConstRows(t_emb.data(), N, E),
                             typename Linear<S>::Rows(temb_storage.data(), N, T));
     t_emb.release();
-    add_class_embedding(ctx, labels, temb_storage.data());
+    add_class_embedding(ctx, N, cls, temb_storage.data());
     apply_activation(act_, temb_storage.data(), N * T);
     const typename Linear<S>::ConstRows temb(temb_storage.data(), N, T);
     // 2. conv_in
@@ -317,12 +358,13 @@ class UNet2D {
     skips.clear();
   }
 
+ public:
   /// What backward needs from forward_train: every layer's saved state (buffers of the pass's workspace,
   /// which must outlive it). Default-constructible and reusable; backward releases it (empty() after).
   struct Activations {
     Eigen::Index N = 0, H = 0, W = 0;
     std::vector<int> labels;
-    Matrix t_emb, class_proj, class_emb, temb_act;  // [N, E], [N, E], [N, T], [N, T]
+    Matrix t_emb, class_proj, class_emb, temb_act;  // [N, E], [N, E], [N, T] (table, MLP or given), [N, T]
     Feature<S> input;                               // conv_in's input
     std::vector<typename DownBlock2D<S>::Saved> down;
     typename UNetMidBlock2D<S>::Saved mid;
@@ -346,17 +388,33 @@ class UNet2D {
   template <DenseTensor X, MutableDenseTensor Out>
   void forward_train(Workspace<S>& ws, const X& x, std::span<const double> t, std::span<const int> labels, Out&& out,
                      Activations& acts, NoiseSource* dropout_noise = nullptr) const {
+    forward_train_impl(ws, x, t, ClassInput{labels, nullptr}, std::forward<Out>(out), acts, dropout_noise);
+  }
+
+  /// The training pass of a model with class_embed_type "identity": class_emb [N, time_embed_dim] is added to
+  /// the time embedding (kept in acts; backward can return its gradient). Throws as the other form does, and if
+  /// the model's class embedding is not "identity" or class_emb is not [N, time_embed_dim].
+  template <DenseTensor X, MutableDenseTensor Out>
+  void forward_train(Workspace<S>& ws, const X& x, std::span<const double> t, const ClassEmbedding& class_emb,
+                     Out&& out, Activations& acts, NoiseSource* dropout_noise = nullptr) const {
+    forward_train_impl(ws, x, t, ClassInput{{}, &class_emb}, std::forward<Out>(out), acts, dropout_noise);
+  }
+
+ private:
+  template <DenseTensor X, MutableDenseTensor Out>
+  void forward_train_impl(Workspace<S>& ws, const X& x, std::span<const double> t, const ClassInput& cls, Out&& out,
+                          Activations& acts, NoiseSource* dropout_noise) const {
     static_assert(rank_v<X> == 4, "ddpm::nn::UNet2D: the input must be an NCHW tensor");
     static_assert(std::is_same_v<scalar_t<X>, S> && std::is_same_v<scalar_t<Out>, S>,
                   "ddpm::nn::UNet2D: tensors must have the model's scalar type");
     const Eigen::Index N = x.dimension(0), H = x.dimension(2), W = x.dimension(3);
     check_input(x, t);
-    check_labels(N, labels);
+    check_class_input(N, cls);
     acts.clear();
     acts.N = N;
     acts.H = H;
     acts.W = W;
-    acts.labels.assign(labels.begin(), labels.end());
+    acts.labels.assign(cls.labels.begin(), cls.labels.end());
     const Eigen::Index E = config_.block_out_channels.front(), T = time_embedding_.dim();
     acts.t_emb.resize(N, E);
     sinusoidal_embedding_into(t, N, E, config_.flip_sin_to_cos, config_.freq_shift, acts.t_emb.data());
@@ -367,9 +425,9 @@ class UNet2D {
       acts.class_emb = Matrix::Zero(N, T);
       if (class_kind_ == ClassKind::timestep) {
         acts.class_proj.resize(N, E);
-        class_projection(labels, acts.class_proj.data());
+        class_projection(cls.labels, acts.class_proj.data());
       }
-      add_class_embedding(ws, labels, acts.class_emb.data());
+      add_class_embedding(ws, N, cls, acts.class_emb.data());
       acts.temb_act += acts.class_emb;
     }
     apply_activation(act_, acts.temb_act.data(), N * T);
@@ -412,12 +470,16 @@ class UNet2D {
     acts.filled = true;
   }
 
+ public:
   /// The backward pass of forward_train for d_out = dL/d out (NCHW, out's shape): accumulates (+=) every
   /// parameter gradient into `grads` (a zeros_like() model: the same names, shapes and for_each_parameter
-  /// order) and, when d_x is given, writes dL/dx (NCHW, resized). Releases `acts`.
-  /// Throws ddpm::invalid_argument if acts is empty, d_out has the wrong shape, or grads has another config.
+  /// order) and, when d_x is given, writes dL/dx (NCHW, resized); when d_class_emb is given (a model with
+  /// class_embed_type "identity"), writes dL/d class_emb [N, time_embed_dim] (resized). Releases `acts`.
+  /// Throws ddpm::invalid_argument if acts is empty, d_out has the wrong shape, grads has another config, or
+  /// d_class_emb is given for a model whose class embedding is not "identity".
   template <DenseTensor D>
-  void backward(Workspace<S>& ws, Activations& acts, const D& d_out, UNet2D& grads, Tensor<S, 4>* d_x = nullptr) const {
+  void backward(Workspace<S>& ws, Activations& acts, const D& d_out, UNet2D& grads, Tensor<S, 4>* d_x = nullptr,
+                Matrix* d_class_emb = nullptr) const {
     static_assert(rank_v<D> == 4 && std::is_same_v<scalar_t<D>, S>,
                   "ddpm::nn::UNet2D::backward: d_out must be an NCHW tensor of the model's scalar type");
     if (acts.empty()) {
@@ -430,9 +492,15 @@ class UNet2D {
       ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2D::backward: d_out has shape " +
                                            ddpm::detail::shape_string(d_out) + ", but must have the output's shape");
     }
-    if (grads.num_parameters() != num_parameters() || grads.down_blocks_.size() != down_blocks_.size()) {
+    if (grads.num_parameters() != num_parameters() || grads.down_blocks_.size() != down_blocks_.size() ||
+        grads.class_kind_ != class_kind_) {
       ddpm::detail::throw_invalid_argument(
           "ddpm::nn::UNet2D::backward: grads has another layout, but must be this model's zeros_like()");
+    }
+    if (d_class_emb != nullptr && class_kind_ != ClassKind::identity) {
+      ddpm::detail::throw_invalid_argument(
+          "ddpm::nn::UNet2D::backward: d_class_emb is given, but the model's class_embed_type is not \"identity\" "
+          "(it has no class embedding input)");
     }
     Matrix d_temb = Matrix::Zero(N, T);
     const typename Linear<S>::ConstRows temb(acts.temb_act.data(), N, T);
@@ -530,6 +598,8 @@ class UNet2D {
                                          grads.class_mlp_.linear_2().weight().data(),
                                          grads.class_mlp_.linear_2().bias().data(), nullptr, nullptr};
       detail::timestep_mlp_backward(ws, cargs, acts.class_proj.data(), d_class.data(), cgrads);
+    } else if (class_kind_ == ClassKind::identity && d_class_emb != nullptr) {
+      *d_class_emb = std::move(d_class);  // the class embedding is added as it is: its gradient is d temb's
     }
     acts.clear();
   }
@@ -589,6 +659,8 @@ class UNet2D {
     if (c.class_embed_type && *c.class_embed_type == "timestep") {
       class_kind_ = ClassKind::timestep;
       class_mlp_ = TimestepEmbedding<S>(ch[0], o.temb_channels);
+    } else if (c.class_embed_type && *c.class_embed_type == "identity") {
+      class_kind_ = ClassKind::identity;  // no weights: the caller's class embedding is added as it is
     } else if (c.num_class_embeds) {
       class_kind_ = ClassKind::table;
       class_table_ = Matrix::Zero(*c.num_class_embeds, o.temb_channels);
@@ -657,20 +729,45 @@ class UNet2D {
     return f;
   }
 
-  enum class ClassKind { none, table, timestep };
+  enum class ClassKind { none, table, timestep, identity };
 
-  /// Throws ddpm::invalid_argument unless labels fit the model (one per image in range for a class model,
-  /// none otherwise).
-  void check_labels(Eigen::Index N, std::span<const int> labels) const {
+  /// Throws ddpm::invalid_argument unless the class input fits the model: one label per image in range for a
+  /// table or "timestep" model, a class embedding [N, time_embed_dim] for an "identity" one, nothing otherwise.
+  void check_class_input(Eigen::Index N, const ClassInput& cls) const {
+    const std::string fn = "ddpm::nn::UNet2D";
+    const Eigen::Index T = time_embedding_.dim();
+    if (class_kind_ == ClassKind::identity) {
+      if (cls.embedding == nullptr) {
+        ddpm::detail::throw_invalid_argument(
+            fn + ": labels holds " + std::to_string(cls.labels.size()) +
+            " labels, but the model's class_embed_type is \"identity\": pass the class embedding [N, " +
+            std::to_string(T) + "] (class_emb) instead");
+      }
+      if (cls.embedding->rows() != N || cls.embedding->cols() != T) {
+        ddpm::detail::throw_invalid_argument(fn + ": class_emb has shape [" + std::to_string(cls.embedding->rows()) +
+                                             ", " + std::to_string(cls.embedding->cols()) + "], but must be [" +
+                                             std::to_string(N) + ", " + std::to_string(T) +
+                                             "] (one row of time_embed_dim values per image)");
+      }
+      return;
+    }
+    if (cls.embedding != nullptr) {
+      ddpm::detail::throw_invalid_argument(fn + ": class_emb is given, but the model's class_embed_type is not "
+                                                "\"identity\" (" +
+                                           std::string(class_kind_ == ClassKind::none ? "it has no class embedding"
+                                                                                      : "it takes labels") +
+                                           ")");
+    }
+    const std::span<const int> labels = cls.labels;
     if (class_kind_ == ClassKind::none) {
       if (!labels.empty()) {
-        ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2D: labels holds " + std::to_string(labels.size()) +
+        ddpm::detail::throw_invalid_argument(fn + ": labels holds " + std::to_string(labels.size()) +
                                              " labels, but must be empty: the model has no class embedding");
       }
       return;
     }
     if (static_cast<Eigen::Index>(labels.size()) != N) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2D: labels holds " + std::to_string(labels.size()) +
+      ddpm::detail::throw_invalid_argument(fn + ": labels holds " + std::to_string(labels.size()) +
                                            " labels, but must hold one per image (" + std::to_string(N) +
                                            ") for a class-conditional model");
     }
@@ -684,9 +781,10 @@ class UNet2D {
                               config_.block_out_channels.front(), config_.flip_sin_to_cos, config_.freq_shift, out);
   }
 
-  /// temb [N, T] += the class embedding of the labels (nothing for a model without one).
-  void add_class_embedding(Workspace<S>& ctx, std::span<const int> labels, S* temb) const {
-    const Eigen::Index N = static_cast<Eigen::Index>(labels.size()), T = time_embedding_.dim();
+  /// temb [N, T] += the class embedding of the labels, or the given one (nothing for a model without one).
+  void add_class_embedding(Workspace<S>& ctx, Eigen::Index N, const ClassInput& cls, S* temb) const {
+    const Eigen::Index T = time_embedding_.dim();
+    const std::span<const int> labels = cls.labels;
     if (class_kind_ == ClassKind::table) {
       detail::embedding_forward(class_table_.data(), class_table_.rows(), T, labels, temb, true);
     } else if (class_kind_ == ClassKind::timestep) {
@@ -697,6 +795,8 @@ class UNet2D {
                          typename Linear<S>::Rows(emb.data(), N, T));
       Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>(temb, N * T) +=
           Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>(emb.data(), N * T);
+    } else if (class_kind_ == ClassKind::identity) {
+      Eigen::Map<Matrix>(temb, N, T) += *cls.embedding;
     }
   }
 
