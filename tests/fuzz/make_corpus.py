@@ -67,6 +67,8 @@ seeds["bad_duplicate_key"] = file('{"w":{"dtype":"U8","shape":[1],"data_offsets"
 seeds["bad_shape_negative"] = file({"w": {"dtype": "U8", "shape": [-1], "data_offsets": [0, 1]}}, b"\x00")
 seeds["bad_shape_overflow"] = file({"w": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 4]}},
                                    b"\x00" * 4)
+# Empty (a 0 extent), but 2^32 * 2^32 overflows Eigen::Index before the 0 is reached (issue 13).
+seeds["bad_empty_shape_overflow"] = file({"w": {"dtype": "F32", "shape": [2**32, 2**32, 0], "data_offsets": [0, 0]}})
 seeds["bad_metadata_value"] = file({"__metadata__": {"epoch": 3}})
 seeds["bad_gap"] = file({"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]},
                          "b": {"dtype": "U8", "shape": [1], "data_offsets": [2, 3]}}, b"\x00" * 3)

@@ -653,5 +653,24 @@ TEST_CASE("safetensors: the fuzzer's seed files are valid or malformed as their 
     }
   }
   REQUIRE(valid == 6);
-  REQUIRE(malformed == 14);
+  REQUIRE(malformed == 15);
+}
+
+TEST_CASE("safetensors refuses empty shapes whose extents overflow Eigen::Index, and non-regular files",
+          "[io][safetensors][malformed]") {
+  // An empty tensor (a 0 in its shape) covers no bytes, but Eigen sizes it by multiplying the extents in
+  // order until a 0: [2^32, 2^32, 0] overflows at the second one, so to_tensor could not build it (issue 13).
+  // ([0, 2^62, 2^62], accepted above, stops at the 0 and builds.)
+  require_format_error("{" + entry("w", "F32", "[4294967296, 4294967296, 0]", "[0, 0]") + "}", 0,
+                       {"tensor 'w'", "(4294967296, 4294967296, 0)", "Eigen::Index"});
+  require_format_error("{" + entry("w", "U8", "[2, 9223372036854775807, 0]", "[0, 0]") + "}", 0,
+                       {"tensor 'w'", "Eigen::Index"});
+  // Largest products that still fit are accepted and build (an empty tensor allocates nothing).
+  const Safetensors ok =
+      Safetensors::parse(make_file("{" + entry("w", "F32", "[3037000499, 3037000499, 0]", "[0, 0]") + "}"));
+  CHECK(ok.to_tensor<float, 3>("w").size() == 0);
+  // A directory: tellg reports 2^63 - 1 on Linux; refused before any allocation, naming the path.
+  const std::string dir = std::filesystem::temp_directory_path().string();
+  REQUIRE_THROWS_AS(Safetensors::load(dir), ddpm::format_error);
+  CHECK_THAT(what_of([&] { (void)Safetensors::load(dir); }), Catch::Contains(dir) && Catch::Contains("regular file"));
 }

@@ -16,7 +16,8 @@
 // known dtype, a shape of non-negative integers and END - BEGIN = product(shape) * dtype size; the tensors,
 // sorted by offset, cover the data section exactly once, with no overlap, no gap and no trailing byte (an
 // empty tensor, with a 0 in its shape, covers nothing; a rank-0 tensor, shape [], is one scalar);
-// `__metadata__` maps strings to strings. Unknown fields inside a tensor's entry are ignored, as there.
+// `__metadata__` maps strings to strings. Beyond the reference, a shape must be one Eigen can size (the product
+// of its extents before the first 0 fits in Eigen::Index) and load() reads regular files only. Unknown fields inside a tensor's entry are ignored, as there.
 // Every violation throws ddpm::format_error naming the file, the tensor and what is wrong.
 
 #include <algorithm>
@@ -27,6 +28,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -35,6 +37,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -318,6 +321,22 @@ inline std::optional<std::size_t> byte_size(const std::vector<std::int64_t>& sha
   return total;
 }
 
+/// Whether Eigen can size a tensor of `shape`: Eigen multiplies the extents in order and refuses (with
+/// std::bad_alloc) a running product above its index type's maximum, until a 0 extent makes it 0. So an empty
+/// shape such as [2^32, 2^32, 0] cannot be built, while [0, 2^62, 2^62] can. True if every running product of
+/// the extents before the first 0 is at most std::numeric_limits<Eigen::Index>::max().
+inline bool fits_eigen_index(const std::vector<std::int64_t>& shape) {
+  constexpr auto max = static_cast<std::uint64_t>(std::numeric_limits<Eigen::Index>::max());
+  std::uint64_t product = 1;
+  for (std::int64_t d : shape) {
+    if (d == 0) return true;
+    const auto extent = static_cast<std::uint64_t>(d);
+    if (product > max / extent) return false;
+    product *= extent;
+  }
+  return true;
+}
+
 /// A tensor that the writer accepts: a DenseTensor, or a rank-0 Tensor<S, 0> (a scalar, shape []).
 template <class T>
 concept SavableTensor = DenseTensor<T> ||(requires(const T& t) {
@@ -337,8 +356,15 @@ concept SavableTensor = DenseTensor<T> ||(requires(const T& t) {
 class Safetensors {
  public:
   /// Reads the file at `path` and validates it (see parse()).
-  /// Throws ddpm::format_error if the file cannot be read or is malformed.
+  /// Throws ddpm::format_error if the path is not a regular file (a directory, a device), cannot be read, or
+  /// the file is malformed.
   static Safetensors load(const std::string& path) {
+    // A directory opens, and tellg then reports 2^63 - 1 (libstdc++): refuse anything but a regular file.
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
+      ddpm::detail::throw_format_error("ddpm::io::Safetensors::load: '" + path +
+                                       "' is not a regular file (a directory or a device)");
+    }
     std::ifstream in(path, std::ios::binary | std::ios::ate);
     if (!in) ddpm::detail::throw_format_error("ddpm::io::Safetensors::load: cannot open '" + path + "'");
     const std::streamoff size = in.tellg();
@@ -356,7 +382,8 @@ class Safetensors {
   /// the file in error messages. Throws ddpm::format_error, naming what is wrong, if the header length is
   /// below 2 or beyond the file or 100,000,000; the header does not start with '{', is not JSON, has a
   /// duplicate key or is not an object of objects; a tensor's dtype is unknown, its shape not a list of
-  /// non-negative integers, its data_offsets not two non-negative integers [begin, end] with
+  /// non-negative integers whose running product before the first 0 fits in Eigen::Index (even when a later
+  /// 0 makes the tensor empty: Eigen could not size it), its data_offsets not two non-negative integers [begin, end] with
   /// begin <= end <= data size and end - begin = product(shape) * dtype size; two tensors overlap, a
   /// byte of the data section belongs to no tensor; or `__metadata__` is not an object of strings.
   static Safetensors parse(std::vector<std::uint8_t> bytes, std::string source = "<memory>") {
@@ -556,6 +583,11 @@ class Safetensors {
     }
     const auto size = detail::byte_size(t.shape, dtype_size(t.dtype));
     if (!size) fail(where + ": the byte size of shape " + ddpm::detail::shape_string(t.shape) + " overflows");
+    if (!detail::fits_eigen_index(t.shape)) {
+      fail(where + ": shape " + ddpm::detail::shape_string(t.shape) +
+           " cannot be sized by Eigen: the product of its extents before the first 0 exceeds Eigen::Index's " +
+           "maximum " + std::to_string(std::numeric_limits<Eigen::Index>::max()) + " (even for an empty tensor)");
+    }
 
     const nlohmann::json& offsets = field("data_offsets");
     if (!offsets.is_array() || offsets.size() != 2) {
