@@ -2,6 +2,9 @@
 // Copyright (c) 2026 The ddpm authors
 
 #include <atomic>
+#include <limits>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -58,4 +61,22 @@ TEST_CASE("Context rejects a thread count below 1", "[nn][context]") {
   REQUIRE_THROWS_AS(ctx.set_num_threads(-1), ddpm::invalid_argument);
   ctx.set_num_threads(1);
   CHECK(ctx.num_threads() == 1);
+}
+
+TEST_CASE("Context refuses a thread count above max_num_threads()", "[nn][context]") {
+  // A huge count used to start that many Eigen threads (an abort or a hang, issue 13).
+  const int cap = ddpm::nn::Workspace<float>::max_num_threads();
+  const unsigned hw = std::thread::hardware_concurrency();
+  CHECK(cap >= 8);
+  CHECK(cap >= 4 * static_cast<int>(hw));
+  ddpm::nn::Context<float> ctx(1);
+  for (int n : {cap + 1, 1 << 20, std::numeric_limits<int>::max()}) {
+    INFO("n = " << n);
+    REQUIRE_THROWS_AS(ctx.set_num_threads(n), ddpm::invalid_argument);
+    REQUIRE_THROWS_WITH(ctx.set_num_threads(n), Catch::Contains("set_num_threads") &&
+                                                    Catch::Contains(std::to_string(n)) &&
+                                                    Catch::Contains(std::to_string(cap)));
+    CHECK(ctx.num_threads() == 1);
+  }
+  REQUIRE_THROWS_AS(ddpm::nn::Context<double>(std::numeric_limits<int>::max()), ddpm::invalid_argument);
 }

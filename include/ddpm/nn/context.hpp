@@ -75,17 +75,18 @@ class Workspace {
   using Buffer = typename detail::BufferPool<S>::Buffer;
 
   /// A workspace running on `num_threads` threads (the caller's thread plus num_threads - 1 workers).
-  /// Throws ddpm::invalid_argument if num_threads < 1.
+  /// Throws ddpm::invalid_argument if num_threads < 1 or num_threads > max_num_threads().
   explicit Workspace(int num_threads = 1) { set_num_threads(num_threads); }
 
   /// Threads used by the next pass: 1 runs everything on the caller's thread; n > 1 starts an
   /// Eigen::ThreadPool of n - 1 workers. Results do not depend on the thread count (each output element
   /// is computed by the same sequence of operations, only by a different thread).
-  /// Throws ddpm::invalid_argument if n < 1.
+  /// Throws ddpm::invalid_argument if n < 1 or n > max_num_threads().
   void set_num_threads(int n) {
-    if (n < 1) {
+    if (n < 1 || n > max_num_threads()) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::Workspace::set_num_threads: n is " + std::to_string(n) +
-                                           ", but must be >= 1");
+                                           ", but must be in [1, " + std::to_string(max_num_threads()) +
+                                           "] (max_num_threads(): 4 x hardware_concurrency, at least 8)");
     }
     if (n == num_threads_) return;
     pool_.reset();
@@ -94,6 +95,14 @@ class Workspace {
     packing_.resize(static_cast<std::size_t>(n));
   }
   int num_threads() const { return num_threads_; }
+
+  /// The largest thread count set_num_threads accepts: 4 x std::thread::hardware_concurrency(), and at least 8
+  /// (hardware_concurrency may report 0). More threads than that only contend for the cores, and a huge count
+  /// would abort or hang inside Eigen's thread pool.
+  static int max_num_threads() {
+    const unsigned hw = std::thread::hardware_concurrency();
+    return static_cast<int>(std::max<unsigned long>(8, 4ul * std::min(hw, 1u << 20)));
+  }
 
   /// A scratch buffer of n elements (uninitialised) from the pool; it returns to the pool when the handle
   /// is destroyed or released.
