@@ -36,6 +36,15 @@ float32 noise: their distance from the float32 images is the float32 rounding of
 torch.randn(4, dtype=float64) of the (first) generator after the loop, which shows how many numbers the loop drew.
 
     /usr/bin/python3 tests/reference/make_torch_generator_fixtures.py   # writes both files
+
+The loops are written from diffusers' step formulas. `--diffusers CHECKOUT` (a huggingface/diffusers work tree
+outside the project; nothing of it is committed) runs diffusers' own DDPMScheduler, DDIMScheduler and randn_tensor
+instead and prints the distance; writes nothing. Confirmed against diffusers 0.40.0.dev0 (58eb52c0, 2026-08-23):
+the generator ends every run in the same state (the same number of draws, DDIM's draw at the last step included);
+the images differ by 0.9e-4 to 1.5e-4 in float32 (float32 rounding, about the D of the C++ test) and by 3e-6 to
+2e-5 in float64 (diffusers keeps its schedule in float32), on values up to about 370.
+
+    /usr/bin/python3 tests/reference/make_torch_generator_fixtures.py --diffusers /path/to/diffusers
 """
 
 import json
@@ -260,9 +269,54 @@ def e2e():
     print("wrote", os.path.relpath(OUT_E2E))
 
 
+def check_diffusers(root):
+    """Runs diffusers' own DDPMScheduler / DDIMScheduler and randn_tensor (a checkout at ROOT, imported as
+    make_unet_grad_fixture.import_diffusers_unet does under Debian's packages) over the same model, seeds and
+    settings as e2e(), and prints how far their final images and generator states are from run_loop's. Writes
+    nothing. diffusers keeps its schedule in float32, so the float64 images differ by float32-schedule rounding."""
+    import copy
+    from make_unet_grad_fixture import import_diffusers_unet, load_model_dir
+
+    import_diffusers_unet(root)
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+    from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
+    from diffusers.utils.torch_utils import randn_tensor as diffusers_randn_tensor
+
+    model64, _, _ = load_model_dir(UNET_DIR)
+    models = {torch.float32: copy.deepcopy(model64).float(), torch.float64: model64}
+    common = dict(num_train_timesteps=E2E_T, beta_start=1e-4, beta_end=0.02, beta_schedule="linear", clip_sample=False)
+    for kind in ("ddpm", "ddim"):
+        for mode in ("one", "list"):
+            for dtype in (torch.float32, torch.float64):
+                def gen():
+                    return (torch.Generator().manual_seed(0) if mode == "one"
+                            else [torch.Generator().manual_seed(5), torch.Generator().manual_seed(7)])
+                ours, ours_after = run_loop(kind, models[dtype], gen(), dtype)
+                g = gen()
+                if kind == "ddpm":
+                    sched = DDPMScheduler(variance_type="fixed_small", **common)
+                else:
+                    sched = DDIMScheduler(set_alpha_to_one=True, **common)
+                sched.set_timesteps(E2E_STEPS)
+                assert [int(t) for t in sched.timesteps] == e2e_timesteps()
+                x = diffusers_randn_tensor((E2E_BATCH, 3, 16, 16), generator=g, dtype=dtype)
+                with torch.no_grad():
+                    for t in sched.timesteps:
+                        eps = models[dtype](x, torch.full((E2E_BATCH,), int(t), dtype=torch.int64))
+                        extra = {"eta": E2E_ETA} if kind == "ddim" else {}
+                        x = sched.step(eps, t, x, generator=g, **extra).prev_sample
+                first = g[0] if isinstance(g, list) else g
+                after = hex_of(torch.randn(4, generator=first, dtype=torch.float64))
+                print("diffusers %s/%s %s: max |diffusers - run_loop| %.3g (max |x| %.3g), generator after the run %s"
+                      % (kind, mode, str(dtype).split(".")[1], (x.double() - ours.double()).abs().max(),
+                         ours.abs().max(), "the same" if after == ours_after else "DIFFERS"))
+
+
 if __name__ == "__main__":
     if "--libm-child" in sys.argv:
         libm_child()
+    elif "--diffusers" in sys.argv:
+        check_diffusers(sys.argv[sys.argv.index("--diffusers") + 1])
     else:
         main()
         e2e()
