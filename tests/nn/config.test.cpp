@@ -6,6 +6,13 @@
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
 #include "ddpm/nn/config.hpp"
 
 using ddpm::nn::UNet2DConfig;
@@ -132,4 +139,112 @@ TEST_CASE("UNet2DConfig names what it does not support", "[nn][config]") {
   c.layers_per_block = -1;
   REQUIRE_THROWS_AS(c.validate(), ddpm::invalid_argument);
   REQUIRE_THROWS_AS(UNet2DConfig::from_file("/nonexistent/config.json"), ddpm::format_error);
+}
+
+TEST_CASE("UNet2DConfig refuses deeply nested values without formatting them", "[nn][config][hostile]") {
+  // 100,000 nested lists under an unknown key: nlohmann's dump() recurses once per level and overflowed the
+  // stack while formatting the error message (issue 13). The text is refused from its bracket depth before
+  // nlohmann parses it (so no recursive destructor or copy ever sees it).
+  const std::string deep = "{\"x\": " + std::string(100000, '[') + std::string(100000, ']') + "}";
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("ddpm_deep_config_" + std::to_string(std::random_device{}()) + ".json"))
+                               .string();
+  {
+    std::ofstream(path) << deep;
+  }
+  REQUIRE_THROWS_AS(UNet2DConfig::from_file(path), ddpm::format_error);
+  REQUIRE_THROWS_WITH(UNet2DConfig::from_file(path), Catch::Contains(path) && Catch::Contains("nest"));
+  std::filesystem::remove(path);
+  // Brackets inside strings do not count; 20 levels are within the limit (the key is then refused as
+  // unknown).
+  json j = json::parse(kCifar10);
+  j["_note"] = std::string(1000, '[');
+  CHECK_NOTHROW(UNet2DConfig::from_json(j));
+  json nested = json::array();
+  for (int i = 0; i < 20; ++i) nested = json::array({nested, std::string(100, 'a')});
+  j["x"] = nested;
+  std::string message;
+  try {
+    (void)UNet2DConfig::from_json(j);
+  } catch (const ddpm::format_error& e) {
+    message = e.what();
+  }
+  CHECK_THAT(message, Catch::Contains("unsupported key \"x\""));
+  // A parsed value nested deeper than the limit is described without dump() (a value built in code).
+  json deeper = json::array();
+  for (int i = 0; i < 1000; ++i) deeper = json::array({std::move(deeper)});
+  j["x"] = std::move(deeper);
+  REQUIRE_THROWS_WITH(UNet2DConfig::from_json(j), Catch::Contains("\"x\"") && Catch::Contains("nest"));
+  // 100,000 levels under a known key, in a value built without the text reader: formatting the wrong-typed
+  // value for the message recursed once per level (a stack overflow).
+  json hostile = json::array();
+  for (int i = 0; i < 100000; ++i) hostile = json::array({std::move(hostile)});
+  json h = json::parse(kCifar10);
+  h["in_channels"] = std::move(hostile);
+  REQUIRE_THROWS_WITH(UNet2DConfig::from_json(h), Catch::Contains("in_channels") && Catch::Contains("nest"));
+  // A wrong-typed value is shown truncated, not whole.
+  json k = json::parse(kCifar10);
+  k["in_channels"] = std::string(100000, 'z');
+  try {
+    (void)UNet2DConfig::from_json(k);
+  } catch (const ddpm::format_error& e) {
+    message = e.what();
+  }
+  CHECK_THAT(message, Catch::Contains("in_channels") && Catch::Contains("..."));
+  CHECK(message.size() < 2000);
+}
+
+TEST_CASE("UNet2DConfig parses integers as checked 64-bit values within documented ranges", "[nn][config][hostile]") {
+  auto with = [](const char* key, json value) {
+    json j = json::parse(kCifar10);
+    j[key] = std::move(value);
+    return j;
+  };
+  auto refused = [&](const char* key, json value, const std::string& shown, const std::string& range) {
+    INFO(key << " = " << value.dump());
+    REQUIRE_THROWS_AS(UNet2DConfig::from_json(with(key, value)), ddpm::format_error);
+    REQUIRE_THROWS_WITH(UNet2DConfig::from_json(with(key, value)),
+                        Catch::Contains(key) && Catch::Contains(shown) && Catch::Contains(range));
+  };
+  const std::string channels = "[1, " + std::to_string(UNet2DConfig::kMaxChannels) + "]";
+  // 4294967299 = 2^32 + 3 used to wrap to 3; 1e10 was a float-to-int conversion with undefined behaviour.
+  refused("in_channels", json(4294967299LL), "4294967299", channels);
+  refused("in_channels", json(1e10), "10000000000", channels);
+  refused("out_channels", json(-4294967296LL), "-4294967296", channels);
+  refused("in_channels", json(18446744073709551615ULL), "18446744073709551615", channels);
+  refused("in_channels", json(1e300), "1e+300", channels);
+  refused("in_channels", json(0), "0", channels);
+  // 1e9 channels: the product of channels overflowed a signed int before any allocation.
+  refused("block_out_channels", json({128, 1000000000, 256, 256}), "1000000000", channels);
+  refused("block_out_channels", json({128, 4294967552LL, 256, 256}), "4294967552", channels);
+  refused("downsample_padding", json(2147483647), "2147483647",
+          "[0, " + std::to_string(UNet2DConfig::kMaxPadding) + "]");
+  refused("layers_per_block", json(1 << 20), "1048576", "[1, " + std::to_string(UNet2DConfig::kMaxLayers) + "]");
+  refused("time_embedding_dim", json(1LL << 40), "1099511627776", "[1, ");
+  refused("attention_head_dim", json(-1), "-1", "[1, ");
+  refused("norm_num_groups", json(1LL << 33), "8589934592", "[1, ");
+  refused("sample_size", json(1LL << 32), "4294967296", "[1, ");
+  refused("sample_size", json({32, -32}), "-32", "[1, ");
+  refused("num_class_embeds", json(1LL << 40), "1099511627776", "[1, ");
+  refused("num_train_timesteps", json(1LL << 40), "1099511627776", "[1, ");
+  // 65 blocks: the input size must be a multiple of 2^64, a shift by 64 (undefined behaviour).
+  {
+    json j = json::parse(kCifar10);
+    j["block_out_channels"] = std::vector<int>(65, 32);
+    j["down_block_types"] = std::vector<std::string>(65, "DownBlock2D");
+    j["up_block_types"] = std::vector<std::string>(65, "UpBlock2D");
+    REQUIRE_THROWS_WITH(UNet2DConfig::from_json(j), Catch::Contains("block_out_channels") && Catch::Contains("65") &&
+                                                        Catch::Contains(std::to_string(UNet2DConfig::kMaxBlocks)));
+  }
+  // The same ranges hold for a config built in code.
+  UNet2DConfig c = UNet2DConfig::ddpm_cifar10();
+  c.downsample_padding = std::numeric_limits<int>::max();
+  REQUIRE_THROWS_WITH(c.validate(), Catch::Contains("downsample_padding") && Catch::Contains("2147483647"));
+  c = UNet2DConfig::ddpm_cifar10();
+  c.in_channels = std::numeric_limits<int>::max();
+  REQUIRE_THROWS_AS(c.validate(), ddpm::invalid_argument);
+  // Integral floats inside the range are still read (diffusers' configs sometimes hold 3.0).
+  CHECK(UNet2DConfig::from_json(with("in_channels", 4.0)).in_channels == 4);
+  CHECK(UNet2DConfig::from_json(with("in_channels", UNet2DConfig::kMaxChannels)).in_channels ==
+        UNet2DConfig::kMaxChannels);
 }

@@ -9,10 +9,12 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -55,6 +57,18 @@ struct UNet2DConfig {
   std::optional<int> num_class_embeds;  ///< the table's size (class_embed_type null); ignored otherwise
   std::optional<int> num_train_timesteps;  ///< informational
 
+  // The ranges of the integer keys (checked by validate(); from_json reads every integer as a checked 64-bit
+  // value first, so a value outside int is refused by name rather than wrapped or converted with UB).
+  static constexpr int kMaxChannels = 1 << 16;   ///< in/out_channels, block_out_channels[i], time_embedding_dim,
+                                                 ///< attention_head_dim, norm_num_groups, attn_norm_num_groups
+  static constexpr int kMaxBlocks = 16;          ///< entries of block_out_channels (inputs are multiples of 2^(n-1))
+  static constexpr int kMaxLayers = 64;          ///< layers_per_block
+  static constexpr int kMaxPadding = 1 << 10;    ///< downsample_padding
+  static constexpr int kMaxSampleSize = 1 << 16; ///< sample_size (each side)
+  static constexpr int kMaxClassEmbeds = 1 << 24;      ///< num_class_embeds
+  static constexpr int kMaxTrainTimesteps = 1 << 24;   ///< num_train_timesteps
+  static constexpr int kMaxJsonDepth = 32;       ///< nesting of config.json (its values nest at most 2 deep)
+
   /// Every key UNet2DModel's config.json may hold (besides '_'-prefixed ones).
   static const std::vector<std::string>& supported_keys() {
     static const std::vector<std::string> keys = {
@@ -94,25 +108,35 @@ struct UNet2DConfig {
     auto fail = [](const std::string& what) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2DConfig: " + what);
     };
-    auto positive = [&](const char* key, long long v) {
-      if (v < 1) fail(std::string(key) + " is " + std::to_string(v) + ", but must be >= 1");
+    auto in_range = [&](const std::string& key, long long v, long long lo, long long hi) {
+      if (v < lo || v > hi) fail(key + " is " + std::to_string(v) + ", but must be in " + range_string(lo, hi));
     };
-    positive("in_channels", in_channels);
-    positive("out_channels", out_channels);
-    positive("layers_per_block", layers_per_block);
-    positive("norm_num_groups", norm_num_groups);
-    if (time_embedding_dim) positive("time_embedding_dim", *time_embedding_dim);
-    if (attention_head_dim) positive("attention_head_dim", *attention_head_dim);
-    if (attn_norm_num_groups) positive("attn_norm_num_groups", *attn_norm_num_groups);
+    in_range("in_channels", in_channels, 1, kMaxChannels);
+    in_range("out_channels", out_channels, 1, kMaxChannels);
+    in_range("layers_per_block", layers_per_block, 1, kMaxLayers);
+    in_range("norm_num_groups", norm_num_groups, 1, kMaxChannels);
+    if (time_embedding_dim) in_range("time_embedding_dim", *time_embedding_dim, 1, kMaxChannels);
+    if (attention_head_dim) in_range("attention_head_dim", *attention_head_dim, 1, kMaxChannels);
+    if (attn_norm_num_groups) in_range("attn_norm_num_groups", *attn_norm_num_groups, 1, kMaxChannels);
+    if (sample_size) {
+      in_range("sample_size[0]", (*sample_size)[0], 1, kMaxSampleSize);
+      in_range("sample_size[1]", (*sample_size)[1], 1, kMaxSampleSize);
+    }
+    if (num_train_timesteps) in_range("num_train_timesteps", *num_train_timesteps, 1, kMaxTrainTimesteps);
+    in_range("downsample_padding", downsample_padding, 0, kMaxPadding);
     if (time_embedding_type != "positional") {
       fail("time_embedding_type is \"" + time_embedding_type + "\", but must be \"positional\" (supported: positional)");
     }
-    if (block_out_channels.empty()) fail("block_out_channels is empty, but must have one entry per block");
+    if (block_out_channels.empty() || block_out_channels.size() > static_cast<std::size_t>(kMaxBlocks)) {
+      fail("block_out_channels has " + std::to_string(block_out_channels.size()) +
+           " entries, but must have one per block, 1 to " + std::to_string(kMaxBlocks));
+    }
     for (std::size_t i = 0; i < block_out_channels.size(); ++i) {
       const int c = block_out_channels[i];
-      if (c < 1 || c % norm_num_groups != 0) {
+      in_range("block_out_channels[" + std::to_string(i) + "]", c, 1, kMaxChannels);
+      if (c % norm_num_groups != 0) {
         fail("block_out_channels[" + std::to_string(i) + "] is " + std::to_string(c) +
-             ", but must be >= 1 and a multiple of norm_num_groups (" + std::to_string(norm_num_groups) + ")");
+             ", but must be a multiple of norm_num_groups (" + std::to_string(norm_num_groups) + ")");
       }
     }
     if (down_block_types.size() != block_out_channels.size() || up_block_types.size() != block_out_channels.size()) {
@@ -135,9 +159,6 @@ struct UNet2DConfig {
     }
     if (!(std::isfinite(mid_block_scale_factor) && mid_block_scale_factor != 0.0)) {
       fail("mid_block_scale_factor is " + std::to_string(mid_block_scale_factor) + ", but must be finite and != 0");
-    }
-    if (downsample_padding < 0) {
-      fail("downsample_padding is " + std::to_string(downsample_padding) + ", but must be >= 0");
     }
     if (downsample_type != "conv") {
       fail("downsample_type is \"" + downsample_type + "\", but must be \"conv\" (supported: conv)");
@@ -175,32 +196,45 @@ struct UNet2DConfig {
       fail("class_embed_type is \"" + *class_embed_type + "\", but must be null (a table of num_class_embeds), "
            "\"timestep\" or \"identity\"");
     }
-    if (!class_embed_type && num_class_embeds && *num_class_embeds < 1) {
-      fail("num_class_embeds is " + std::to_string(*num_class_embeds) + ", but must be >= 1 (or null)");
+    if (!class_embed_type && num_class_embeds && (*num_class_embeds < 1 || *num_class_embeds > kMaxClassEmbeds)) {
+      fail("num_class_embeds is " + std::to_string(*num_class_embeds) + ", but must be in " +
+           range_string(1, kMaxClassEmbeds) + " (or null)");
     }
   }
 
   /// The config described by a parsed config.json. `source` names the file in error messages.
-  /// Throws ddpm::format_error for a key UNet2DModel does not take (listing the keys it takes), a value of
-  /// the wrong JSON type, or a value UNet2D does not support (see validate()).
+  /// Throws ddpm::format_error for a key UNet2DModel does not take (listing the keys it takes), a value nested
+  /// deeper than kMaxJsonDepth - 1 levels, a value of the wrong JSON type, an integer outside its range (read
+  /// as a checked 64-bit value: never wrapped or converted with undefined behaviour), or a value UNet2D does
+  /// not support (see validate()). Values in messages are truncated to about 200 characters.
   static UNet2DConfig from_json(const nlohmann::json& j, const std::string& source = "config.json") {
     const std::string where = "ddpm::nn::UNet2DConfig: " + source + ": ";
     if (!j.is_object()) ddpm::detail::throw_format_error(where + "must be a JSON object");
     UNet2DConfig c;
     const std::vector<std::string>& keys = supported_keys();
     for (const auto& [key, value] : j.items()) {
+      // Before anything formats or walks the value recursively (nlohmann's dump() and copies recurse once
+      // per level; a 100,000-deep list overflowed the stack while formatting an error).
+      if (nests_deeper_than(value, kMaxJsonDepth - 1)) {
+        ddpm::detail::throw_format_error(where + "key \"" + truncated(key) + "\" holds a value that nests deeper than " +
+                                         std::to_string(kMaxJsonDepth - 1) + " levels");
+      }
       if (!key.empty() && key.front() == '_') continue;
       if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
         std::string list;
         for (const std::string& k : keys) list += (list.empty() ? "" : ", ") + k;
-        ddpm::detail::throw_format_error(where + "unsupported key \"" + key + "\"; the supported keys are " + list);
+        ddpm::detail::throw_format_error(where + "unsupported key \"" + truncated(key) + "\"; the supported keys are " +
+                                         list);
       }
       try {
         c.set(key, value);
       } catch (const WrongType& e) {
-        ddpm::detail::throw_format_error(where + "key \"" + key + "\" is " + value.dump() + ", but " + e.expected);
+        ddpm::detail::throw_format_error(where + "key \"" + key + "\" is " + describe(value) + ", but " + e.expected);
+      } catch (const OutOfRange& e) {
+        ddpm::detail::throw_format_error(where + "key \"" + e.key + "\" is " + e.value + ", but must be an integer in " +
+                                         range_string(e.lo, e.hi));
       } catch (const nlohmann::json::exception& e) {
-        ddpm::detail::throw_format_error(where + "key \"" + key + "\" is " + value.dump() +
+        ddpm::detail::throw_format_error(where + "key \"" + key + "\" is " + describe(value) +
                                          ", a value of the wrong type (" + e.what() + ")");
       }
     }
@@ -212,16 +246,24 @@ struct UNet2DConfig {
     return c;
   }
 
-  /// Reads and parses a config.json. Throws ddpm::format_error if it cannot be read, is not JSON, or
-  /// from_json rejects it.
+  /// Reads and parses a config.json. Throws ddpm::format_error if it cannot be read, nests lists and objects
+  /// deeper than kMaxJsonDepth, is not JSON, or from_json rejects it.
   static UNet2DConfig from_file(const std::string& path) {
     std::ifstream in(path);
     if (!in) ddpm::detail::throw_format_error("ddpm::nn::UNet2DConfig: cannot open '" + path + "'");
     std::stringstream text;
     text << in.rdbuf();
+    const std::string str = text.str();
+    // nlohmann's parser does not recurse, but formatting and copying a parsed value do: refuse deep nesting
+    // in the text itself, before a value exists.
+    if (const auto offset = nesting_exceeded(str, kMaxJsonDepth)) {
+      ddpm::detail::throw_format_error("ddpm::nn::UNet2DConfig: " + path + " nests deeper than " +
+                                       std::to_string(kMaxJsonDepth) + " levels (at byte offset " +
+                                       std::to_string(*offset) + ")");
+    }
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(text.str());
+      j = nlohmann::json::parse(str);
     } catch (const nlohmann::json::exception& e) {
       ddpm::detail::throw_format_error("ddpm::nn::UNet2DConfig: " + path + " is not valid JSON (" + e.what() + ")");
     }
@@ -271,6 +313,63 @@ struct UNet2DConfig {
   struct WrongType {
     const char* expected;
   };
+  struct OutOfRange {
+    std::string key, value;
+    long long lo, hi;
+  };
+
+  static std::string range_string(long long lo, long long hi) {
+    return "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+  }
+
+  static std::string truncated(const std::string& text, std::size_t max = 200) {
+    return text.size() <= max ? text : text.substr(0, max) + "...";
+  }
+
+  /// Whether `v` has lists or objects nested more than `max` levels deep (a scalar is level 0), without
+  /// recursion: an explicit stack of (value, level).
+  static bool nests_deeper_than(const nlohmann::json& v, int max) {
+    std::vector<std::pair<const nlohmann::json*, int>> stack{{&v, 0}};
+    while (!stack.empty()) {
+      const auto [value, level] = stack.back();
+      stack.pop_back();
+      if (!value->is_structured()) continue;
+      if (level + 1 > max) return true;
+      for (const auto& child : *value) stack.emplace_back(&child, level + 1);
+    }
+    return false;
+  }
+
+  /// The byte offset where the JSON text's '[' / '{' nesting first exceeds `max`, or nullopt (brackets in
+  /// strings do not count).
+  static std::optional<std::size_t> nesting_exceeded(const std::string& text, int max) {
+    int depth = 0;
+    bool in_string = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      const char ch = text[i];
+      if (in_string) {
+        if (ch == '\\') {
+          ++i;
+        } else if (ch == '"') {
+          in_string = false;
+        }
+      } else if (ch == '"') {
+        in_string = true;
+      } else if (ch == '[' || ch == '{') {
+        if (++depth > max) return i;
+      } else if (ch == ']' || ch == '}') {
+        --depth;
+      }
+    }
+    return std::nullopt;
+  }
+
+  /// A value for a message: its JSON text truncated to about 200 characters (called only on values that
+  /// nests_deeper_than has bounded, so dump() recurses at most kMaxJsonDepth levels).
+  static std::string describe(const nlohmann::json& v) {
+    if (nests_deeper_than(v, kMaxJsonDepth)) return "a value nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+    return truncated(v.dump());
+  }
 
   template <class T>
   static nlohmann::json optional_json(const std::optional<T>& v) {
@@ -283,9 +382,34 @@ struct UNet2DConfig {
     return v.get<T>();
   }
 
-  static int integer(const nlohmann::json& v) {
-    if (v.is_number_integer()) return v.get<int>();
-    if (v.is_number_float() && v.get<double>() == std::floor(v.get<double>())) return static_cast<int>(v.get<double>());
+  /// The integer `v` if it lies in [lo, hi]. JSON integers are read as checked 64-bit values and integral
+  /// floats (3.0) are compared as doubles before any conversion, so nothing wraps or converts with UB.
+  /// Throws WrongType (not an integer) or OutOfRange naming `key` and the value as written.
+  static int integer(const nlohmann::json& v, const std::string& key, long long lo, long long hi) {
+    if (v.is_number_unsigned()) {
+      const std::uint64_t u = v.get<std::uint64_t>();
+      if (u > static_cast<std::uint64_t>(hi)) throw OutOfRange{key, std::to_string(u), lo, hi};
+      return static_cast<int>(u);
+    }
+    if (v.is_number_integer()) {
+      const std::int64_t i = v.get<std::int64_t>();
+      if (i < lo || i > hi) throw OutOfRange{key, std::to_string(i), lo, hi};
+      return static_cast<int>(i);
+    }
+    if (v.is_number_float()) {
+      const double d = v.get<double>();
+      if (!std::isfinite(d) || d != std::floor(d)) throw WrongType{"must be an integer"};
+      if (d < static_cast<double>(lo) || d > static_cast<double>(hi)) {
+        std::ostringstream shown;
+        if (std::fabs(d) < 1e18) {
+          shown << static_cast<long long>(d);
+        } else {
+          shown << d;
+        }
+        throw OutOfRange{key, shown.str(), lo, hi};
+      }
+      return static_cast<int>(d);
+    }
     throw WrongType{"must be an integer"};
   }
 
@@ -299,9 +423,10 @@ struct UNet2DConfig {
     return v.get<bool>();
   }
 
-  static std::optional<int> optional_integer(const nlohmann::json& v) {
+  static std::optional<int> optional_integer(const nlohmann::json& v, const std::string& key, long long lo,
+                                             long long hi) {
     if (v.is_null()) return std::nullopt;
-    return integer(v);
+    return integer(v, key, lo, hi);
   }
 
   void set(const std::string& key, const nlohmann::json& v) {
@@ -310,21 +435,22 @@ struct UNet2DConfig {
         sample_size.reset();
       } else if (v.is_array()) {
         if (v.size() != 2) throw WrongType{"must be an integer or [height, width]"};
-        sample_size = std::array<int, 2>{integer(v[0]), integer(v[1])};
+        sample_size = std::array<int, 2>{integer(v[0], "sample_size[0]", 1, kMaxSampleSize),
+                                         integer(v[1], "sample_size[1]", 1, kMaxSampleSize)};
       } else {
-        const int s = integer(v);
+        const int s = integer(v, key, 1, kMaxSampleSize);
         sample_size = std::array<int, 2>{s, s};
       }
     } else if (key == "in_channels") {
-      in_channels = integer(v);
+      in_channels = integer(v, key, 1, kMaxChannels);
     } else if (key == "out_channels") {
-      out_channels = integer(v);
+      out_channels = integer(v, key, 1, kMaxChannels);
     } else if (key == "center_input_sample") {
       center_input_sample = boolean(v);
     } else if (key == "time_embedding_type") {
       time_embedding_type = v.get<std::string>();
     } else if (key == "time_embedding_dim") {
-      time_embedding_dim = optional_integer(v);
+      time_embedding_dim = optional_integer(v, key, 1, kMaxChannels);
     } else if (key == "freq_shift") {
       freq_shift = number(v);
     } else if (key == "flip_sin_to_cos") {
@@ -338,13 +464,15 @@ struct UNet2DConfig {
     } else if (key == "block_out_channels") {
       if (!v.is_array()) throw WrongType{"must be a list of integers"};
       block_out_channels.clear();
-      for (const auto& e : v) block_out_channels.push_back(integer(e));
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        block_out_channels.push_back(integer(v[i], key + "[" + std::to_string(i) + "]", 1, kMaxChannels));
+      }
     } else if (key == "layers_per_block") {
-      layers_per_block = integer(v);
+      layers_per_block = integer(v, key, 1, kMaxLayers);
     } else if (key == "mid_block_scale_factor") {
       mid_block_scale_factor = number(v);
     } else if (key == "downsample_padding") {
-      downsample_padding = integer(v);
+      downsample_padding = integer(v, key, 0, kMaxPadding);
     } else if (key == "downsample_type") {
       downsample_type = v.get<std::string>();
     } else if (key == "upsample_type") {
@@ -354,11 +482,11 @@ struct UNet2DConfig {
     } else if (key == "act_fn") {
       act_fn = v.get<std::string>();
     } else if (key == "attention_head_dim") {
-      attention_head_dim = optional_integer(v);
+      attention_head_dim = optional_integer(v, key, 1, kMaxChannels);
     } else if (key == "norm_num_groups") {
-      norm_num_groups = integer(v);
+      norm_num_groups = integer(v, key, 1, kMaxChannels);
     } else if (key == "attn_norm_num_groups") {
-      attn_norm_num_groups = optional_integer(v);
+      attn_norm_num_groups = optional_integer(v, key, 1, kMaxChannels);
     } else if (key == "norm_eps") {
       norm_eps = number(v);
     } else if (key == "resnet_time_scale_shift") {
@@ -368,9 +496,9 @@ struct UNet2DConfig {
     } else if (key == "class_embed_type") {
       class_embed_type = optional_value<std::string>(v);
     } else if (key == "num_class_embeds") {
-      num_class_embeds = optional_integer(v);
+      num_class_embeds = optional_integer(v, key, 1, kMaxClassEmbeds);
     } else if (key == "num_train_timesteps") {
-      num_train_timesteps = optional_integer(v);
+      num_train_timesteps = optional_integer(v, key, 1, kMaxTrainTimesteps);
     }
   }
 };
