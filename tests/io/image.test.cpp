@@ -467,3 +467,31 @@ TEMPLATE_TEST_CASE("make_grid places samples as torchvision's make_grid does", "
   five.setZero();
   REQUIRE_THROWS_AS(ddpm::make_grid(five, 1), ddpm::invalid_argument);
 }
+
+TEST_CASE("read_png refuses images above its pixel limit before decoding", "[io][image][hostile]") {
+  TempDir dir;
+  // A 40-byte-payload file declaring 16384 x 16384 RGBA (1 GiB decoded): refused from its header by the
+  // default limit, before stb allocates anything (issue 13).
+  Bytes png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  Bytes ihdr;
+  put_be32(ihdr, 16384);
+  put_be32(ihdr, 16384);
+  ihdr.insert(ihdr.end(), {8, 6, 0, 0, 0});
+  put_chunk(png, "IHDR", ihdr);
+  put_chunk(png, "IDAT", zlib_stored(Bytes(16, 0)));
+  put_chunk(png, "IEND", {});
+  write_bytes(dir.file("huge.png"), png);
+  REQUIRE(ddpm::kDefaultPngPixelLimit == (1LL << 26));
+  REQUIRE_THROWS_AS(ddpm::read_png(dir.file("huge.png")), ddpm::format_error);
+  REQUIRE_THROWS_WITH(ddpm::read_png(dir.file("huge.png")),
+                      Catch::Contains("huge.png") && Catch::Contains("16384 x 16384") &&
+                          Catch::Contains("268435456 pixels") && Catch::Contains("67108864"));
+  // The limit is the caller's: exactly width * height pixels pass, one fewer does not.
+  const ddpm::Image im = make_image(40, 30, 3, 7);
+  ddpm::write_png(dir.file("small.png"), im);
+  CHECK(ddpm::read_png(dir.file("small.png"), 0, 1200).pixels == im.pixels);
+  REQUIRE_THROWS_WITH(ddpm::read_png(dir.file("small.png"), 0, 1199),
+                      Catch::Contains("40 x 30") && Catch::Contains("1200 pixels") && Catch::Contains("1199"));
+  REQUIRE_THROWS_AS(ddpm::read_png(dir.file("small.png"), 0, 0), ddpm::invalid_argument);
+  REQUIRE_THROWS_WITH(ddpm::read_png(dir.file("small.png"), 0, -5), Catch::Contains("max_pixels is -5"));
+}

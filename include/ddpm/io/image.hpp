@@ -164,16 +164,25 @@ inline std::string errno_text() { return std::strerror(errno); }
 
 }  // namespace detail
 
+/// read_png's default pixel limit, 2^26 pixels (8192 x 8192; 256 MiB decoded as RGBA). A PNG of a few kB can
+/// declare 16384 x 16384 RGBA (1 GiB; stb's own bound is 2^30 bytes), so the limit bounds what a hostile file
+/// can make read_png allocate. Raise it with read_png's max_pixels.
+inline constexpr long long kDefaultPngPixelLimit = 1LL << 26;
+
 /// Reads a PNG file into an 8-bit Image. Its channels are kept (channels = 0) or converted by stb to `channels` in [1,
 /// 4] (gray <-> RGB, alpha added as opaque or dropped). 16-bit files are reduced to their high bytes, palette files
-/// expanded. Throws ddpm::format_error (naming the path and the reason) if the file cannot be read, is not a PNG file,
-/// is truncated or corrupt (a chunk fails its CRC), or stb cannot decode it; ddpm::invalid_argument if channels is
-/// outside [0, 4].
-inline Image read_png(const std::string& path, int channels = 0) {
+/// expanded. An image of more than `max_pixels` pixels (width x height, read from the header) is refused before it
+/// is decoded. Throws ddpm::format_error (naming the path and the reason) if the file cannot be read, is not a PNG
+/// file, is truncated or corrupt (a chunk fails its CRC), declares more than max_pixels pixels, or stb cannot decode
+/// it; ddpm::invalid_argument if channels is outside [0, 4] or max_pixels < 1.
+inline Image read_png(const std::string& path, int channels = 0, long long max_pixels = kDefaultPngPixelLimit) {
   const std::string fn = "ddpm::read_png";
   if (channels < 0 || channels > 4) {
     detail::throw_invalid_argument(fn + ": channels is " + std::to_string(channels) +
                                    ", but must be 0 (as stored) or in [1, 4]");
+  }
+  if (max_pixels < 1) {
+    detail::throw_invalid_argument(fn + ": max_pixels is " + std::to_string(max_pixels) + ", but must be >= 1");
   }
   errno = 0;
   std::ifstream file(path, std::ios::binary);
@@ -193,6 +202,16 @@ inline Image read_png(const std::string& path, int channels = 0) {
   detail::check_png_container(fn, path, bytes);
 
   int width = 0, height = 0, stored_channels = 0;
+  if (!stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &stored_channels)) {
+    const char* reason = stbi_failure_reason();
+    detail::throw_format_error(fn + ": cannot decode \"" + path + "\": " + (reason ? reason : "unknown error"));
+  }
+  if (static_cast<long long>(width) * height > max_pixels) {
+    detail::throw_format_error(fn + ": \"" + path + "\" is " + std::to_string(width) + " x " + std::to_string(height) +
+                               " = " + std::to_string(static_cast<long long>(width) * height) +
+                               " pixels, but max_pixels is " + std::to_string(max_pixels) +
+                               " (pass a larger max_pixels to read it)");
+  }
   stbi_uc* decoded =
       stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &stored_channels, channels);
   if (decoded == nullptr) {
