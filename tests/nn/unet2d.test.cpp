@@ -12,7 +12,9 @@
 // exp/sin/cos correctly rounded; docs/unet.md, "Timestep embedding"), so the float64 outputs differ by double
 // rounding only (the PyTorch reference matches diffusers' UNet2DModel to 2e-15 on these inputs).
 
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <span>
@@ -372,4 +374,79 @@ TEST_CASE("UNet2D::zeros_like lists the model's names and shapes in order, all z
   grads.parameters().front().data[0] = 3.0f;
   ddpm::nn::zero_parameters<float>(grads);
   CHECK(grads.parameters().front().data[0] == 0.0f);
+}
+
+TEST_CASE("UNet2D refuses non-finite and absurd timesteps, and keeps fractional ones", "[nn][unet2d][hostile]") {
+  const UNet2D<float> model = UNet2D<float>::from_pretrained(fixture("tiny"));
+  const ddpm::Tensor<float, 4> x = nn_test::random_images<float>(2, 3, 16, 16, 5);
+  ddpm::Tensor<float, 4> out;
+  auto pass = [&](std::vector<double> t) { model.forward(x, std::span<const double>(t), out); };
+  // t = 1e300 is finite, but inf in float32: the embedding, and so every output, was NaN (issue 13).
+  REQUIRE_THROWS_AS(pass({1e300}), ddpm::invalid_argument);
+  REQUIRE_THROWS_WITH(pass({1e300}), Catch::Contains("t[0]") && Catch::Contains("e+300") &&
+                                         Catch::Contains("[-2^24, 2^24]"));
+  REQUIRE_THROWS_WITH(pass({5, -std::numeric_limits<double>::infinity()}), Catch::Contains("t[1] is -inf"));
+  REQUIRE_THROWS_AS(pass({std::nan("")}), ddpm::invalid_argument);
+  REQUIRE_THROWS_AS(pass({16777217.0}), ddpm::invalid_argument);
+  REQUIRE_THROWS_AS(ddpm::nn::sinusoidal_embedding<float>(std::vector<double>{1e300}, 8, true, 0),
+                    ddpm::invalid_argument);
+  // diffusers' range, Euler's fractional timesteps, and the limit itself pass and give finite outputs.
+  for (double t : {0.0, 999.0, 999.5, 0.0316, 16777216.0}) {
+    INFO("t = " << t);
+    pass({t, t});
+    for (Eigen::Index i = 0; i < out.size(); ++i) REQUIRE(std::isfinite(out.data()[i]));
+  }
+  REQUIRE_THROWS_AS(UNet2D<float>(model.config()).set_num_threads(1 << 20), ddpm::invalid_argument);
+}
+
+TEST_CASE("UNet2DConfig::parameter_count matches the built networks, and size limits refuse before allocating",
+          "[nn][unet2d][hostile]") {
+  // The closed form against the count of the tensors UNet2D builds (and diffusers' 35,746,307 for CIFAR10).
+  CHECK(UNet2DConfig::ddpm_cifar10().parameter_count() == 35746307);
+  std::vector<UNet2DConfig> configs;
+  for (const char* name : {"tiny", "tiny_class", "tiny_identity", "tiny_legacy"}) {
+    configs.push_back(UNet2DConfig::from_file(fixture(name) + "/config.json"));
+  }
+  UNet2DConfig v = configs[0];
+  v.resnet_time_scale_shift = "scale_shift";  // doubled time_emb_proj, no mid attention norm
+  configs.push_back(v);
+  v.attn_norm_num_groups = 4;
+  v.layers_per_block = 2;
+  v.time_embedding_dim = 24;
+  v.block_out_channels = {8, 16, 24};
+  v.down_block_types = {"AttnDownBlock2D", "DownBlock2D", "AttnDownBlock2D"};
+  v.up_block_types = {"AttnUpBlock2D", "UpBlock2D", "AttnUpBlock2D"};
+  v.attention_head_dim = std::nullopt;
+  v.in_channels = 1;
+  v.out_channels = 2;
+  v.class_embed_type = "timestep";
+  configs.push_back(v);
+  v.class_embed_type = std::nullopt;
+  v.num_class_embeds = 7;
+  v.mid_block_type = std::nullopt;
+  v.resnet_time_scale_shift = "default";
+  v.attention_head_dim = 3;  // 8 / 3 = 2 heads of 3: inner width 6
+  configs.push_back(v);
+  for (std::size_t i = 0; i < configs.size(); ++i) {
+    INFO("config " << i);
+    CHECK(configs[i].parameter_count() == UNet2D<float>(configs[i]).num_parameters());
+  }
+  // [4096, 4096] passes every key's range, but would allocate gigabytes: refused at once.
+  UNet2DConfig big = configs[0];
+  big.block_out_channels = {4096, 4096};
+  big.norm_num_groups = 32;
+  REQUIRE(big.parameter_count() > (std::int64_t{1} << 30));
+  REQUIRE_THROWS_AS(UNet2D<float>{big}, ddpm::invalid_argument);
+  REQUIRE_THROWS_WITH(UNet2D<float>{big}, Catch::Contains(std::to_string(big.parameter_count())) &&
+                                              Catch::Contains("max_parameters"));
+  // The caller's limits: exactly the count passes, one fewer does not; the activation limit likewise.
+  const UNet2DConfig& tiny = configs[0];
+  const std::int64_t n = tiny.parameter_count();
+  CHECK(UNet2D<float>(tiny, {n, std::int64_t{1} << 30}).num_parameters() == n);
+  REQUIRE_THROWS_AS(UNet2D<float>(tiny, {n - 1, std::int64_t{1} << 30}), ddpm::invalid_argument);
+  CHECK(tiny.largest_activation() == 3 * 32 * 16 * 16);
+  REQUIRE_THROWS_WITH(UNet2D<float>(tiny, {n, 3 * 32 * 16 * 16 - 1}), Catch::Contains("max_activation"));
+  REQUIRE_THROWS_AS(UNet2D<float>::from_pretrained(fixture("tiny"), {n - 1, std::int64_t{1} << 30}),
+                    ddpm::format_error);
+  CHECK(UNet2D<float>::from_pretrained(fixture("tiny"), {n, std::int64_t{1} << 30}).num_parameters() == n);
 }

@@ -24,6 +24,18 @@
 
 namespace ddpm::nn {
 
+/// How large a network UNet2D's constructor and from_pretrained agree to build, checked from the config
+/// before anything is allocated (UNet2DConfig::check_size). A config can pass every key's range and still
+/// ask for gigabytes; raise a limit to build such a network on purpose.
+struct UNet2DLimits {
+  /// Scalar parameters (UNet2DConfig::parameter_count()): 2^30, 4 GiB as float. DDPM's CIFAR10 network has
+  /// 35.7 million, its 256 x 256 networks about 114 million.
+  std::int64_t max_parameters = std::int64_t{1} << 30;
+  /// Elements of the largest buffer of a pass at batch 1 for the config's sample_size
+  /// (UNet2DConfig::largest_activation()): 2^30.
+  std::int64_t max_activation = std::int64_t{1} << 30;
+};
+
 struct UNet2DConfig {
   std::optional<std::array<int, 2>> sample_size;  ///< int or [height, width]; informational
   int in_channels = 3;
@@ -101,6 +113,100 @@ struct UNet2DConfig {
 
   /// Width of the time embedding: time_embedding_dim, or 4 * block_out_channels[0].
   int temb_channels() const { return time_embedding_dim.value_or(4 * block_out_channels.front()); }
+
+  /// The number of scalar parameters of the UNet2D this config describes, in closed form (no allocation),
+  /// as UNet2D::num_parameters() counts them once built. Precondition: validate() passes (the ranges keep every
+  /// product below 2^63).
+  ///   ResNet block in -> out: 2 in (norm1) + 9 in out + out (conv1) + temb p + p (time_emb_proj, p = out, or
+  ///   2 out with scale_shift) + 2 out (norm2) + 9 out^2 + out (conv2) [+ in out + out (conv_shortcut, in != out)];
+  ///   attention over c channels, head width h: 2 c (GroupNorm, if any) + 4 c i + 3 i + c, i = (c / h) h.
+  std::int64_t parameter_count() const {
+    using I = std::int64_t;
+    const I temb = temb_channels();
+    const bool scale_shift = resnet_time_scale_shift == "scale_shift";
+    auto resnet = [&](I in, I out) {
+      const I p = scale_shift ? 2 * out : out;
+      return 2 * in + 9 * in * out + out + temb * p + p + 2 * out + 9 * out * out + out + (in != out ? in * out + out : 0);
+    };
+    auto attention = [&](I c, I head, bool norm) {
+      const I inner = (c / head) * head;
+      return (norm ? 2 * c : 0) + 4 * c * inner + 3 * inner + c;
+    };
+    auto conv3 = [](I in, I out) { return 9 * in * out + out; };
+    auto mlp = [&](I in) { return in * temb + temb + temb * temb + temb; };  // TimestepEmbedding
+    const std::vector<int>& ch = block_out_channels;
+    const std::size_t n = ch.size();
+    I total = conv3(in_channels, ch[0]) + mlp(ch[0]);
+    if (class_embed_type && *class_embed_type == "timestep") {
+      total += mlp(ch[0]);
+    } else if (!class_embed_type && num_class_embeds) {
+      total += I{*num_class_embeds} * temb;
+    }
+    I out = ch[0];
+    for (std::size_t i = 0; i < n; ++i) {
+      const I in = out;
+      out = ch[i];
+      const bool attn = down_block_types[i] == "AttnDownBlock2D";
+      for (int l = 0; l < layers_per_block; ++l) {
+        total += resnet(l == 0 ? in : out, out);
+        if (attn) total += attention(out, attention_head_dim.value_or(static_cast<int>(out)), true);
+      }
+      if (i + 1 < n) total += conv3(out, out);  // Downsample2D
+    }
+    if (mid_block_type) {
+      const I c = ch.back();
+      total += 2 * resnet(c, c);
+      if (add_attention) {
+        total += attention(c, attention_head_dim.value_or(static_cast<int>(c)), attn_norm_num_groups || !scale_shift);
+      }
+    }
+    out = ch.back();
+    for (std::size_t i = 0; i < n; ++i) {
+      const I prev = out;
+      out = ch[n - 1 - i];
+      const I in = ch[n >= 2 + i ? n - 2 - i : 0];
+      const bool attn = up_block_types[i] == "AttnUpBlock2D";
+      for (int l = 0; l <= layers_per_block; ++l) {
+        const I skip = l == layers_per_block ? in : out;
+        total += resnet((l == 0 ? prev : out) + skip, out);
+        if (attn) total += attention(out, attention_head_dim.value_or(static_cast<int>(out)), true);
+      }
+      if (i + 1 < n) total += conv3(out, out);  // Upsample2D
+    }
+    return total + 2 * I{ch[0]} + conv3(ch[0], out_channels);  // conv_norm_out, conv_out
+  }
+
+  /// An upper estimate of the largest buffer of a pass at batch 1 for sample_size (0 when sample_size is
+  /// null): 3 x max(block_out_channels, in_channels, out_channels) x height x width, which bounds an up block's
+  /// concatenation (at most twice the widest block) and an attention's q, k, v (three times its width) at full
+  /// resolution. Precondition: validate() passes.
+  std::int64_t largest_activation() const {
+    if (!sample_size) return 0;
+    std::int64_t widest = std::max(in_channels, out_channels);
+    for (int c : block_out_channels) widest = std::max<std::int64_t>(widest, c);
+    return 3 * widest * (*sample_size)[0] * (*sample_size)[1];
+  }
+
+  /// Throws ddpm::invalid_argument, naming the count and the limit, if parameter_count() exceeds
+  /// limits.max_parameters or largest_activation() exceeds limits.max_activation (see UNet2DLimits).
+  /// Precondition: validate() passes.
+  void check_size(const UNet2DLimits& limits = {}) const {
+    const std::int64_t params = parameter_count();
+    if (params > limits.max_parameters) {
+      ddpm::detail::throw_invalid_argument(
+          "ddpm::nn::UNet2DConfig: the network has " + std::to_string(params) + " parameters (" +
+          std::to_string(params * 4 / (1 << 20)) + " MiB as float), but UNet2DLimits::max_parameters is " +
+          std::to_string(limits.max_parameters) + " (raise it to build this network)");
+    }
+    const std::int64_t act = largest_activation();
+    if (act > limits.max_activation) {
+      ddpm::detail::throw_invalid_argument(
+          "ddpm::nn::UNet2DConfig: a pass at sample_size " + std::to_string((*sample_size)[0]) + " x " +
+          std::to_string((*sample_size)[1]) + " needs buffers of up to about " + std::to_string(act) +
+          " elements per image, but UNet2DLimits::max_activation is " + std::to_string(limits.max_activation) +
+          " (raise it to build this network)");
+    }
+  }
 
   /// Checks every value against what UNet2D supports.
   /// Throws ddpm::invalid_argument naming the key, its value and the supported values.

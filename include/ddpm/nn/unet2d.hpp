@@ -18,11 +18,13 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -155,21 +157,33 @@ class UNet2D {
   /// [N, time_embed_dim] (one row per image; a Matrix, a map over the caller's buffer or a block of one), added
   /// to the time embedding as diffusers' UNet2DModel adds its class_labels (nn.Identity).
   using ClassEmbedding = Eigen::Ref<const Matrix>;
+  /// The largest |t| a pass accepts, 2^24: float32 (the embedding's type, as in diffusers) holds every integer
+  /// up to it exactly. diffusers' timesteps lie in [0, num_train_timesteps], fractional ones (Euler,
+  /// DPM-Solver) included; t = 1e300 would become inf in float32 and the embedding NaN.
+  static constexpr double kMaxTimestep = 16777216.0;
 
   /// The network of `config` with PyTorch's neutral initial values (zero weights and biases, norms at
   /// weight 1): load weights with load_weights() or fill parameters() yourself.
-  /// Throws ddpm::invalid_argument if the config is not supported (see UNet2DConfig::validate).
-  explicit UNet2D(UNet2DConfig config) : config_(std::move(config)) {
+  /// Throws ddpm::invalid_argument if the config is not supported (see UNet2DConfig::validate), or, before
+  /// anything is allocated, if it asks for more than `limits` allow (see UNet2DConfig::check_size).
+  explicit UNet2D(UNet2DConfig config, const UNet2DLimits& limits = {}) : config_(std::move(config)) {
     config_.validate();
+    config_.check_size(limits);
     build();
   }
 
   /// dir/config.json and dir/diffusion_pytorch_model.safetensors, as diffusers' save_pretrained writes them.
   /// Throws ddpm::format_error if a file cannot be read, the config is not supported (the message lists
   /// what is), or the weights do not match the config (every missing, unexpected or misshapen tensor is
-  /// named).
-  static UNet2D from_pretrained(const std::string& dir) {
-    UNet2D model(UNet2DConfig::from_file(dir + "/config.json"));
+  /// named), or the config asks for more than `limits` allow (checked before anything is allocated).
+  static UNet2D from_pretrained(const std::string& dir, const UNet2DLimits& limits = {}) {
+    const UNet2DConfig config = UNet2DConfig::from_file(dir + "/config.json");
+    try {
+      config.check_size(limits);
+    } catch (const ddpm::invalid_argument& e) {
+      ddpm::detail::throw_format_error(dir + "/config.json: " + e.what());
+    }
+    UNet2D model(config, limits);
     model.load_weights(dir + "/diffusion_pytorch_model.safetensors");
     return model;
   }
@@ -192,11 +206,12 @@ class UNet2D {
 
   /// Threads of the passes that use the model's own workspaces (model(x, t), forward(x, t, out); 1, the
   /// default, runs on the caller's thread). A pass in the caller's Workspace uses that one's thread count.
-  /// Throws ddpm::invalid_argument if n < 1.
+  /// Throws ddpm::invalid_argument if n < 1 or n > Workspace<S>::max_num_threads().
   void set_num_threads(int n) {
-    if (n < 1) {
+    if (n < 1 || n > Workspace<S>::max_num_threads()) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2D::set_num_threads: n is " + std::to_string(n) +
-                                           ", but must be >= 1");
+                                           ", but must be in [1, " + std::to_string(Workspace<S>::max_num_threads()) +
+                                           "] (Workspace::max_num_threads())");
     }
     workspaces_.set_num_threads(n);
   }
@@ -715,6 +730,15 @@ class UNet2D {
       ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2D: t holds " + std::to_string(t.size()) +
                                            " timesteps, but must hold 1 or one per image (" + std::to_string(N) +
                                            ")");
+    }
+    for (std::size_t i = 0; i < t.size(); ++i) {
+      if (!(std::abs(t[i]) <= kMaxTimestep)) {  // also NaN
+        std::ostringstream shown;
+        shown.precision(17);
+        shown << t[i];
+        ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2D: t[" + std::to_string(i) + "] is " + shown.str() +
+                                             ", but must be finite and in [-2^24, 2^24] (kMaxTimestep)");
+      }
     }
   }
 
