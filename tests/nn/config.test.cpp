@@ -248,3 +248,26 @@ TEST_CASE("UNet2DConfig parses integers as checked 64-bit values within document
   CHECK(UNet2DConfig::from_json(with("in_channels", UNet2DConfig::kMaxChannels)).in_channels ==
         UNet2DConfig::kMaxChannels);
 }
+
+TEST_CASE("UNet2DConfig ignores the keys EMAModel.save_pretrained adds, and says so", "[nn][config]") {
+  // diffusers' EMAModel.save_pretrained registers its state (without the weights) in config.json; diffusers'
+  // UNet2DModel.from_pretrained ignores these keys with a warning. They do not change the network.
+  json j = json::parse(kCifar10);
+  j["decay"] = 0.9999;
+  j["inv_gamma"] = 1.0;
+  j["min_decay"] = 0.0;
+  j["optimization_step"] = 80000;
+  j["power"] = 0.75;
+  j["update_after_step"] = 0;
+  j["use_ema_warmup"] = true;
+  const UNet2DConfig c = UNet2DConfig::from_json(j);
+  CHECK(c.ignored_keys == std::vector<std::string>{"decay", "inv_gamma", "min_decay", "optimization_step", "power",
+                                                   "update_after_step", "use_ema_warmup"});
+  CHECK(c.block_out_channels == std::vector<int>{128, 256, 256, 256});
+  CHECK(UNet2DConfig::from_json(json::parse(kCifar10)).ignored_keys.empty());
+  // The ignored keys are not written back (diffusers' save_pretrained of a UNet2DModel would not write them).
+  CHECK_FALSE(c.to_json().contains("decay"));
+  // Keys that would change the network are still refused.
+  j["cross_attention_dim"] = 768;
+  REQUIRE_THROWS_WITH(UNet2DConfig::from_json(j), Catch::Contains("cross_attention_dim"));
+}

@@ -68,6 +68,9 @@ struct UNet2DConfig {
   std::optional<std::string> class_embed_type;
   std::optional<int> num_class_embeds;  ///< the table's size (class_embed_type null); ignored otherwise
   std::optional<int> num_train_timesteps;  ///< informational
+  /// The keys from_json read but ignored (ignorable_keys(), in nlohmann's sorted key order), as diffusers
+  /// ignores them with a warning; not written by to_json. Empty for a config built in code.
+  std::vector<std::string> ignored_keys;
 
   // The ranges of the integer keys (checked by validate(); from_json reads every integer as a checked 64-bit
   // value first, so a value outside int is refused by name rather than wrapped or converted with UB).
@@ -91,6 +94,16 @@ struct UNet2DConfig {
         "upsample_type",     "dropout",              "act_fn",                 "attention_head_dim",
         "norm_num_groups",   "attn_norm_num_groups", "norm_eps",               "resnet_time_scale_shift",
         "add_attention",     "class_embed_type",     "num_class_embeds",       "num_train_timesteps"};
+    return keys;
+  }
+
+  /// Keys that do not change the network and that from_json ignores (listing them in ignored_keys): the
+  /// state diffusers' EMAModel.save_pretrained registers in config.json (decay, inv_gamma, min_decay,
+  /// optimization_step, power, update_after_step, use_ema_warmup). diffusers' UNet2DModel ignores them with a
+  /// warning.
+  static const std::vector<std::string>& ignorable_keys() {
+    static const std::vector<std::string> keys = {"decay", "inv_gamma", "min_decay", "optimization_step",
+                                                  "power", "update_after_step", "use_ema_warmup"};
     return keys;
   }
 
@@ -308,7 +321,8 @@ struct UNet2DConfig {
     }
   }
 
-  /// The config described by a parsed config.json. `source` names the file in error messages.
+  /// The config described by a parsed config.json. `source` names the file in error messages. Keys starting
+  /// with '_' are skipped; ignorable_keys() are skipped and listed in ignored_keys.
   /// Throws ddpm::format_error for a key UNet2DModel does not take (listing the keys it takes), a value nested
   /// deeper than kMaxJsonDepth - 1 levels, a value of the wrong JSON type, an integer outside its range (read
   /// as a checked 64-bit value: never wrapped or converted with undefined behaviour), or a value UNet2D does
@@ -326,6 +340,10 @@ struct UNet2DConfig {
                                          std::to_string(kMaxJsonDepth - 1) + " levels");
       }
       if (!key.empty() && key.front() == '_') continue;
+      if (const auto& skip = ignorable_keys(); std::find(skip.begin(), skip.end(), key) != skip.end()) {
+        c.ignored_keys.push_back(key);
+        continue;
+      }
       if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
         std::string list;
         for (const std::string& k : keys) list += (list.empty() ? "" : ", ") + k;
