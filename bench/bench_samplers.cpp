@@ -62,7 +62,7 @@ void time_steps(benchmark::State& state, Sampler& sampler, Noise&& noise, int te
   const auto x_T = filled(s, 2);
   auto x = x_T;
   ddpm::Tensor<float, 4> x0(x.dimensions());
-  const int wrap = sampler.num_steps() - 1;
+  const int wrap = sampler.num_inference_steps() - 1;
   int i = 0;
   sampler.reset();
   for (auto _ : state) {

@@ -243,7 +243,7 @@ struct StepTiming {
 template <class Sampler>
 Batch run_sampler(Sampler& sampler, ddpm::nn::UNet2D<float>& unet, ddpm::Prediction kind, Batch x_T,
                   ddpm::NoiseSource noise, const std::string& label, StepTiming& timing) {
-  const int n = sampler.num_steps();
+  const int n = sampler.num_inference_steps();
   timing.step_ms.assign(static_cast<std::size_t>(n), 0.0);
   timing.model_ms.assign(static_cast<std::size_t>(n), 0.0);
   int current = 0;
@@ -442,7 +442,7 @@ int main(int argc, char** argv) {
     const SchedulerConfig sched = read_scheduler_config(files.scheduler_config);
     const ddpm::NoiseSchedule<float> schedule = make_schedule(sched);
     const ddpm::Prediction kind = parse_prediction(sched);
-    const int T = schedule.num_steps();
+    const int T = schedule.num_train_timesteps();
     if (steps > T) {
       throw examples::UsageError("--steps is " + std::to_string(steps) + ", but must be in [1, " + std::to_string(T) +
                                  "] (T = " + std::to_string(T) + ")");
@@ -482,7 +482,7 @@ int main(int argc, char** argv) {
     Batch x;
     auto run = [&](auto&& sampler, std::string name) {
       timesteps = sampler.timesteps();
-      description = std::move(name) + ", " + std::to_string(sampler.num_steps()) + " steps";
+      description = std::move(name) + ", " + std::to_string(sampler.num_inference_steps()) + " steps";
       std::printf("sampler:   %s, timesteps %d .. %d; %lld images, seed %llu\n", description.c_str(), timesteps.front(),
                   timesteps.back(), static_cast<long long>(batch), static_cast<unsigned long long>(seed));
       std::fflush(stdout);  // before the progress bar on stderr

@@ -87,10 +87,10 @@ void make_training_batch(const NoiseSchedule<S>& schedule, const X0& x0, TS& sam
   constexpr const char* fn = "ddpm::make_training_batch";
   static_assert(std::is_same_v<scalar_t<X0>, S>, "ddpm: x0 must have the schedule's scalar type");
   detail::require_nonempty(fn, "x0", x0);
-  if (sampler.num_steps() != schedule.num_steps()) {
+  if (sampler.num_steps() != schedule.num_train_timesteps()) {
     detail::throw_invalid_argument(std::string(fn) + ": the sampler has num_steps() " +
                                    std::to_string(sampler.num_steps()) + ", but must have the schedule's T = " +
-                                   std::to_string(schedule.num_steps()));
+                                   std::to_string(schedule.num_train_timesteps()));
   }
   const auto n = static_cast<std::size_t>(x0.dimension(0));
   batch.t.resize(n);

@@ -3,9 +3,12 @@
 #pragma once
 
 // The posterior q(x_{t-1} | x_t, x_0) and the conversions between the three things a network may
-// predict (eps, x0, v). These are the sampler's arithmetic.             [docs/math.md, Eqs. (5)-(8)]
-// All accept Tensor, TensorMap and ConstTensorMap arguments and have a form writing into `out`.
+// predict (eps, x0, v). These are the sampler's arithmetic.      [docs/math.md, Eqs. (5)-(8), (14)-(15)]
+// The coefficients of the conversions come from one place, x0_conversion and eps_conversion, which the
+// tensor functions here and every sampler use. The tensor functions accept Tensor, TensorMap and
+// ConstTensorMap arguments and have a form writing into `out`.
 
+#include <cmath>
 #include <span>
 #include <string>
 
@@ -15,6 +18,67 @@
 #include "ddpm/tensor.hpp"
 
 namespace ddpm {
+
+/// What a model predicts from (x_t, t). Every sampler accepts every kind: it converts the output to x0
+/// (and eps) with Eqs. (8) and (15) of docs/math.md.                              [docs/samplers.md, Eq. (S1)]
+///   epsilon:  the noise eps of x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps   (diffusers "epsilon")
+///   sample:   x0 itself                                                             (diffusers "sample")
+///   velocity: v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0                      (diffusers "v_prediction")
+enum class Prediction { epsilon, sample, velocity };
+
+/// "epsilon", "sample" or "velocity".
+inline const char* prediction_name(Prediction kind) {
+  switch (kind) {
+    case Prediction::epsilon: return "epsilon";
+    case Prediction::sample: return "sample";
+    case Prediction::velocity: return "velocity";
+  }
+  return "unknown";
+}
+
+/// A value linear in x_t and a model output, with its coefficients in double:
+///   value = from_x * x_t + from_output * output
+struct Conversion {
+  double from_x;
+  double from_output;
+};
+
+/// x0 from x_t and a model output of the given kind at noise level a = alpha_bar (Eq. (4) solved for x0,
+/// Eq. (15)):                                      [docs/math.md, Eqs. (8), (15); docs/samplers.md, (S1)]
+///   epsilon:  x0 = sqrt(1 / a) x_t - sqrt((1 - a) / a) eps
+///   sample:   x0 = output
+///   velocity: x0 = sqrt(a) x_t - sqrt(1 - a) v
+/// sqrt((1 - a) / a) rather than sqrt(1 / a - 1), whose subtraction loses log10(1 / (1 - a)) digits where
+/// a is near 1 (1 - a itself is exact there).
+/// Precondition: a in (0, 1] (epsilon: (0, 1)). Throws ddpm::invalid_argument for a kind that is not a
+/// Prediction.
+inline Conversion x0_conversion(Prediction kind, double alpha_bar) {
+  switch (kind) {
+    case Prediction::epsilon: return {std::sqrt(1.0 / alpha_bar), -std::sqrt((1.0 - alpha_bar) / alpha_bar)};
+    case Prediction::sample: return {0.0, 1.0};
+    case Prediction::velocity: return {std::sqrt(alpha_bar), -std::sqrt(1.0 - alpha_bar)};
+  }
+  detail::throw_invalid_argument("ddpm::x0_conversion: kind is " + std::to_string(static_cast<int>(kind)) +
+                                 ", but must be Prediction::epsilon, sample or velocity");
+}
+
+/// eps from x_t and a model output of the given kind at noise level a = alpha_bar (Eq. (4) solved for
+/// eps, Eq. (15)):                                 [docs/math.md, Eqs. (8), (15); docs/samplers.md, (S1)]
+///   epsilon:  eps = output
+///   sample:   eps = x_t / sqrt(1 - a) - sqrt(a / (1 - a)) x0
+///   velocity: eps = sqrt(1 - a) x_t + sqrt(a) v
+/// sqrt(a / (1 - a)) rather than 1 / sqrt(1 / a - 1), which cancels where a is near 1.
+/// Precondition: a in [0, 1] (sample: [0, 1)). Throws ddpm::invalid_argument for a kind that is not a
+/// Prediction.
+inline Conversion eps_conversion(Prediction kind, double alpha_bar) {
+  switch (kind) {
+    case Prediction::epsilon: return {0.0, 1.0};
+    case Prediction::sample: return {1.0 / std::sqrt(1.0 - alpha_bar), -std::sqrt(alpha_bar / (1.0 - alpha_bar))};
+    case Prediction::velocity: return {std::sqrt(1.0 - alpha_bar), std::sqrt(alpha_bar)};
+  }
+  detail::throw_invalid_argument("ddpm::eps_conversion: kind is " + std::to_string(static_cast<int>(kind)) +
+                                 ", but must be Prediction::epsilon, sample or velocity");
+}
 
 /// The variance of a DDPM step (diffusers' `variance_type`, improved-diffusion's ModelVarType), with
 /// alpha_bar_prev the alpha_bar of the next timestep visited (1 after the last) and
@@ -71,11 +135,9 @@ void predict_x0_from_eps(const NoiseSchedule<S>& schedule, const Xt& x_t, int t,
     detail::throw_invalid_argument(std::string(fn) + ": alpha_bar[" + std::to_string(t) +
                                    "] is 0 (zero terminal SNR), but eps determines x0 only where alpha_bar > 0");
   }
-  const std::vector<double>& alpha_bar = schedule.alphas_cumprod_double();
-  const detail::Coefficient<S> a(alpha_bar, t, [](double ab) { return std::sqrt(1.0 / ab); });
-  // sqrt((1 - ab) / ab) rather than sqrt(1 / ab - 1), whose subtraction cancels where ab is near 1.
-  const detail::Coefficient<S> c(alpha_bar, t, [](double ab) { return -std::sqrt((1.0 - ab) / ab); });
-  detail::combine(fn, "x_t", x_t, a, "eps", eps, c, out);
+  const Conversion k = x0_conversion(Prediction::epsilon, schedule.alphas_cumprod_double()[t]);
+  detail::combine(fn, "x_t", x_t, detail::Coefficient<S>(static_cast<S>(k.from_x)), "eps", eps,
+                  detail::Coefficient<S>(static_cast<S>(k.from_output)), out);
 }
 
 template <std::floating_point S, DenseTensor Xt, DenseTensor E>
@@ -87,17 +149,15 @@ plain_tensor_t<Xt> predict_x0_from_eps(const NoiseSchedule<S>& schedule, const X
 
 /// The noise that took x0 to x_t (Eq. (4) solved for eps).                         [docs/math.md, Eq. (8)]
 ///   eps = (sqrt(1 / alpha_bar[t]) * x_t - x0) / sqrt(1 / alpha_bar[t] - 1)
+///       = x_t / sqrt(1 - alpha_bar[t]) - sqrt(alpha_bar[t] / (1 - alpha_bar[t])) * x0   (eps_conversion)
 /// Throws ddpm::invalid_argument if t is outside [0, T) or x0 differs in shape from x_t.
 template <std::floating_point S, DenseTensor Xt, DenseTensor X0, MutableDenseTensor Out>
 void predict_eps_from_x0(const NoiseSchedule<S>& schedule, const Xt& x_t, int t, const X0& x0, Out&& out) {
   constexpr const char* fn = "ddpm::predict_eps_from_x0";
   detail::check_timesteps(fn, schedule, t, x_t.dimension(0));
-  const std::vector<double>& alpha_bar = schedule.alphas_cumprod_double();
-  // (sqrt(1/ab) x_t - x0) / sqrt(1/ab - 1) = x_t / sqrt(1 - ab) - x0 sqrt(ab / (1 - ab)), coefficients in
-  // double and free of the cancellation in 1/ab - 1 where ab is near 1.
-  const detail::Coefficient<S> a(alpha_bar, t, [](double ab) { return 1.0 / std::sqrt(1.0 - ab); });
-  const detail::Coefficient<S> c(alpha_bar, t, [](double ab) { return -std::sqrt(ab / (1.0 - ab)); });
-  detail::combine(fn, "x_t", x_t, a, "x0", x0, c, out);
+  const Conversion k = eps_conversion(Prediction::sample, schedule.alphas_cumprod_double()[t]);
+  detail::combine(fn, "x_t", x_t, detail::Coefficient<S>(static_cast<S>(k.from_x)), "x0", x0,
+                  detail::Coefficient<S>(static_cast<S>(k.from_output)), out);
 }
 
 template <std::floating_point S, DenseTensor Xt, DenseTensor X0>
@@ -134,9 +194,9 @@ template <std::floating_point S, DenseTensor Xt, DenseTensor V, MutableDenseTens
 void predict_x0_from_v(const NoiseSchedule<S>& schedule, const Xt& x_t, int t, const V& v, Out&& out) {
   constexpr const char* fn = "ddpm::predict_x0_from_v";
   detail::check_timesteps(fn, schedule, t, x_t.dimension(0));
-  const std::vector<double>& alpha_bar = schedule.alphas_cumprod_double();
-  const detail::Coefficient<S> c(alpha_bar, t, [](double ab) { return -std::sqrt(1.0 - ab); });
-  detail::combine(fn, "x_t", x_t, detail::Coefficient<S>(schedule.sqrt_alphas_cumprod(), t), "v", v, c, out);
+  const Conversion k = x0_conversion(Prediction::velocity, schedule.alphas_cumprod_double()[t]);
+  detail::combine(fn, "x_t", x_t, detail::Coefficient<S>(static_cast<S>(k.from_x)), "v", v,
+                  detail::Coefficient<S>(static_cast<S>(k.from_output)), out);
 }
 
 template <std::floating_point S, DenseTensor Xt, DenseTensor V>
@@ -153,8 +213,9 @@ template <std::floating_point S, DenseTensor Xt, DenseTensor V, MutableDenseTens
 void predict_eps_from_v(const NoiseSchedule<S>& schedule, const Xt& x_t, int t, const V& v, Out&& out) {
   constexpr const char* fn = "ddpm::predict_eps_from_v";
   detail::check_timesteps(fn, schedule, t, x_t.dimension(0));
-  detail::combine(fn, "x_t", x_t, detail::Coefficient<S>(schedule.sqrt_one_minus_alphas_cumprod(), t), "v", v,
-                  detail::Coefficient<S>(schedule.sqrt_alphas_cumprod(), t), out);
+  const Conversion k = eps_conversion(Prediction::velocity, schedule.alphas_cumprod_double()[t]);
+  detail::combine(fn, "x_t", x_t, detail::Coefficient<S>(static_cast<S>(k.from_x)), "v", v,
+                  detail::Coefficient<S>(static_cast<S>(k.from_output)), out);
 }
 
 template <std::floating_point S, DenseTensor Xt, DenseTensor V>

@@ -21,27 +21,11 @@
 #include <Eigen/Core>
 
 #include "ddpm/error.hpp"
+#include "ddpm/posterior.hpp"
 #include "ddpm/schedule.hpp"
 #include "ddpm/tensor.hpp"
 
 namespace ddpm {
-
-/// What a model predicts from (x_t, t). Every sampler accepts every kind: it converts the output to x0
-/// (and eps) with Eqs. (8) and (15) of docs/math.md.                              [docs/samplers.md, Eq. (S1)]
-///   epsilon:  the noise eps of x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps   (diffusers "epsilon")
-///   sample:   x0 itself                                                             (diffusers "sample")
-///   velocity: v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0                      (diffusers "v_prediction")
-enum class Prediction { epsilon, sample, velocity };
-
-/// "epsilon", "sample" or "velocity".
-inline const char* prediction_name(Prediction kind) {
-  switch (kind) {
-    case Prediction::epsilon: return "epsilon";
-    case Prediction::sample: return "sample";
-    case Prediction::velocity: return "velocity";
-  }
-  return "unknown";
-}
 
 /// A model: callable as `model(x_t, t)` on a `const Tensor<S, R>&` batch and an int training timestep
 /// (0-based, in [0, T)), returning something convertible to `Tensor<S, R>` of the same shape (or, for a
@@ -353,8 +337,10 @@ class GaussianMixturePredictor {
   const std::vector<double>& weights() const { return weights_; }
   const std::vector<std::vector<double>>& means() const { return means_; }
   const std::vector<double>& stddevs() const { return stddevs_; }
-  /// Number of training timesteps T of the schedule it was built with.
-  int num_steps() const { return static_cast<int>(alpha_bar_.size()); }
+  /// The number of training timesteps T of the schedule it was built with.
+  int num_train_timesteps() const { return static_cast<int>(alpha_bar_.size()); }
+  /// The former name of num_train_timesteps(), kept for one release.
+  [[deprecated("use num_train_timesteps()")]] int num_steps() const { return num_train_timesteps(); }
 
   /// E[eps | x_t] at training timestep t, as a new tensor shaped like x_t.
   /// Throws ddpm::invalid_argument if t is outside [0, T), x_t is empty, or its per-element size is not D.
@@ -369,9 +355,9 @@ class GaussianMixturePredictor {
   template <DenseTensor X, MutableDenseTensor Out>
   void predict(const X& x_t, int t, Out&& out) const {
     const char* fn = "ddpm::GaussianMixturePredictor";
-    if (t < 0 || t >= num_steps()) {
+    if (t < 0 || t >= num_train_timesteps()) {
       detail::throw_invalid_argument(std::string(fn) + ": t is " + std::to_string(t) + ", but must be in [0, " +
-                                     std::to_string(num_steps()) + ")");
+                                     std::to_string(num_train_timesteps()) + ")");
     }
     predict_at(alpha_bar_[static_cast<std::size_t>(t)], x_t, out);
   }

@@ -106,7 +106,7 @@ class NoiseSchedule {
   /// so sqrt(alpha_bar'[0]) = sqrt(alpha_bar[0]) and alpha_bar'[T-1] = 0 exactly (beta'[T-1] = 1).
   /// Throws ddpm::invalid_argument if T < 2 (the first and last step must differ).
   NoiseSchedule rescaled_zero_terminal_snr() const {
-    const int T = num_steps();
+    const int T = num_train_timesteps();
     if (T < 2) {
       detail::throw_invalid_argument("NoiseSchedule::rescaled_zero_terminal_snr: the schedule has T = " +
                                      std::to_string(T) + " steps, but needs T >= 2");
@@ -129,8 +129,13 @@ class NoiseSchedule {
     return result;
   }
 
-  /// Number of timesteps T; valid indices are 0..T-1.
-  int num_steps() const { return static_cast<int>(betas_.size()); }
+  /// The number of training timesteps T (diffusers' `num_train_timesteps`); valid indices are 0..T-1.
+  int num_train_timesteps() const { return static_cast<int>(betas_.size()); }
+  /// The former name of num_train_timesteps(), kept for one release (a sampler's N is its
+  /// num_inference_steps()).
+  [[deprecated("use num_train_timesteps() (T); num_steps() was ambiguous with a sampler's N")]] int num_steps() const {
+    return num_train_timesteps();
+  }
 
   const Array& betas() const { return betas_; }
   const Array& alphas() const { return alphas_; }
@@ -169,9 +174,9 @@ class NoiseSchedule {
 
   /// Throws ddpm::invalid_argument unless 0 <= t < T. `fn` names the calling function.
   void check_timestep(const char* fn, int t) const {
-    if (t < 0 || t >= num_steps()) {
+    if (t < 0 || t >= num_train_timesteps()) {
       detail::throw_invalid_argument(std::string(fn) + ": t is " + std::to_string(t) + ", but must be in [0, " +
-                                     std::to_string(num_steps()) + ")");
+                                     std::to_string(num_train_timesteps()) + ")");
     }
   }
 
@@ -279,7 +284,7 @@ class NoiseSchedule {
 /// Throws ddpm::invalid_argument if kept is empty, not strictly increasing, or has an index outside [0, T).
 template <std::floating_point S>
 NoiseSchedule<S> respace(const NoiseSchedule<S>& schedule, const std::vector<int>& kept) {
-  const int T = schedule.num_steps();
+  const int T = schedule.num_train_timesteps();
   if (kept.empty()) detail::throw_invalid_argument("ddpm::respace: kept is empty, but must hold at least one timestep");
   for (std::size_t i = 0; i < kept.size(); ++i) {
     if (kept[i] < 0 || kept[i] >= T) {
@@ -311,15 +316,16 @@ NoiseSchedule<S> respace(const NoiseSchedule<S>& schedule, const std::vector<int
   return result;
 }
 
-/// Which timesteps improved-diffusion keeps for a respacing spec.                [docs/math.md, Eq. (13)]
+/// Which timesteps improved-diffusion keeps for a respacing spec (its `space_timesteps`), to pass to
+/// respace(); not the inference timesteps of a sampler (inference_timesteps, timesteps.hpp). [Eq. (13)]
 ///  - "ddimN": the evenly strided set range(0, T, k) for the first integer stride k that gives exactly N;
 ///  - "N" or "N1,N2,...": T is cut into as many equal sections (the first T % sections one longer), and
 ///    section i keeps Ni timesteps at fractional stride (size - 1) / (Ni - 1), rounded half to even.
 /// Returns the kept timesteps in increasing order.
 /// Throws ddpm::invalid_argument if T < 1, the spec does not parse, a count is < 1 or larger than its
 /// section, or no integer stride gives exactly N for "ddimN".
-inline std::vector<int> space_timesteps(int T, const std::string& spec) {
-  const std::string fn = "ddpm::space_timesteps";
+inline std::vector<int> respacing_timesteps(int T, const std::string& spec) {
+  const std::string fn = "ddpm::respacing_timesteps";
   if (T < 1) detail::throw_invalid_argument(fn + ": T is " + std::to_string(T) + ", but must be >= 1");
   auto parse_count = [&](const std::string& text) {
     if (text.empty() || text.size() > 9 || !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
@@ -372,6 +378,12 @@ inline std::vector<int> space_timesteps(int T, const std::string& spec) {
   std::sort(kept.begin(), kept.end());
   kept.erase(std::unique(kept.begin(), kept.end()), kept.end());
   return kept;
+}
+
+/// The former name of respacing_timesteps, kept for one release.
+[[deprecated("use respacing_timesteps (improved-diffusion respacing); inference_timesteps is diffusers' spacing")]]
+inline std::vector<int> space_timesteps(int T, const std::string& spec) {
+  return respacing_timesteps(T, spec);
 }
 
 }  // namespace ddpm

@@ -34,7 +34,7 @@ inline const char* spacing_name(TimestepSpacing spacing) {
   return "unknown";
 }
 
-/// N inference timesteps in decreasing order, with the semantics of diffusers' DDPMScheduler /
+/// The N inference timesteps a sampler visits, in decreasing order, with the semantics of diffusers' DDPMScheduler /
 /// DDIMScheduler `set_timesteps` and NumPy's arithmetic:                          [docs/samplers.md, Eq. (S4)]
 ///   leading:  (arange(N) * (T // N)).round()[::-1] + steps_offset
 ///   trailing: round(arange(T, 0, -T / N)) - 1, always exactly N values (NumPy's arange yields a spurious
@@ -44,8 +44,8 @@ inline const char* spacing_name(TimestepSpacing spacing) {
 /// steps_offset applies to leading only (diffusers ignores it for the other two).
 /// Throws ddpm::invalid_argument if T < 1, N is outside [1, T], steps_offset < 0, or (leading) the largest
 /// timestep (N - 1) * (T / N) + steps_offset is not below T.
-inline std::vector<int> spaced_timesteps(int T, int N, TimestepSpacing spacing, int steps_offset = 0) {
-  const std::string fn = "ddpm::spaced_timesteps";
+inline std::vector<int> inference_timesteps(int T, int N, TimestepSpacing spacing, int steps_offset = 0) {
+  const std::string fn = "ddpm::inference_timesteps";
   if (T < 1) detail::throw_invalid_argument(fn + ": T is " + std::to_string(T) + ", but must be >= 1");
   if (N < 1 || N > T) {
     detail::throw_invalid_argument(fn + ": N (num_inference_steps) is " + std::to_string(N) + ", but must be in [1, " +
@@ -92,6 +92,12 @@ inline std::vector<int> spaced_timesteps(int T, int N, TimestepSpacing spacing, 
     }
   }
   return ts;
+}
+
+/// The former name of inference_timesteps, kept for one release.
+[[deprecated("use inference_timesteps (diffusers' spacing); respacing_timesteps is improved-diffusion's respacing")]]
+inline std::vector<int> spaced_timesteps(int T, int N, TimestepSpacing spacing, int steps_offset = 0) {
+  return inference_timesteps(T, N, spacing, steps_offset);
 }
 
 /// A user-given list of inference timesteps (diffusers' `timesteps=` argument), validated.

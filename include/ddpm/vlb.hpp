@@ -49,7 +49,7 @@ template <class S>
 VlbCoefficients vlb_coefficients(const NoiseSchedule<S>& schedule, VarianceType var, int t) {
   const std::vector<double>& beta = schedule.betas_double();
   const std::vector<double>& ab = schedule.alphas_cumprod_double();
-  const int T = schedule.num_steps();
+  const int T = schedule.num_train_timesteps();
   const auto post_var = [&](int s) {
     const double a_prev = s > 0 ? ab[static_cast<std::size_t>(s - 1)] : 1.0;
     return beta[static_cast<std::size_t>(s)] * (1.0 - a_prev) / (1.0 - ab[static_cast<std::size_t>(s)]);
@@ -323,7 +323,7 @@ HybridLossValue<S> hybrid_loss_and_gradient(const NoiseSchedule<S>& schedule, co
                                    std::to_string(batch) + ")");
   }
   detail::prepare_output(fn, grad, model_output);
-  const C rescale = C(schedule.num_steps()) / C(1000);
+  const C rescale = C(schedule.num_train_timesteps()) / C(1000);
   HybridLossValue<S> r;
   r.mse.resize(batch);
   r.vb.resize(batch);
@@ -383,7 +383,7 @@ BpdResult<S> calc_bpd_loop(const NoiseSchedule<S>& schedule, VarianceType varian
   constexpr const char* fn = "ddpm::calc_bpd_loop";
   static_assert(std::is_same_v<scalar_t<X0>, S>, "ddpm: x0 must have the schedule's scalar type");
   detail::require_nonempty(fn, "x0", x0);
-  const int T = schedule.num_steps();
+  const int T = schedule.num_train_timesteps();
   const Eigen::Index batch = x0.dimension(0), n = detail::per_sample_size(x0);
   BpdResult<S> r;
   r.vb.resize(batch, T);

@@ -342,12 +342,48 @@ TEMPLATE_TEST_CASE("posterior and conversions: bad arguments throw ddpm::invalid
     CHECK_THROWS_WITH(ddpm::predict_x0_from_eps(z, x, 99, y), Catch::Contains("zero terminal SNR"));
     CHECK_NOTHROW(ddpm::predict_x0_from_eps(z, x, 98, y));
     // ... also after respacing that keeps the terminal step.
-    const auto r = ddpm::respace(z, ddpm::space_timesteps(100, "10"));
-    CHECK_THROWS_AS(ddpm::predict_x0_from_eps(r, x, r.num_steps() - 1, y), ddpm::invalid_argument);
+    const auto r = ddpm::respace(z, ddpm::respacing_timesteps(100, "10"));
+    CHECK_THROWS_AS(ddpm::predict_x0_from_eps(r, x, r.num_train_timesteps() - 1, y), ddpm::invalid_argument);
     // The other conversions are defined there: eps_from_x0 returns x_t, the v forms are finite.
     const auto e = ddpm::predict_eps_from_x0(z, x, 99, y);
     CHECK(ddpm_test::to_doubles(e) == ddpm_test::to_doubles(x));
     const auto x0 = ddpm::predict_x0_from_v(z, x, 99, y);
     CHECK(ddpm_test::to_doubles(x0) == std::vector<double>(96, 0.25));
   }
+}
+
+TEST_CASE("x0_conversion and eps_conversion: the closed forms, without cancellation", "[posterior][conversion]") {
+  using ddpm::Prediction;
+  // Against the long-double closed forms of Eqs. (8) and (15), at noise levels down to 1 - a = 1e-12, where
+  // the cancelling sqrt(1 / a - 1) keeps only about 4 digits; each coefficient here is a few roundings.
+  for (const double a : {1e-6, 0.01, 0.5, 0.9, 0.9999, 1.0 - 1e-8, 1.0 - 1e-12}) {
+    INFO("alpha_bar = " << a);
+    const long double al = a, om = 1.0L - al;
+    const ddpm::Conversion x_eps = ddpm::x0_conversion(Prediction::epsilon, a);
+    CHECK(x_eps.from_x == Approx(static_cast<double>(std::sqrt(1.0L / al))).epsilon(1e-15));
+    CHECK(x_eps.from_output == Approx(static_cast<double>(-std::sqrt(om / al))).epsilon(1e-15));
+    const ddpm::Conversion x_v = ddpm::x0_conversion(Prediction::velocity, a);
+    CHECK(x_v.from_x == Approx(static_cast<double>(std::sqrt(al))).epsilon(1e-15));
+    CHECK(x_v.from_output == Approx(static_cast<double>(-std::sqrt(om))).epsilon(1e-15));
+    const ddpm::Conversion e_x0 = ddpm::eps_conversion(Prediction::sample, a);
+    CHECK(e_x0.from_x == Approx(static_cast<double>(1.0L / std::sqrt(om))).epsilon(1e-15));
+    CHECK(e_x0.from_output == Approx(static_cast<double>(-std::sqrt(al / om))).epsilon(1e-15));
+    const ddpm::Conversion e_v = ddpm::eps_conversion(Prediction::velocity, a);
+    CHECK(e_v.from_x == Approx(static_cast<double>(std::sqrt(om))).epsilon(1e-15));
+    CHECK(e_v.from_output == Approx(static_cast<double>(std::sqrt(al))).epsilon(1e-15));
+    // Identities: x0 = output and eps = output for the kind that is the output itself.
+    CHECK(ddpm::x0_conversion(Prediction::sample, a).from_output == 1.0);
+    CHECK(ddpm::x0_conversion(Prediction::sample, a).from_x == 0.0);
+    CHECK(ddpm::eps_conversion(Prediction::epsilon, a).from_output == 1.0);
+    CHECK(ddpm::eps_conversion(Prediction::epsilon, a).from_x == 0.0);
+    // Round trip: x_t = sqrt(a) x0 + sqrt(1 - a) eps; x0 from (x_t, eps) then eps from (x_t, x0).
+    const double x0 = 0.7, eps = -1.3;
+    const double xt = static_cast<double>(std::sqrt(al) * 0.7L + std::sqrt(om) * -1.3L);
+    const double x0_back = x_eps.from_x * xt + x_eps.from_output * eps;
+    const double eps_back = e_x0.from_x * xt + e_x0.from_output * x0;
+    CHECK(x0_back == Approx(x0).margin(1e-15 / std::sqrt(a)));
+    CHECK(eps_back == Approx(eps).margin(1e-15 / std::sqrt(1.0 - a)));
+  }
+  CHECK_THROWS_AS(ddpm::x0_conversion(static_cast<Prediction>(7), 0.5), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::eps_conversion(static_cast<Prediction>(7), 0.5), ddpm::invalid_argument);
 }

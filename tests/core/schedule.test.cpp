@@ -79,7 +79,7 @@ bool strictly_decreasing(const A& a) {
 /// rel_tol<S> for the rest (the cast to S).
 template <class S>
 void check_respaced_alpha_bar(const ddpm::NoiseSchedule<S>& r, const std::vector<double>& expected) {
-  REQUIRE(static_cast<std::size_t>(r.num_steps()) == expected.size());
+  REQUIRE(static_cast<std::size_t>(r.num_train_timesteps()) == expected.size());
   const double eps = std::numeric_limits<double>::epsilon();
   double bound = 0.0, prev = 1.0;
   for (std::size_t i = 0; i < expected.size(); ++i) {
@@ -119,7 +119,7 @@ TEMPLATE_TEST_CASE("NoiseSchedule: every derived array matches the NumPy referen
     const std::string name = entry.at("name").get<std::string>();
     INFO("schedule " << name);
     const auto schedule = ddpm_test::make_schedule<S>(entry.at("recipe"));
-    REQUIRE(schedule.num_steps() == entry.at("recipe").at("T").get<int>());
+    REQUIRE(schedule.num_train_timesteps() == entry.at("recipe").at("T").get<int>());
     const auto idx = entry.at("indices").get<std::vector<int>>();
     for (const auto& [array, access] : schedule_arrays<S>()) {
       INFO("array " << array);
@@ -152,7 +152,7 @@ TEST_CASE("space_timesteps matches improved-diffusion's respacing", "[schedule][
     const int T = c.at("T").get<int>();
     const std::string spec = c.at("spec").get<std::string>();
     INFO("T = " << T << ", spec \"" << spec << "\"");
-    CHECK(ddpm::space_timesteps(T, spec) == c.at("kept").get<std::vector<int>>());
+    CHECK(ddpm::respacing_timesteps(T, spec) == c.at("kept").get<std::vector<int>>());
   }
 }
 
@@ -160,9 +160,9 @@ TEST_CASE("space_timesteps: documented examples", "[schedule][spacing]") {
   // "ddim50" keeps 0, 20, ..., 980; "7,3,1" rounds the stride 55.5 half to even (166, not 167).
   std::vector<int> ddim50;
   for (int t = 0; t < 1000; t += 20) ddim50.push_back(t);
-  CHECK(ddpm::space_timesteps(1000, "ddim50") == ddim50);
-  CHECK(ddpm::space_timesteps(1000, "7,3,1") == std::vector<int>{0, 56, 111, 166, 222, 278, 333, 334, 500, 666, 667});
-  CHECK(ddpm::space_timesteps(1, "1") == std::vector<int>{0});
+  CHECK(ddpm::respacing_timesteps(1000, "ddim50") == ddim50);
+  CHECK(ddpm::respacing_timesteps(1000, "7,3,1") == std::vector<int>{0, 56, 111, 166, 222, 278, 333, 334, 500, 666, 667});
+  CHECK(ddpm::respacing_timesteps(1, "1") == std::vector<int>{0});
 }
 
 TEMPLATE_TEST_CASE("respace matches the NumPy reference", "[schedule][respace][fixture]", float, double) {
@@ -173,9 +173,9 @@ TEMPLATE_TEST_CASE("respace matches the NumPy reference", "[schedule][respace][f
     INFO("respace " << c.at("name").get<std::string>() << " with \"" << spec << "\"");
     const auto base = ddpm_test::make_schedule<S>(c.at("recipe"));
     const auto kept = c.at("kept").get<std::vector<int>>();
-    REQUIRE(ddpm::space_timesteps(base.num_steps(), spec) == kept);
+    REQUIRE(ddpm::respacing_timesteps(base.num_train_timesteps(), spec) == kept);
     const auto r = ddpm::respace(base, kept);
-    REQUIRE(r.num_steps() == static_cast<int>(kept.size()));
+    REQUIRE(r.num_train_timesteps() == static_cast<int>(kept.size()));
     CHECK(r.timestep_map() == kept);
     // Respaced betas are 1 - alpha_bar ratios: scale 1e-2 as for the schedule betas above.
     const auto betas = compare(ddpm_test::array_to_doubles(r.betas()), numbers(c.at("betas")), rel_tol<S>, 1e-2);
@@ -190,10 +190,10 @@ TEMPLATE_TEST_CASE("respace matches the NumPy reference", "[schedule][respace][f
   SECTION("twice in a row") {
     const json& c = fx.at("respace_twice");
     const auto base = ddpm_test::make_schedule<S>(c.at("recipe"));
-    const auto first = ddpm::respace(base, ddpm::space_timesteps(base.num_steps(), c.at("first").get<std::string>()));
+    const auto first = ddpm::respace(base, ddpm::respacing_timesteps(base.num_train_timesteps(), c.at("first").get<std::string>()));
     CHECK(first.timestep_map() == c.at("kept_first").get<std::vector<int>>());
     const auto second =
-        ddpm::respace(first, ddpm::space_timesteps(first.num_steps(), c.at("second").get<std::string>()));
+        ddpm::respace(first, ddpm::respacing_timesteps(first.num_train_timesteps(), c.at("second").get<std::string>()));
     CHECK(second.timestep_map() == c.at("timestep_map").get<std::vector<int>>());
     const auto betas = compare(ddpm_test::array_to_doubles(second.betas()), numbers(c.at("betas")), rel_tol<S>, 1e-2);
     INFO("betas: " << betas.message);
@@ -215,7 +215,7 @@ TEMPLATE_TEST_CASE("NoiseSchedule: alpha_bar is strictly decreasing for every na
     INFO(name);
     CHECK(strictly_decreasing(s.alphas_cumprod()));
     CHECK(s.alphas_cumprod()[0] < S(1));
-    CHECK(s.alphas_cumprod()[s.num_steps() - 1] > S(0));
+    CHECK(s.alphas_cumprod()[s.num_train_timesteps() - 1] > S(0));
     CHECK(((s.betas() > S(0)) && (s.betas() < S(1))).all());
     CHECK(strictly_decreasing(s.rescaled_zero_terminal_snr().alphas_cumprod()));
   }
@@ -226,7 +226,7 @@ TEMPLATE_TEST_CASE("NoiseSchedule: alphas_cumprod_prev is alphas_cumprod shifted
   for (const auto& [name, s] : named_schedules<S>()) {
     INFO(name);
     CHECK(s.alphas_cumprod_prev()[0] == S(1));
-    for (int t = 1; t < s.num_steps(); ++t) REQUIRE(s.alphas_cumprod_prev()[t] == s.alphas_cumprod()[t - 1]);
+    for (int t = 1; t < s.num_train_timesteps(); ++t) REQUIRE(s.alphas_cumprod_prev()[t] == s.alphas_cumprod()[t - 1]);
     // The true posterior variance at t = 0 is 0; its clipped log takes index 1's value (improved-diffusion).
     CHECK(s.posterior_variance()[0] == S(0));
     CHECK(s.posterior_log_variance_clipped()[0] == s.posterior_log_variance_clipped()[1]);
@@ -280,7 +280,7 @@ TEMPLATE_TEST_CASE("NoiseSchedule with a single step", "[schedule]", float, doub
   // T = 1: alpha_bar = 1 - beta, the posterior variance is 0 and, with no index 1 to borrow, the clipped
   // log variance is log(beta[0]) (the "fixed_large" variance), as schedule.hpp documents.
   const auto s = ddpm::NoiseSchedule<S>::linear(1, 0.3, 0.5);
-  REQUIRE(s.num_steps() == 1);
+  REQUIRE(s.num_train_timesteps() == 1);
   CHECK(s.betas_double()[0] == 0.3);
   CHECK(s.alphas_cumprod()[0] == static_cast<S>(0.7));
   CHECK(s.alphas_cumprod_prev()[0] == S(1));
@@ -302,8 +302,8 @@ TEMPLATE_TEST_CASE("rescaled_zero_terminal_snr: invariants of Lin et al.'s Algor
                                                                          {"linear(2)", N::linear(2)}}) {
     INFO(name);
     const auto z = base.rescaled_zero_terminal_snr();
-    const int T = z.num_steps();
-    REQUIRE(T == base.num_steps());
+    const int T = z.num_train_timesteps();
+    REQUIRE(T == base.num_train_timesteps());
     // sqrt(alpha_bar[0]) is unchanged: to the relative tolerance (it goes through a shift and a scale).
     CHECK(ddpm_test::close(std::sqrt(z.alphas_cumprod_double()[0]), std::sqrt(base.alphas_cumprod_double()[0]), tol,
                            0.0));
@@ -336,7 +336,7 @@ TEMPLATE_TEST_CASE("respace: invariants", "[schedule][respace]", float, double) 
   SECTION("alpha_bar at the kept timesteps is unchanged, and timestep_map is the kept list") {
     for (const char* spec : {"ddim50", "ddim25", "10", "7,3,1", "10,15,20", "250", "1"}) {
       INFO(spec);
-      const auto kept = ddpm::space_timesteps(1000, spec);
+      const auto kept = ddpm::respacing_timesteps(1000, spec);
       const auto r = ddpm::respace(base, kept);
       CHECK(r.timestep_map() == kept);
       std::vector<double> expected;
@@ -346,8 +346,8 @@ TEMPLATE_TEST_CASE("respace: invariants", "[schedule][respace]", float, double) 
   }
 
   SECTION("two respacings compose") {
-    const auto k1 = ddpm::space_timesteps(1000, "ddim100");
-    const auto k2 = ddpm::space_timesteps(100, "7,3");
+    const auto k1 = ddpm::respacing_timesteps(1000, "ddim100");
+    const auto k2 = ddpm::respacing_timesteps(100, "7,3");
     const auto twice = ddpm::respace(ddpm::respace(base, k1), k2);
     std::vector<int> composed;
     std::vector<double> expected;
@@ -382,12 +382,12 @@ TEMPLATE_TEST_CASE("respace: invariants", "[schedule][respace]", float, double) 
 
   SECTION("a respaced zero-SNR schedule keeps its exact terminal step") {
     const auto z = N::linear().rescaled_zero_terminal_snr();
-    const auto r = ddpm::respace(z, ddpm::space_timesteps(1000, "250"));
+    const auto r = ddpm::respace(z, ddpm::respacing_timesteps(1000, "250"));
     REQUIRE(r.timestep_map().back() == 999);
     CHECK(r.betas_double().back() == 1.0);
-    CHECK(r.alphas_cumprod()[r.num_steps() - 1] == S(0));
+    CHECK(r.alphas_cumprod()[r.num_train_timesteps() - 1] == S(0));
     // ... and rescaling a respaced schedule keeps its timestep_map.
-    const auto k = ddpm::space_timesteps(1000, "ddim50");
+    const auto k = ddpm::respacing_timesteps(1000, "ddim50");
     CHECK(ddpm::respace(N::linear(), k).rescaled_zero_terminal_snr().timestep_map() == k);
   }
 }
@@ -448,24 +448,24 @@ TEST_CASE("space_timesteps: bad specs throw ddpm::invalid_argument", "[schedule]
   for (const char* spec : {"ddim", "ddimx", "", "1,,2", "-3", ",", "1,", ",1", "ddim-5", "ddim5x", " 5", "5 ", "1.5",
                            "0", "3,0", "abc", "99999999999", "DDIM5"}) {
     INFO("spec \"" << spec << "\"");
-    CHECK_THROWS_AS(ddpm::space_timesteps(1000, spec), ddpm::invalid_argument);
+    CHECK_THROWS_AS(ddpm::respacing_timesteps(1000, spec), ddpm::invalid_argument);
   }
   // No integer stride gives exactly N (strides of T = 10 give 10, 5, 4, 3, 2 steps; T = 100 never 33).
-  CHECK_THROWS_AS(ddpm::space_timesteps(10, "ddim7"), ddpm::invalid_argument);
-  CHECK_THROWS_AS(ddpm::space_timesteps(10, "ddim1"), ddpm::invalid_argument);
-  CHECK_THROWS_AS(ddpm::space_timesteps(10, "ddim11"), ddpm::invalid_argument);
-  CHECK_THROWS_AS(ddpm::space_timesteps(100, "ddim33"), ddpm::invalid_argument);
-  CHECK_THROWS_AS(ddpm::space_timesteps(1000, "ddim0"), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::respacing_timesteps(10, "ddim7"), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::respacing_timesteps(10, "ddim1"), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::respacing_timesteps(10, "ddim11"), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::respacing_timesteps(100, "ddim33"), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::respacing_timesteps(1000, "ddim0"), ddpm::invalid_argument);
   // A section asks for more steps than it has (T = 10 in sections of 5: "5,6"; one section: "11"; eleven
   // sections of T = 10 leave the last empty).
-  CHECK_THROWS_AS(ddpm::space_timesteps(10, "11"), ddpm::invalid_argument);
-  CHECK_THROWS_AS(ddpm::space_timesteps(10, "5,6"), ddpm::invalid_argument);
-  CHECK_THROWS_AS(ddpm::space_timesteps(10, "1,1,1,1,1,1,1,1,1,1,1"), ddpm::invalid_argument);
-  CHECK_THROWS_AS(ddpm::space_timesteps(1000, "334,334,334"), ddpm::invalid_argument);
-  CHECK_NOTHROW(ddpm::space_timesteps(1000, "334,333,333"));
+  CHECK_THROWS_AS(ddpm::respacing_timesteps(10, "11"), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::respacing_timesteps(10, "5,6"), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::respacing_timesteps(10, "1,1,1,1,1,1,1,1,1,1,1"), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::respacing_timesteps(1000, "334,334,334"), ddpm::invalid_argument);
+  CHECK_NOTHROW(ddpm::respacing_timesteps(1000, "334,333,333"));
   // T < 1
-  CHECK_THROWS_AS(ddpm::space_timesteps(0, "1"), ddpm::invalid_argument);
-  CHECK_THROWS_AS(ddpm::space_timesteps(-5, "ddim1"), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::respacing_timesteps(0, "1"), ddpm::invalid_argument);
+  CHECK_THROWS_AS(ddpm::respacing_timesteps(-5, "ddim1"), ddpm::invalid_argument);
 }
 
 TEMPLATE_TEST_CASE("respace: bad kept lists throw ddpm::invalid_argument", "[schedule][respace][errors]", float,
@@ -478,3 +478,16 @@ TEMPLATE_TEST_CASE("respace: bad kept lists throw ddpm::invalid_argument", "[sch
   }
   CHECK_NOTHROW(ddpm::respace(s, V{9}));
 }
+
+// The names replaced for clarity are kept for one release as deprecated aliases; this test uses them on
+// purpose, with the deprecation warning silenced here only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+TEST_CASE("Deprecated aliases: num_steps() and space_timesteps", "[schedule][deprecated]") {
+  const auto s = ddpm::NoiseSchedule<double>::linear(100);
+  CHECK(s.num_steps() == 100);
+  CHECK(s.num_steps() == s.num_train_timesteps());
+  CHECK(ddpm::space_timesteps(1000, "ddim50") == ddpm::respacing_timesteps(1000, "ddim50"));
+  CHECK(ddpm::space_timesteps(1000, "7,3,1") == ddpm::respacing_timesteps(1000, "7,3,1"));
+}
+#pragma GCC diagnostic pop

@@ -37,18 +37,18 @@ const std::vector<std::pair<std::string, TimestepSpacing>> kSpacings = {
 
 TEST_CASE("spaced_timesteps: the documented examples", "[samplers][timesteps]") {
   // NumPy rounds linspace half to even: 832.5 -> 832 and 166.5 -> 166 (std::round would give 833, 167).
-  CHECK(ddpm::spaced_timesteps(1000, 7, TimestepSpacing::linspace) == std::vector<int>{999, 832, 666, 500, 333, 166, 0});
+  CHECK(ddpm::inference_timesteps(1000, 7, TimestepSpacing::linspace) == std::vector<int>{999, 832, 666, 500, 333, 166, 0});
   // leading: integer stride T / N, plus steps_offset (Stable Diffusion: N = 50, offset 1).
-  const auto sd = ddpm::spaced_timesteps(1000, 50, TimestepSpacing::leading, 1);
+  const auto sd = ddpm::inference_timesteps(1000, 50, TimestepSpacing::leading, 1);
   CHECK(sd.front() == 981);
   CHECK(sd.back() == 1);
   // trailing starts at T - 1; at N = 61 NumPy's arange has 62 values (the last, -1, is dropped).
-  const auto tr = ddpm::spaced_timesteps(1000, 61, TimestepSpacing::trailing);
+  const auto tr = ddpm::inference_timesteps(1000, 61, TimestepSpacing::trailing);
   CHECK(tr.size() == 61u);
   CHECK(tr.front() == 999);
   CHECK(tr.back() == 15);
-  CHECK(ddpm::spaced_timesteps(1000, 1, TimestepSpacing::trailing) == std::vector<int>{999});
-  CHECK(ddpm::spaced_timesteps(1000, 1, TimestepSpacing::linspace) == std::vector<int>{0});
+  CHECK(ddpm::inference_timesteps(1000, 1, TimestepSpacing::trailing) == std::vector<int>{999});
+  CHECK(ddpm::inference_timesteps(1000, 1, TimestepSpacing::linspace) == std::vector<int>{0});
 }
 
 TEST_CASE("spaced_timesteps matches NumPy semantics for every N from 1 to T", "[samplers][timesteps]") {
@@ -58,12 +58,12 @@ TEST_CASE("spaced_timesteps matches NumPy semantics for every N from 1 to T", "[
       const int T = e.at("T"), N = e.at("N");
       for (const auto& [name, spacing] : kSpacings) {
         INFO("T = " << T << ", N = " << N << ", " << name);
-        CHECK(ddpm::spaced_timesteps(T, N, spacing) == e.at(name).get<std::vector<int>>());
+        CHECK(ddpm::inference_timesteps(T, N, spacing) == e.at(name).get<std::vector<int>>());
       }
       if (e.contains("leading_offset1")) {
-        CHECK(ddpm::spaced_timesteps(T, N, TimestepSpacing::leading, 1) == e.at("leading_offset1").get<std::vector<int>>());
+        CHECK(ddpm::inference_timesteps(T, N, TimestepSpacing::leading, 1) == e.at("leading_offset1").get<std::vector<int>>());
       } else {
-        CHECK_THROWS_AS(ddpm::spaced_timesteps(T, N, TimestepSpacing::leading, 1), ddpm::invalid_argument);
+        CHECK_THROWS_AS(ddpm::inference_timesteps(T, N, TimestepSpacing::leading, 1), ddpm::invalid_argument);
       }
     }
   }
@@ -72,14 +72,14 @@ TEST_CASE("spaced_timesteps matches NumPy semantics for every N from 1 to T", "[
     for (const auto& e : f.at("digests")) {
       const int T = e.at("T"), N = e.at("N");
       for (const auto& [name, spacing] : kSpacings) {
-        const auto ts = ddpm::spaced_timesteps(T, N, spacing);
+        const auto ts = ddpm::inference_timesteps(T, N, spacing);
         INFO("T = " << T << ", N = " << N << ", " << name);
         REQUIRE(ts.size() == static_cast<std::size_t>(N));
         CHECK(digest(ts) == e.at(name).get<std::vector<std::int64_t>>());
         ++checked;
       }
       if (e.contains("leading_offset1")) {
-        CHECK(digest(ddpm::spaced_timesteps(T, N, TimestepSpacing::leading, 1)) ==
+        CHECK(digest(ddpm::inference_timesteps(T, N, TimestepSpacing::leading, 1)) ==
               e.at("leading_offset1").get<std::vector<std::int64_t>>());
       }
     }
@@ -89,7 +89,7 @@ TEST_CASE("spaced_timesteps matches NumPy semantics for every N from 1 to T", "[
     for (const auto& e : f.at("lists")) {
       for (const auto& [name, spacing] : kSpacings) {
         INFO("N = " << e.at("N").get<int>() << ", " << name);
-        CHECK(ddpm::spaced_timesteps(e.at("T"), e.at("N"), spacing) == e.at(name).get<std::vector<int>>());
+        CHECK(ddpm::inference_timesteps(e.at("T"), e.at("N"), spacing) == e.at(name).get<std::vector<int>>());
       }
     }
   }
@@ -100,7 +100,7 @@ TEST_CASE("spaced_timesteps: every list is strictly decreasing and inside 0 <= t
   for (int T : {1, 2, 5, 64, 1000}) {
     for (int N = 1; N <= T; ++N) {
       for (const auto& [name, spacing] : kSpacings) {
-        const auto ts = ddpm::spaced_timesteps(T, N, spacing);
+        const auto ts = ddpm::inference_timesteps(T, N, spacing);
         bool ok = ts.size() == static_cast<std::size_t>(N) && ts.front() < T && ts.back() >= 0;
         for (std::size_t k = 1; ok && k < ts.size(); ++k) ok = ts[k] < ts[k - 1];
         if (!ok) FAIL_CHECK("T = " << T << ", N = " << N << ", " << name << ": not N decreasing values in [0, T)");
@@ -113,14 +113,14 @@ TEST_CASE("spaced_timesteps: every list is strictly decreasing and inside 0 <= t
 
 TEST_CASE("spaced_timesteps and checked_timesteps reject bad input", "[samplers][timesteps]") {
   using ddpm::invalid_argument;
-  CHECK_THROWS_AS(ddpm::spaced_timesteps(0, 1, TimestepSpacing::leading), invalid_argument);
-  CHECK_THROWS_AS(ddpm::spaced_timesteps(1000, 0, TimestepSpacing::leading), invalid_argument);
-  CHECK_THROWS_AS(ddpm::spaced_timesteps(1000, 1001, TimestepSpacing::trailing), invalid_argument);
-  CHECK_THROWS_AS(ddpm::spaced_timesteps(1000, -3, TimestepSpacing::linspace), invalid_argument);
-  CHECK_THROWS_AS(ddpm::spaced_timesteps(1000, 50, TimestepSpacing::leading, -1), invalid_argument);
-  CHECK_THROWS_AS(ddpm::spaced_timesteps(1000, 50, TimestepSpacing::leading, 20), invalid_argument);  // 980 + 20
-  CHECK_NOTHROW(ddpm::spaced_timesteps(1000, 50, TimestepSpacing::leading, 19));
-  CHECK_THROWS_WITH(ddpm::spaced_timesteps(1000, 1001, TimestepSpacing::trailing),
+  CHECK_THROWS_AS(ddpm::inference_timesteps(0, 1, TimestepSpacing::leading), invalid_argument);
+  CHECK_THROWS_AS(ddpm::inference_timesteps(1000, 0, TimestepSpacing::leading), invalid_argument);
+  CHECK_THROWS_AS(ddpm::inference_timesteps(1000, 1001, TimestepSpacing::trailing), invalid_argument);
+  CHECK_THROWS_AS(ddpm::inference_timesteps(1000, -3, TimestepSpacing::linspace), invalid_argument);
+  CHECK_THROWS_AS(ddpm::inference_timesteps(1000, 50, TimestepSpacing::leading, -1), invalid_argument);
+  CHECK_THROWS_AS(ddpm::inference_timesteps(1000, 50, TimestepSpacing::leading, 20), invalid_argument);  // 980 + 20
+  CHECK_NOTHROW(ddpm::inference_timesteps(1000, 50, TimestepSpacing::leading, 19));
+  CHECK_THROWS_WITH(ddpm::inference_timesteps(1000, 1001, TimestepSpacing::trailing),
                     Catch::Contains("N (num_inference_steps) is 1001, but must be in [1, 1000]"));
 
   CHECK(ddpm::checked_timesteps(10, {9, 5, 0}) == std::vector<int>{9, 5, 0});
@@ -150,7 +150,7 @@ TEST_CASE("karras_sigmas and sigma_to_timestep match the reference", "[samplers]
     for (std::size_t i = 0; i < sig.size(); ++i) CHECK(sig[i] == Approx(expected[i]).epsilon(1e-13));
   }
   const auto schedule = sampler_test::make_schedule<double>(f.at("sigma_to_t").at("schedule"));
-  std::vector<double> table(schedule.sigmas().data(), schedule.sigmas().data() + schedule.num_steps());
+  std::vector<double> table(schedule.sigmas().data(), schedule.sigmas().data() + schedule.num_train_timesteps());
   const auto probes = f.at("sigma_to_t").at("sigmas").get<std::vector<double>>();
   const auto ts = f.at("sigma_to_t").at("t").get<std::vector<double>>();
   for (std::size_t i = 0; i < probes.size(); ++i) {
@@ -211,3 +211,16 @@ TEST_CASE("exponential_sigmas and polyexponential_sigmas: the closed forms", "[s
   CHECK_THROWS_AS(ddpm::polyexponential_sigmas(0.1, 1.0, 5, 0.0), ddpm::invalid_argument);
   CHECK_THROWS_AS(ddpm::polyexponential_sigmas(0.1, 1.0, 5, NAN), ddpm::invalid_argument);
 }
+
+// spaced_timesteps is kept for one release as a deprecated alias of inference_timesteps; used here on
+// purpose, with the deprecation warning silenced here only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+TEST_CASE("Deprecated alias: spaced_timesteps", "[samplers][timesteps][deprecated]") {
+  for (TimestepSpacing spacing : {TimestepSpacing::leading, TimestepSpacing::trailing, TimestepSpacing::linspace}) {
+    CHECK(ddpm::spaced_timesteps(1000, 7, spacing) == ddpm::inference_timesteps(1000, 7, spacing));
+  }
+  CHECK(ddpm::spaced_timesteps(1000, 50, TimestepSpacing::leading, 1) ==
+        ddpm::inference_timesteps(1000, 50, TimestepSpacing::leading, 1));
+}
+#pragma GCC diagnostic pop

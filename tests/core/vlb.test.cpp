@@ -113,7 +113,7 @@ TEMPLATE_TEST_CASE("hybrid loss and its gradient match torch autograd (Eq. (26))
     std::vector<double> var_scale(N, 0.0);
     for (std::size_t b = 0; b < N; ++b) {
       const auto tb = static_cast<std::size_t>(t[b]);
-      const double T = sched.num_steps();
+      const double T = sched.num_train_timesteps();
       const double spread = std::abs(std::log(sched.betas_double()[tb]) -
                                      static_cast<double>(ddpm::NoiseSchedule<double>::from_betas(sched.betas_double())
                                                              .posterior_log_variance_clipped()[static_cast<Eigen::Index>(tb)]));

@@ -89,7 +89,7 @@ TEMPLATE_TEST_CASE("DDPMSampler under zero terminal SNR takes velocity and sampl
 TEST_CASE("DDPMSampler with every timestep and no clipping is Eq. (9) of docs/math.md", "[samplers][ddpm]") {
   const auto schedule = ddpm::NoiseSchedule<double>::cosine(100);
   ddpm::DDPMSampler<double> sampler(schedule);
-  REQUIRE(sampler.num_steps() == 100);
+  REQUIRE(sampler.num_inference_steps() == 100);
   Tensor<double, 2> x(3, 5), eps(3, 5), z(3, 5);
   ddpm::NoiseSource rng(7);
   rng(x);

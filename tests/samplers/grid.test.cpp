@@ -178,3 +178,20 @@ TEST_CASE("make_grid rejects bad options, naming its caller", "[samplers][grid]"
   CHECK_NOTHROW(ddpm::DPMSolverMultistepSampler<double>(schedule, {.num_inference_steps = 5, .use_karras_sigmas = true,
                                                                    .sigma_spacing = SigmaSpacing::karras}));
 }
+
+// A sampler's and the mixture oracle's num_steps() are kept for one release as deprecated aliases; used
+// here on purpose, with the deprecation warning silenced here only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+TEST_CASE("Deprecated aliases: num_steps() of a sampler and of the mixture oracle", "[samplers][grid][deprecated]") {
+  const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
+  ddpm::DDIMSampler<double> ddim(schedule, {.num_inference_steps = 25});
+  CHECK(ddim.num_steps() == 25);
+  CHECK(ddim.num_steps() == ddim.num_inference_steps());
+  ddpm::DPMSolverMultistepSampler<double> dpm(schedule, {.num_inference_steps = 7});
+  CHECK(dpm.num_steps() == dpm.num_inference_steps());
+  const ddpm::GaussianMixturePredictor<double> model(schedule, {1.0}, {{0.0, 0.0}}, {1.0});
+  CHECK(model.num_steps() == 1000);
+  CHECK(model.num_steps() == model.num_train_timesteps());
+}
+#pragma GCC diagnostic pop

@@ -52,7 +52,7 @@ void check_run(Sampler& sampler, const json& run, const ddpm::NoiseSchedule<S>& 
   const Eigen::Index B = f.at("batch"), D = f.at("dim");
   const auto model = fixture_mixture<S>(schedule);
   REQUIRE(sampler.timesteps() == run.at("timesteps").get<std::vector<int>>());
-  const int n = sampler.num_steps();
+  const int n = sampler.num_inference_steps();
   const int mid = n / 2;
   Tensor<S, 2> x_mid;
   int seen = 0;

@@ -40,7 +40,7 @@ void check_case(Sampler& sampler, const json& c, const json& f) {
   Tensor<S, 4> x = tensor<S, 4>(numbers(f.at("x")), dims);
   const Prediction kind = kind_of(c.at("kind"));
   double scale = 1.0;
-  for (int i = 0; i < sampler.num_steps(); ++i) {
+  for (int i = 0; i < sampler.num_inference_steps(); ++i) {
     const std::vector<double> oi(outputs.begin() + i * n, outputs.begin() + (i + 1) * n);
     const Tensor<S, 4> out = tensor<S, 4>(oi, dims, c.at("output_scale"));
     const double s = sampler.sigmas()[static_cast<std::size_t>(i)];
@@ -130,7 +130,7 @@ TEST_CASE("sigma grids: Karras, final sigma, zero terminal SNR", "[samplers][dpm
   CHECK(k.sigmas().back() == 0.0);
   ddpm::EulerSampler<double> e(schedule, {.num_inference_steps = 10, .final_sigma = ddpm::FinalSigma::sigma_min});
   CHECK(e.sigmas().back() == Approx(table[0]).epsilon(1e-15));
-  CHECK(e.timesteps() == ddpm::spaced_timesteps(1000, 10, ddpm::TimestepSpacing::linspace));
+  CHECK(e.timesteps() == ddpm::inference_timesteps(1000, 10, ddpm::TimestepSpacing::linspace));
   // zero terminal SNR: alpha_bar[999] = 0 becomes 2^-24, a finite sigma_max = sqrt(2^24 - 1)
   const auto z = ddpm::NoiseSchedule<double>::linear(1000).rescaled_zero_terminal_snr();
   ddpm::EulerSampler<double> ez(z, {.num_inference_steps = 10, .timestep_spacing = ddpm::TimestepSpacing::trailing});

@@ -53,9 +53,9 @@ void check_timesteps(const char* fn, const NoiseSchedule<S>& schedule, std::span
                            " timesteps, but must hold one per batch element (" + std::to_string(batch) + ")");
   }
   for (std::size_t b = 0; b < t.size(); ++b) {
-    if (t[b] < 0 || t[b] >= schedule.num_steps()) {
+    if (t[b] < 0 || t[b] >= schedule.num_train_timesteps()) {
       throw_invalid_argument(std::string(fn) + ": t[" + std::to_string(b) + "] is " + std::to_string(t[b]) +
-                             ", but must be in [0, " + std::to_string(schedule.num_steps()) + ")");
+                             ", but must be in [0, " + std::to_string(schedule.num_train_timesteps()) + ")");
     }
   }
 }

@@ -87,7 +87,7 @@ struct TrainState {
         workspace(num_threads),
         optimizer(o.optimizer),
         schedule(std::move(s)),
-        sampler(schedule.num_steps()),
+        sampler(schedule.num_train_timesteps()),
         noise(seed),
         options(std::move(o)) {
     constexpr const char* fn = "ddpm::nn::TrainState";

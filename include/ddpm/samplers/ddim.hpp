@@ -82,15 +82,15 @@ class DDIMSampler : public detail::SamplerBase<DDIMSampler<S>, S> {
   void reset() {}
 
   /// The coefficients of step i, in double: alpha_bar[t], alpha_bar_prev and sigma (Eq. (S9)).
-  /// Throws ddpm::invalid_argument if i is outside [0, num_steps()).
+  /// Throws ddpm::invalid_argument if i is outside [0, num_inference_steps()).
   struct Coefficients {
     double alpha_bar, alpha_bar_prev, sigma;
   };
   Coefficients coefficients(int i) const {
-    detail::check_step_index("ddpm::DDIMSampler::coefficients", i, this->num_steps());
+    detail::check_step_index("ddpm::DDIMSampler::coefficients", i, this->num_inference_steps());
     const std::vector<double>& ab = this->schedule_.alphas_cumprod_double();
     const double a = ab[static_cast<std::size_t>(this->timesteps_[static_cast<std::size_t>(i)])];
-    const double a_prev = i + 1 < this->num_steps()
+    const double a_prev = i + 1 < this->num_inference_steps()
                               ? ab[static_cast<std::size_t>(this->timesteps_[static_cast<std::size_t>(i + 1)])]
                               : (options_.set_alpha_to_one ? 1.0 : ab[0]);
     const double variance = (1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev);
@@ -106,16 +106,17 @@ class DDIMSampler : public detail::SamplerBase<DDIMSampler<S>, S> {
     detail::check_x0_defined(fn, kind, k.alpha_bar, this->timesteps_[static_cast<std::size_t>(i)]);
     const double c_x0 = std::sqrt(k.alpha_bar_prev);
     const double dir = std::sqrt(std::max(1.0 - k.alpha_bar_prev - k.sigma * k.sigma, 0.0));
-    detail::StepPlan plan{detail::x0_from_output(kind, k.alpha_bar)};
+    detail::StepPlan plan{x0_conversion(kind, k.alpha_bar)};
     plan.noise = k.sigma > 0.0;
     plan.noise_coef = k.sigma;
     if (options_.use_clipped_model_output && options_.clipping.mode != Clipping::Mode::none) {
-      // eps = (x - sqrt(alpha_bar) x0) / sqrt(1 - alpha_bar), folded into the coefficients of x and x0.
-      const double inv = 1.0 / std::sqrt(1.0 - k.alpha_bar);
-      plan.x0_coef = c_x0 - dir * std::sqrt(k.alpha_bar) * inv;
-      plan.x_coef = dir * inv;
+      // eps re-derived from the bounded x0, as if the model had predicted it, folded into the
+      // coefficients of x and x0.
+      const Conversion e = eps_conversion(Prediction::sample, k.alpha_bar);
+      plan.x0_coef = c_x0 + dir * e.from_output;
+      plan.x_coef = dir * e.from_x;
     } else {
-      const detail::Linear e = detail::eps_from_output(kind, k.alpha_bar);
+      const Conversion e = eps_conversion(kind, k.alpha_bar);
       plan.x0_coef = c_x0;
       plan.x_coef = dir * e.from_x;
       plan.output_coef = dir * e.from_output;

@@ -64,7 +64,7 @@ class DDPMSampler : public detail::SamplerBase<DDPMSampler<S>, S> {
       : Base(std::move(schedule)), options_(std::move(options)) {
     const char* fn = "ddpm::DDPMSampler";
     GridOptions grid = options_.grid();
-    if (grid.num_inference_steps == 0) grid.num_inference_steps = this->schedule_.num_steps();
+    if (grid.num_inference_steps == 0) grid.num_inference_steps = this->schedule_.num_train_timesteps();
     this->timesteps_ = make_grid(this->schedule_, grid, fn).timesteps;
     detail::check_clipping(fn, options_.clipping);
     switch (options_.variance_type) {
@@ -81,16 +81,16 @@ class DDPMSampler : public detail::SamplerBase<DDPMSampler<S>, S> {
   void reset() {}
 
   /// The coefficients of step i, in double: alpha_bar[t], alpha_bar_prev, beta (Eq. (S7)) and the posterior
-  /// variance. Throws ddpm::invalid_argument if i is outside [0, num_steps()).
+  /// variance. Throws ddpm::invalid_argument if i is outside [0, num_inference_steps()).
   struct Coefficients {
     double alpha_bar, alpha_bar_prev, beta, posterior_variance;
   };
   Coefficients coefficients(int i) const {
-    detail::check_step_index("ddpm::DDPMSampler::coefficients", i, this->num_steps());
+    detail::check_step_index("ddpm::DDPMSampler::coefficients", i, this->num_inference_steps());
     const std::vector<double>& ab = this->schedule_.alphas_cumprod_double();
     const double a = ab[static_cast<std::size_t>(this->timesteps_[static_cast<std::size_t>(i)])];
     const double a_prev =
-        i + 1 < this->num_steps() ? ab[static_cast<std::size_t>(this->timesteps_[static_cast<std::size_t>(i + 1)])] : 1.0;
+        i + 1 < this->num_inference_steps() ? ab[static_cast<std::size_t>(this->timesteps_[static_cast<std::size_t>(i + 1)])] : 1.0;
     const double beta = 1.0 - a / a_prev;
     return {a, a_prev, beta, (1.0 - a_prev) / (1.0 - a) * beta};
   }
@@ -111,10 +111,10 @@ class DDPMSampler : public detail::SamplerBase<DDPMSampler<S>, S> {
     const int t = this->timesteps_[static_cast<std::size_t>(i)];
     detail::check_x0_defined(fn, kind, k.alpha_bar, t);
     // Posterior mean coefficients (Eq. (7) of docs/math.md over the visited timesteps).
-    detail::StepPlan plan{detail::x0_from_output(kind, k.alpha_bar)};
+    detail::StepPlan plan{x0_conversion(kind, k.alpha_bar)};
     plan.x0_coef = std::sqrt(k.alpha_bar_prev) * k.beta / (1.0 - k.alpha_bar);
     plan.x_coef = std::sqrt(k.alpha_bar / k.alpha_bar_prev) * (1.0 - k.alpha_bar_prev) / (1.0 - k.alpha_bar);
-    const bool last = i + 1 == this->num_steps();
+    const bool last = i + 1 == this->num_inference_steps();
     const double variance = std::max(k.posterior_variance, 1e-20);  // as diffusers clamps it
     if (last || !learned) {
       plan.noise = !last;

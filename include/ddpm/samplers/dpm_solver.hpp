@@ -79,7 +79,7 @@ struct DPMSolverOptions {
 /// Step 0 is first order, as is the last (when the final sigma is 0 it returns D0; with lower_order_final
 /// and N < 15 always). x is the variance-preserving x_t throughout, as in diffusers.
 /// Timesteps (diffusers' semantics): linspace = round(linspace(0, T - 1, N + 1))[::-1][:-1]; leading = k
-/// (T // (N + 1)) + steps_offset for k = N..1; trailing as spaced_timesteps. When N + 1 > T (linspace,
+/// (T // (N + 1)) + steps_offset for k = N..1; trailing as inference_timesteps. When N + 1 > T (linspace,
 /// leading) every timestep T-1..0 is used (diffusers would repeat timesteps). Under zero terminal SNR,
 /// alpha_bar[T-1] = 0 is replaced by 2^-24 (sigma_max about 4096), as diffusers does.
 /// The sampler keeps the previous x0 (its history): a run must step i = 0, 1, 2, ... in order; step 0 (or
@@ -118,7 +118,7 @@ class DPMSolverMultistepSampler : public detail::SamplerBase<DPMSolverMultistepS
   void reset() { next_step_ = 0; }
 
   /// The timesteps of diffusers' DPMSolverMultistepScheduler for N steps (see the class comment).
-  /// Throws ddpm::invalid_argument as spaced_timesteps.
+  /// Throws ddpm::invalid_argument as inference_timesteps.
   static std::vector<int> dpm_timesteps(int T, int N, TimestepSpacing spacing, int steps_offset = 0) {
     return detail::grid_timesteps(T, N, spacing, steps_offset, /*drop_final=*/true);
   }
@@ -142,8 +142,8 @@ class DPMSolverMultistepSampler : public detail::SamplerBase<DPMSolverMultistepS
 
     const double s0 = sigmas_[static_cast<std::size_t>(i)], s1 = sigmas_[static_cast<std::size_t>(i + 1)];
     const double alpha0 = 1.0 / std::sqrt(1.0 + s0 * s0), sigma_vp0 = s0 * alpha0;
-    detail::StepPlan plan{detail::x0_from_output(kind, alpha0 * alpha0)};
-    const int n = this->num_steps();
+    detail::StepPlan plan{x0_conversion(kind, alpha0 * alpha0)};
+    const int n = this->num_inference_steps();
     const bool last = i == n - 1;
     const bool lower_final = last && ((options_.lower_order_final && n < 15) || s1 == 0.0);
     if (s1 == 0.0) {

@@ -112,12 +112,12 @@ class EulerSampler : public detail::SamplerBase<EulerSampler<S>, S> {
   }
 
   /// gamma of step i: min(s_churn / N, sqrt(2) - 1) if s_tmin <= sigmas()[i] <= s_tmax, else 0.
-  /// Throws ddpm::invalid_argument if i is outside [0, num_steps()).
+  /// Throws ddpm::invalid_argument if i is outside [0, num_inference_steps()).
   double churn(int i) const {
-    detail::check_step_index("ddpm::EulerSampler::churn", i, this->num_steps());
+    detail::check_step_index("ddpm::EulerSampler::churn", i, this->num_inference_steps());
     const double s = sigmas_[static_cast<std::size_t>(i)];
     if (!(options_.s_churn > 0.0 && options_.s_tmin <= s && s <= options_.s_tmax)) return 0.0;
-    return std::min(options_.s_churn / this->num_steps(), std::sqrt(2.0) - 1.0);
+    return std::min(options_.s_churn / this->num_inference_steps(), std::sqrt(2.0) - 1.0);
   }
 
   const EulerOptions& options() const { return options_; }
@@ -142,7 +142,7 @@ class EulerSampler : public detail::SamplerBase<EulerSampler<S>, S> {
     const double c = gamma > 0.0 ? options_.s_noise * std::sqrt(s_hat * s_hat - s0 * s0) : 0.0;
     const double inv = 1.0 / std::sqrt(1.0 + s1 * s1);
     const double ratio = s1 / s_hat;
-    detail::StepPlan plan{detail::x0_from_output(kind, 1.0 / (1.0 + s0 * s0))};
+    detail::StepPlan plan{x0_conversion(kind, 1.0 / (1.0 + s0 * s0))};
     switch (kind) {
       case Prediction::epsilon:
         plan.x0.from_output = -s_hat;

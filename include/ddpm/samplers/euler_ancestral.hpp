@@ -67,7 +67,7 @@ class EulerAncestralSampler : public detail::SamplerBase<EulerAncestralSampler<S
     const double down = s1 * s1 / s0;
     const double inv = 1.0 / std::sqrt(1.0 + s1 * s1);
     const double ratio = down / s0;
-    detail::StepPlan plan{detail::x0_from_output(kind, 1.0 / (1.0 + s0 * s0))};
+    detail::StepPlan plan{x0_conversion(kind, 1.0 / (1.0 + s0 * s0))};
     plan.x_coef = std::sqrt(1.0 + s0 * s0) * ratio * inv;
     plan.x0_coef = (1.0 - ratio) * inv;
     plan.noise = up > 0.0;

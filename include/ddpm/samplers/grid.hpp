@@ -103,9 +103,9 @@ std::vector<double> sigma_table(const NoiseSchedule<S>& schedule) {
 
 /// The spaced timesteps of N steps, optionally from N + 1 points with the smallest dropped.
 inline std::vector<int> grid_timesteps(int T, int N, TimestepSpacing spacing, int steps_offset, bool drop_final) {
-  if (!drop_final || spacing == TimestepSpacing::trailing) return spaced_timesteps(T, N, spacing, steps_offset);
-  if (N >= 1 && N + 1 > T) return spaced_timesteps(T, N, TimestepSpacing::trailing);
-  std::vector<int> ts = spaced_timesteps(T, N + 1, spacing, steps_offset);
+  if (!drop_final || spacing == TimestepSpacing::trailing) return inference_timesteps(T, N, spacing, steps_offset);
+  if (N >= 1 && N + 1 > T) return inference_timesteps(T, N, TimestepSpacing::trailing);
+  std::vector<int> ts = inference_timesteps(T, N + 1, spacing, steps_offset);
   ts.pop_back();
   return ts;
 }
@@ -135,19 +135,19 @@ inline std::vector<double> sigma_ramp(SigmaSpacing spacing, double sigma_min, do
 /// The grid of a run: its timesteps and sigmas as GridOptions say.   [docs/samplers.md, Eqs. (S4)-(S6)]
 ///   - sigmas given: they are the steps' noise levels;
 ///   - else timesteps given: those (checked_timesteps);
-///   - else N spaced timesteps (spaced_timesteps, or N + 1 with the smallest dropped);
+///   - else N spaced timesteps (inference_timesteps, or N + 1 with the smallest dropped);
 /// then the sigmas are sigma[t] at the timesteps (sigma_spacing timesteps) or the ramp between the ends
 /// that sigma_ends names; wherever sigmas are not those of the timesteps, each timestep is the nearest one
 /// of its sigma, round(sigma_to_timestep(...)). The final sigma (0 or sigma[0]) is appended. sigma[t] is
 /// Eq. (12) of docs/math.md in double, with alpha_bar = 0 (zero terminal SNR) replaced by 2^-24.
 /// `fn` names the caller in error messages.
 /// Throws ddpm::invalid_argument if N is outside [1, T] (when used), the spacing/offset or timestep list is
-/// bad (see spaced_timesteps, checked_timesteps), a ramp is combined with a timestep list, a ramp or a
+/// bad (see inference_timesteps, checked_timesteps), a ramp is combined with a timestep list, a ramp or a
 /// sigma list needs T >= 2 and T is 1, rho is not finite and positive, the sigma list is combined with a
 /// timestep list or a ramp, or the sigmas are not positive, finite and strictly decreasing.
 template <std::floating_point S>
 Grid make_grid(const NoiseSchedule<S>& schedule, const GridOptions& o, const char* fn = "ddpm::make_grid") {
-  const int T = schedule.num_steps();
+  const int T = schedule.num_train_timesteps();
   const std::string f = fn;
   const bool ramp = o.sigma_spacing != SigmaSpacing::timesteps;
   if (ramp && o.sigma_spacing != SigmaSpacing::karras && o.sigma_spacing != SigmaSpacing::exponential &&

@@ -72,7 +72,7 @@ inline void check_clipping(const char* fn, const Clipping& c) {
 inline void check_step_index(const char* fn, int i, int num_steps) {
   if (i < 0 || i >= num_steps) {
     throw_invalid_argument(std::string(fn) + ": step index i is " + std::to_string(i) + ", but must be in [0, " +
-                           std::to_string(num_steps) + ") (num_steps)");
+                           std::to_string(num_steps) + ") (num_inference_steps)");
   }
 }
 
@@ -178,8 +178,12 @@ class SamplerBase {
   /// The training timesteps of the run, in the order they are visited: the model is called with
   /// timesteps()[i] before step i.
   const std::vector<int>& timesteps() const { return timesteps_; }
-  /// The number of steps N (the size of timesteps()).
-  int num_steps() const { return static_cast<int>(timesteps_.size()); }
+  /// The number of steps N of a run (the size of timesteps()).
+  int num_inference_steps() const { return static_cast<int>(timesteps_.size()); }
+  /// The former name of num_inference_steps(), kept for one release.
+  [[deprecated("use num_inference_steps() (N); num_steps() was ambiguous with a schedule's T")]] int num_steps() const {
+    return num_inference_steps();
+  }
   const NoiseSchedule<S>& schedule() const { return schedule_; }
 
   /// Step i in place, storing the predicted x0 into x0_out (see the Sampler concept).
@@ -225,7 +229,7 @@ class SamplerBase {
   template <DenseTensor M, DenseTensor X, class N, class X0>
   StepTarget begin_step(const char* fn, int i, const M& model_output, const X& x, const N& noise, X0& x0_out,
                         Prediction kind, bool* has_variance = nullptr) const {
-    check_step_index(fn, i, num_steps());
+    check_step_index(fn, i, num_inference_steps());
     check_prediction(fn, kind);
     require_nonempty(fn, "x", x);
     const Eigen::Index stride = output_stride(fn, model_output, x, has_variance);
@@ -240,7 +244,7 @@ class SamplerBase {
 
   /// x0 = from_x * x + from_output * output, then the clipping of Eq. (S3), into x0 (x's size).
   template <DenseTensor M, DenseTensor X>
-  void predict_x0(const M& output, Eigen::Index stride, const X& x, const Linear& c, const Clipping& clipping, S* x0) {
+  void predict_x0(const M& output, Eigen::Index stride, const X& x, const Conversion& c, const Clipping& clipping, S* x0) {
     const Eigen::Index batch = x.dimension(0), ps = per_sample_size(x);
     const S from_x = static_cast<S>(c.from_x), from_output = static_cast<S>(c.from_output);
     lincomb2_per_sample<S>(x0, {&from_x, 0}, x.data(), {&from_output, 0}, output.data(), batch, ps, stride);

@@ -15,43 +15,11 @@
 
 #include <Eigen/Core>
 
-#include "ddpm/predictor.hpp"
+#include "ddpm/posterior.hpp"
 #include "ddpm/samplers/sampler.hpp"
 #include "ddpm/tensor.hpp"
 
 namespace ddpm::detail {
-
-/// The coefficients of a linear map of (x_t, model output):  value = from_x * x_t + from_output * output.
-struct Linear {
-  double from_x;
-  double from_output;
-};
-
-/// x0 from a model output of the given kind at noise level alpha_bar (Eqs. (8), (15) of docs/math.md):
-///   epsilon:  x0 = sqrt(1 / alpha_bar) x_t - sqrt(1 / alpha_bar - 1) eps
-///   sample:   x0 = output
-///   velocity: x0 = sqrt(alpha_bar) x_t - sqrt(1 - alpha_bar) v                  [docs/samplers.md, Eq. (S1)]
-inline Linear x0_from_output(Prediction kind, double alpha_bar) {
-  switch (kind) {
-    case Prediction::epsilon: return {std::sqrt(1.0 / alpha_bar), -std::sqrt(1.0 / alpha_bar - 1.0)};
-    case Prediction::sample: return {0.0, 1.0};
-    case Prediction::velocity: return {std::sqrt(alpha_bar), -std::sqrt(1.0 - alpha_bar)};
-  }
-  return {0.0, 0.0};
-}
-
-/// eps from a model output of the given kind at noise level alpha_bar (Eqs. (8), (15) of docs/math.md):
-///   epsilon:  eps = output
-///   sample:   eps = x_t / sqrt(1 - alpha_bar) - x0 / sqrt(1 / alpha_bar - 1)
-///   velocity: eps = sqrt(1 - alpha_bar) x_t + sqrt(alpha_bar) v                 [docs/samplers.md, Eq. (S1)]
-inline Linear eps_from_output(Prediction kind, double alpha_bar) {
-  switch (kind) {
-    case Prediction::epsilon: return {0.0, 1.0};
-    case Prediction::sample: return {1.0 / std::sqrt(1.0 - alpha_bar), -1.0 / std::sqrt(1.0 / alpha_bar - 1.0)};
-    case Prediction::velocity: return {std::sqrt(1.0 - alpha_bar), std::sqrt(alpha_bar)};
-  }
-  return {0.0, 0.0};
-}
 
 /// Applies Eq. (S3) in place to x0 (batch elements of per_sample values). `scratch` is reused for the
 /// quantile's order statistics.
@@ -92,7 +60,7 @@ void apply_clipping(const Clipping& c, S* x0, Eigen::Index batch, Eigen::Index p
 /// drawn only when `noise` is true (x0_from_noise is nonzero only for Euler's churn, which adds noise to x
 /// before x0 is predicted from it).
 struct StepPlan {
-  Linear x0;
+  Conversion x0;  // x0_conversion of the step's noise level
   double x0_from_noise = 0.0;
   double x0_coef = 0.0, x_coef = 0.0, output_coef = 0.0, history_coef = 0.0, noise_coef = 0.0;
   bool noise = false;
