@@ -443,7 +443,12 @@ struct UNet2DConfig {
   };
 
   static std::string range_string(long long lo, long long hi) {
-    return "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+    std::string s(1, '[');  // appended piecewise: GCC 12 -O3 warns (-Wrestrict) on "[" + std::string&&
+    s += std::to_string(lo);
+    s += ", ";
+    s += std::to_string(hi);
+    s += ']';
+    return s;
   }
 
   static std::string truncated(const std::string& text, std::size_t max = 200) {
