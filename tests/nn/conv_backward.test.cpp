@@ -444,3 +444,75 @@ TEST_CASE("conv2d_backward: rejects shapes that do not fit", "[nn][conv_backward
     CHECK_THAT(e.what(), Catch::Contains("d_out [C=5, N=2, H=6, W=5]") && Catch::Contains("[C=5, N=2, H=7, W=5]"));
   }
 }
+
+TEMPLATE_TEST_CASE("Winograd training path: forward_train and d_x equal the im2col path, threads give the same bits",
+                   "[nn][conv_backward][winograd]", float, double) {
+  using S = TestType;
+  // 128 -> 128 channels, 3x3, padding 1, 2 images of 17 x 16: 2 x 9 x 8 = 144 tiles (odd height: a partial
+  // tile row), so Conv2d::trains_winograd holds; the same layer with ConvAlgorithm::im2col is the reference.
+  const Shape shape{128, 128, 3, 3, 1, Padding2d::same(1), 2, 17, 16};
+  Problem<S> p(shape, Epilogue::all_pointers, true, 9100);
+  REQUIRE(p.conv.trains_winograd(shape.n, shape.h, shape.w));
+  Conv2d<S> reference = p.conv;
+  reference.set_algorithm(ConvAlgorithm::im2col);
+  REQUIRE_FALSE(reference.trains_winograd(shape.n, shape.h, shape.w));
+  // Each value is a sum of 128 * 9 products of numbers in [-1, 1] with weights of 1/sqrt(fan_in): the two
+  // summation orders (and Winograd's transforms, which add a few multiples of the unit roundoff per term) differ
+  // by far less than 1e-3 of the largest value in float and 1e-11 in double.
+  const double tol = std::is_same_v<S, float> ? 1e-3 : 1e-11;
+  auto max_abs = [](const std::vector<S>& v) {
+    double m = 0;
+    for (S e : v) m = std::max(m, std::abs(double(e)));
+    return m;
+  };
+  auto max_diff = [](const std::vector<S>& a, const std::vector<S>& b) {
+    double m = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(double(a[i]) - double(b[i])));
+    return m;
+  };
+  SECTION("forward_train, prepared or not") {
+    ConvEpilogue<S> epi;
+    epi.residual = p.residual.data();
+    epi.batch_bias = p.batch_bias.data();
+    epi.scale = p.scale;
+    std::vector<S> want(p.w.size()), got(p.w.size());
+    Context<S> ctx(1);
+    reference.forward_train(ctx, p.xmap(), map_of(want, shape.out, shape.n, p.oh, p.ow), epi);
+    p.conv.mark_weights_changed();  // stale transform: computed for the pass
+    REQUIRE(p.conv.current_winograd_weights() == nullptr);
+    std::vector<S> one;
+    for (int threads : {1, 2, 3}) {
+      Context<S> c(threads);
+      p.conv.forward_train(c, p.xmap(), map_of(got, shape.out, shape.n, p.oh, p.ow), epi);
+      CHECK(max_diff(got, want) <= tol * max_abs(want));
+      if (threads == 1) one = got;
+      CHECK(got == one);
+    }
+    p.conv.prepare();  // current transform: the layer's own, the same arithmetic
+    REQUIRE(p.conv.current_winograd_weights() != nullptr);
+    p.conv.forward_train(ctx, p.xmap(), map_of(got, shape.out, shape.n, p.oh, p.ow), epi);
+    CHECK(got == one);
+  }
+  SECTION("conv2d_backward's d_x, written and accumulated") {
+    auto run = [&](const Conv2d<S>& conv, int threads, bool accumulate, S scale) {
+      Context<S> ctx(threads);
+      std::vector<S> dx = random_vector<S>(static_cast<Index>(p.x.size()), 9200);
+      std::vector<S> dw(static_cast<std::size_t>(conv.weight().size()), S(0)), db(static_cast<std::size_t>(shape.out), S(0));
+      ddpm::nn::detail::conv2d_backward(ctx, conv, p.xmap(), p.dout(), scale,
+                                        map_of(dx, shape.in, shape.n, shape.h, shape.w), accumulate,
+                                        ConvGrads<S>{dw.data(), db.data(), nullptr});
+      return std::vector<std::vector<S>>{dx, dw, db};
+    };
+    for (bool accumulate : {false, true}) {
+      for (S scale : {S(1), S(0.7)}) {
+        INFO("accumulate " << accumulate << ", scale " << double(scale));
+        const auto want = run(reference, 1, accumulate, scale);
+        const auto one = run(p.conv, 1, accumulate, scale);
+        CHECK(max_diff(one[0], want[0]) <= tol * max_abs(want[0]));
+        CHECK(one[1] == want[1]);  // d_W and d_b take the im2col path in both
+        CHECK(one[2] == want[2]);
+        for (int threads : {2, 3}) CHECK(run(p.conv, threads, accumulate, scale) == one);
+      }
+    }
+  }
+}

@@ -23,6 +23,10 @@
 
 #include <Eigen/Core>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "ddpm/error.hpp"
 #include "ddpm/nn/context.hpp"
 #include "ddpm/nn/detail/gemm.hpp"
@@ -58,6 +62,165 @@ struct ConvEpilogue {
   /// The finished value (residual + conv + biases) is multiplied by scale.
   S scale = S(1);
 };
+
+namespace detail {
+
+/// dst[x] = src[x] for x in [x0, x1) and 0 elsewhere in [0, n): one row of an im2col matrix of a stride-1
+/// convolution (src is the image row shifted by the kernel tap; its values outside [x0, x1) are padding and
+/// never read). Rows are short (8 to 32 values in a UNet), so per-row calls to memmove and memset, or a
+/// vector loop's peeling, cost more than the copy; with AVX-512, float rows go through masked loads (masked
+/// lanes are not read) and stores, 16 values at a time.
+template <class S>
+inline void im2col_run(S* dst, const S* src, Eigen::Index x0, Eigen::Index x1, Eigen::Index n) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<S, float>) {
+    for (Eigen::Index x = 0; x < n; x += 16) {
+      const auto lo = static_cast<unsigned>(std::clamp<Eigen::Index>(x0 - x, 0, 16));
+      const auto hi = static_cast<unsigned>(std::clamp<Eigen::Index>(x1 - x, 0, 16));
+      const auto len = static_cast<unsigned>(std::min<Eigen::Index>(16, n - x));
+      const auto load = static_cast<__mmask16>(hi > lo ? ((1u << hi) - 1u) & ~((1u << lo) - 1u) : 0u);
+      const __m512 v = _mm512_maskz_loadu_ps(load, src + x);
+      _mm512_mask_storeu_ps(dst + x, static_cast<__mmask16>((1u << len) - 1u), v);
+    }
+    return;
+  }
+#endif
+  std::fill_n(dst, x0, S(0));
+  std::copy(src + x0, src + x1, dst + x0);
+  std::fill(dst + x1, dst + n, S(0));
+}
+
+/// The im2col rows of one kernel tap (dy, dx) of one input channel for a stride-1 convolution whose output is
+/// as wide as its input (W): for the output rows r in [r0, r1) (row r = image b, output y; OH rows per image),
+///   dst[(r - r0) * W + x] = channel[b, y + dy, x + dx], or 0 outside the image.
+/// The rows of one image that fall inside it are one contiguous run in both the channel and dst, so they are
+/// copied as one run, and then the (at most |dx|) positions per row that the run took from the neighbouring row
+/// are zeroed: a copy at memcpy speed instead of one short copy per row. `channel` is the channel's batch,
+/// image b at channel + b * H * W.
+template <class S>
+void im2col_tap_same_width(const S* channel, Eigen::Index H, Eigen::Index W, Eigen::Index OH, Eigen::Index r0,
+                           Eigen::Index r1, Eigen::Index dy, Eigen::Index dx, S* dst) {
+  const Eigen::Index x0 = std::clamp<Eigen::Index>(-dx, 0, W), x1 = std::clamp<Eigen::Index>(W - dx, x0, W);
+  for (Eigen::Index r = r0; r < r1;) {
+    const Eigen::Index b = r / OH, y = r % OH, end = std::min(r1, (b + 1) * OH);
+    const Eigen::Index y_end = y + (end - r);
+    // output rows y with 0 <= y + dy < H
+    const Eigen::Index lo = std::clamp<Eigen::Index>(-dy, y, y_end), hi = std::clamp<Eigen::Index>(H - dy, lo, y_end);
+    S* d = dst + (r - r0) * W;
+    std::fill_n(d, (lo - y) * W, S(0));
+    if (hi > lo && x1 > x0) {
+      S* run = d + (lo - y) * W;
+      const S* src = channel + b * H * W + (lo + dy) * W + (dx + x0);
+      std::copy(src, src + (hi - lo - 1) * W + (x1 - x0), run + x0);
+      for (Eigen::Index k = 0; k < hi - lo; ++k) {
+        S* row = run + k * W;
+        for (Eigen::Index x = 0; x < x0; ++x) row[x] = S(0);
+        for (Eigen::Index x = x1; x < W; ++x) row[x] = S(0);
+      }
+    } else {
+      std::fill_n(d + (lo - y) * W, (hi - lo) * W, S(0));
+    }
+    std::fill_n(d + (hi - y) * W, (y_end - hi) * W, S(0));
+    r = end;
+  }
+}
+
+/// winograd_weights (nn/detail/winograd.hpp) with the same arithmetic, so the same bits, computed one output
+/// channel at a time over contiguous rows of C_in values: the kernel's nine taps are first gathered into nine
+/// rows (scratch: 15 * c_in values per thread slot), and each of the 16 rows of U is written in one pass. Writing
+/// the 16 matrices element by element, as winograd_weights does, puts 16 stores 4 * C_out * C_in bytes apart in
+/// flight (cache-set conflicts): about 60 ns per kernel against bandwidth speed here, which matters when a
+/// training pass transforms the weights every step. Output channels are shared out over ctx's threads.
+template <class S>
+void winograd_weights_parallel(Workspace<S>& ctx, const S* w, Eigen::Index c_out, Eigen::Index c_in, S* u) {
+  using Array = Eigen::Array<S, Eigen::Dynamic, 1>;
+  using Map = Eigen::Map<Array>;
+  const Eigen::Index C = c_in, plane = c_out * c_in, per_thread = 15 * C;
+  typename Workspace<S>::Buffer scratch = ctx.acquire(std::min<Eigen::Index>(ctx.num_threads(), c_out) * per_thread);
+  ctx.parallel_for(c_out, [&](Eigen::Index o0, Eigen::Index o1, int thread) {
+    S* t = scratch.data() + thread * per_thread;  // t[j * C + c] = w[o, c, j]: 9 rows
+    S* gg = t + 9 * C;                             // (G g) rows 1 and 2 for v = 0, 1, 2: 6 rows
+    for (Eigen::Index o = o0; o < o1; ++o) {
+      const S* wo = w + o * C * 9;
+      for (Eigen::Index c = 0; c < C; ++c) {
+        for (Eigen::Index j = 0; j < 9; ++j) t[j * C + c] = wo[c * 9 + j];
+      }
+      auto g = [&](Eigen::Index j) { return Map(t + j * C, C); };
+      for (Eigen::Index v = 0; v < 3; ++v) {
+        Map(gg + v * C, C) = S(0.5) * (g(v) + g(3 + v) + g(6 + v));
+        Map(gg + (3 + v) * C, C) = S(0.5) * (g(v) - g(3 + v) + g(6 + v));
+      }
+      // row i of G g: i = 0 the taps 0..2, i = 1 and 2 the combinations above, i = 3 the taps 6..8
+      auto row = [&](int i, Eigen::Index v) { return i == 0 ? g(v) : i == 3 ? g(6 + v) : Map(gg + ((i - 1) * 3 + v) * C, C); };
+      for (int i = 0; i < 4; ++i) {
+        S* dst = u + (i * 4) * plane + o * C;
+        Map(dst, C) = row(i, 0);
+        Map(dst + plane, C) = S(0.5) * (row(i, 0) + row(i, 1) + row(i, 2));
+        Map(dst + 2 * plane, C) = S(0.5) * (row(i, 0) - row(i, 1) + row(i, 2));
+        Map(dst + 3 * plane, C) = row(i, 2);
+      }
+    }
+  });
+}
+
+/// Tile rows per block of a training Winograd pass (winograd_conv_blocks): about kWinogradTrainTiles tiles per
+/// block, but at least 4 blocks (for the threads) while each keeps 64 tiles or more. From the shape alone, never
+/// the thread count, so that results do not depend on it.
+inline constexpr Eigen::Index kWinogradTrainTiles = 256;
+inline Eigen::Index winograd_block_rows(Eigen::Index tile_rows, Eigen::Index tile_cols) {
+  const Eigen::Index total = tile_rows * tile_cols;
+  Eigen::Index blocks = std::max<Eigen::Index>(1, (total + kWinogradTrainTiles / 2) / kWinogradTrainTiles);
+  blocks = std::max(blocks, std::min<Eigen::Index>(4, total / 64));
+  blocks = std::clamp<Eigen::Index>(blocks, 1, std::max<Eigen::Index>(tile_rows, 1));
+  return (tile_rows + blocks - 1) / blocks;
+}
+
+/// A 3x3 convolution of stride 1 and padding 1 through Winograd F(2x2, 3x3), for the training passes:
+///   out = scale * ((accumulate ? out : 0) + conv(in) + bias[o] + batch_bias[b, o] + residual)   (ConvEpilogue)
+/// u holds the transformed weights of a kernel W [C_out_w][C_in_w * 9] as winograd_weights writes them,
+/// U[xi] = [C_out_w][C_in_w]. adjoint == false: the convolution with W (in has C_in_w channels, out C_out_w).
+/// adjoint == true: the convolution with W's flipped, channel-transposed kernel W'[i, m, u, v] =
+/// W[m, i, 2 - u, 2 - v] (in has C_out_w channels, out C_in_w): the input gradient of the convolution with W.
+/// Its transform is U'[xi] = U[p(xi)]^T, where p swaps the rows and columns 0 and 3 of the 4x4 (because
+/// G J = P G for the reversal J of three taps and the swap P of rows 0 and 3), so the same u serves both.
+/// Blocks of tile rows come from the shape alone and each is computed whole by one thread: results do not
+/// depend on the thread count.
+template <class S>
+void winograd_conv_blocks(Workspace<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out, const S* u, bool adjoint,
+                          const S* bias, const ConvEpilogue<S>& epi) {
+  const WinogradTiles tiles(in.height, in.width);
+  const Eigen::Index rows = in.batch * tiles.rows, C = in.channels, M = out.channels;
+  const Eigen::Index block_rows = winograd_block_rows(rows, tiles.cols), blocks = (rows + block_rows - 1) / block_rows;
+  const Eigen::Index nt = block_rows * tiles.cols;
+  const Eigen::Index per_thread = 16 * (C + M) * nt + winograd_scratch_size(tiles.cols, nt);
+  const Eigen::Index used = std::min<Eigen::Index>(ctx.num_threads(), blocks);
+  typename Workspace<S>::Buffer work = ctx.acquire(used * per_thread);
+  ctx.parallel_for(blocks, [&](Eigen::Index begin, Eigen::Index end, int thread) {
+    S* v = work.data() + thread * per_thread;
+    S* m = v + 16 * C * nt;
+    S* scratch = m + 16 * M * nt;
+    for (Eigen::Index blk = begin; blk < end; ++blk) {
+      const Eigen::Index r0 = blk * block_rows, r1 = std::min(rows, r0 + block_rows);
+      const Eigen::Index n = (r1 - r0) * tiles.cols;
+      winograd_input(in, tiles, r0, r1, Eigen::Index{0}, C, v, scratch);
+      for (Eigen::Index xi = 0; xi < 16; ++xi) {
+        if (!adjoint) {
+          gemm(ctx.packing_buffer(thread), M, n, C, u + xi * M * C, C, static_cast<const S*>(v + xi * C * n), n,
+               m + xi * M * n, n, false);
+        } else {
+          const Eigen::Index a = xi / 4, b = xi % 4;
+          const Eigen::Index pa = a == 0 ? 3 : a == 3 ? 0 : a, pb = b == 0 ? 3 : b == 3 ? 0 : b;
+          gemm<S, true, false>(ctx.packing_buffer(thread), M, n, C, u + (pa * 4 + pb) * C * M, M,
+                               static_cast<const S*>(v + xi * C * n), n, m + xi * M * n, n, false);
+        }
+      }
+      winograd_output(static_cast<const S*>(m), tiles, r0, r1, Eigen::Index{0}, M, out, bias, epi.batch_bias,
+                      epi.residual, epi.scale, epi.accumulate, scratch);
+    }
+  });
+}
+
+}  // namespace detail
 
 template <std::floating_point S>
 class Conv2d {
@@ -168,13 +331,41 @@ class Conv2d {
     forward_im2col(ctx, in, out, epi);
   }
 
-  /// The training pass: the same convolution through im2col + GEMM whatever the size (never Winograd, so it
-  /// needs no prepare() after an optimiser step); the backward kernels (nn/detail/conv_backward.hpp) take
+  /// The training pass: the same convolution, which needs no prepare() after an optimiser step. Where
+  /// trains_winograd() holds it runs Winograd F(2x2, 3x3) in blocks fixed by the shape (results do not depend on
+  /// the thread count), with the weights' transform of prepare() when it is current and otherwise one computed
+  /// for this pass in the workspace; else im2col + GEMM. The backward kernels (nn/detail/conv_backward.hpp) take
   /// its input as the saved state.
   /// Throws ddpm::invalid_argument if the channels, the output shape or the image size do not fit.
   void forward_train(Workspace<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out, const ConvEpilogue<S>& epi = {}) const {
     check_shapes(in, out);
+    if (trains_winograd(in.batch, in.height, in.width)) {
+      typename Workspace<S>::Buffer transform;
+      const S* u = current_winograd_weights();
+      if (u == nullptr) {
+        transform = ctx.acquire(16 * out_channels() * in_);
+        detail::winograd_weights_parallel(ctx, weight_.data(), out_channels(), in_, transform.data());
+        u = transform.data();
+      }
+      detail::winograd_conv_blocks(ctx, in, out, u, false, has_bias() ? bias_.data() : nullptr, epi);
+      return;
+    }
     forward_im2col(ctx, in, out, epi);
+  }
+
+  /// Whether the training passes (forward_train, and the input gradient of conv2d_backward) use Winograd for a
+  /// batch of `batch` images of h x w pixels: where forward would, with at least kWinogradTrainMinChannels
+  /// channels in and out and kWinogradTrainMinTiles 2x2 tiles in the batch. Below that the input transform
+  /// costs about what the multiplications it saves cost (bench_backward, 32 channels at 8 x 8: 25% slower than
+  /// im2col; 128 channels at 32 x 32: 20% faster; the small UNet's 64-channel layers: no change).
+  bool trains_winograd(Eigen::Index batch, Eigen::Index h, Eigen::Index w) const {
+    return uses_winograd(batch, h, w) && std::min(in_, out_channels()) >= kWinogradTrainMinChannels &&
+           batch * ((h + 1) / 2) * ((w + 1) / 2) >= kWinogradTrainMinTiles;
+  }
+  /// The Winograd transform of the weights (16 matrices [out, in]) when prepare() has run since their last
+  /// change, else null.
+  const S* current_winograd_weights() const {
+    return winograd_possible() && is_prepared() ? winograd_u_.data() : nullptr;
   }
 
   /// The convolution of an NCHW batch, returned as NCHW (a convenience that allocates; the network
@@ -334,6 +525,7 @@ class Conv2d {
 
   static constexpr Eigen::Index kTileTarget = 256;  // Winograd tiles per block
   static constexpr Eigen::Index kWinogradMinChannels = 16, kWinogradMinPixels = 64;
+  static constexpr Eigen::Index kWinogradTrainMinTiles = 128, kWinogradTrainMinChannels = 128;
   static constexpr Eigen::Index kColumnTarget = 1024;  // output columns per GEMM block
   static constexpr Eigen::Index kMinColumnsPerThread = 128;
   static constexpr Eigen::Index kColAlign = 64, kRowAlign = 16;
@@ -361,22 +553,28 @@ class Conv2d {
         for (Eigen::Index v = 0; v < kw_; ++v) {
           S* dst = col + ((i * kh_ + u) * kw_ + v) * cols;
           const Eigen::Index dx = v - pad_.left;
+          if (s == 1 && OW == W) {
+            detail::im2col_tap_same_width(in.channel(i), H, W, OH, r0, r1, u - pad_.top, dx, dst);
+            continue;
+          }
           // output x with 0 <= x * s + dx < W
           const Eigen::Index x0 = dx >= 0 ? 0 : (-dx + s - 1) / s;
           const Eigen::Index x1 = std::clamp<Eigen::Index>(W - dx > 0 ? (W - dx + s - 1) / s : 0, x0, OW);
-          for (Eigen::Index r = r0; r < r1; ++r, dst += OW) {
-            const Eigen::Index b = r / OH, iy = (r % OH) * s + u - pad_.top;
+          // (image, y) of row r counted along, not divided out per row (two 64-bit divisions per short run)
+          for (Eigen::Index r = r0, b = r0 / OH, y = r0 % OH; r < r1;
+               ++r, dst += OW, b += (y + 1 == OH), y = (y + 1 == OH ? 0 : y + 1)) {
+            const Eigen::Index iy = y * s + u - pad_.top;
             if (iy < 0 || iy >= H) {
               std::fill_n(dst, OW, S(0));
               continue;
             }
             const S* src = in.image_channel(i, b) + iy * W + dx;
-            std::fill_n(dst, x0, S(0));
             if (s == 1) {
-              std::copy(src + x0, src + x1, dst + x0);
-            } else {
-              for (Eigen::Index x = x0; x < x1; ++x) dst[x] = src[x * s];
+              detail::im2col_run(dst, src, x0, x1, OW);
+              continue;
             }
+            std::fill_n(dst, x0, S(0));
+            for (Eigen::Index x = x0; x < x1; ++x) dst[x] = src[x * s];
             std::fill(dst + x1, dst + OW, S(0));
           }
         }

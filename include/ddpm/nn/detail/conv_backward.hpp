@@ -99,22 +99,28 @@ void conv_im2col(const ConvGeometry& g, FeatureMap<const S> in, Eigen::Index OH,
       for (Eigen::Index v = 0; v < kw; ++v) {
         S* dst = col + (((i - i0) * kh + u) * kw + v) * cols;
         const Eigen::Index dx = v - g.padding.left;
+        if (s == 1 && OW == W) {
+          im2col_tap_same_width(in.channel(i), H, W, OH, r0, r1, u - g.padding.top, dx, dst);
+          continue;
+        }
         // output x with 0 <= x * s + dx < W
         const Eigen::Index x0 = std::min<Eigen::Index>(dx >= 0 ? 0 : (-dx + s - 1) / s, OW);
         const Eigen::Index x1 = std::clamp<Eigen::Index>(W - dx > 0 ? (W - dx + s - 1) / s : 0, x0, OW);
-        for (Eigen::Index r = r0; r < r1; ++r, dst += OW) {
-          const Eigen::Index b = r / OH, iy = (r % OH) * s + u - g.padding.top;
+        // (image, y) of row r counted along, not divided out per row (two 64-bit divisions per short run)
+        for (Eigen::Index r = r0, b = r0 / OH, y = r0 % OH; r < r1;
+             ++r, dst += OW, b += (y + 1 == OH), y = (y + 1 == OH ? 0 : y + 1)) {
+          const Eigen::Index iy = y * s + u - g.padding.top;
           if (iy < 0 || iy >= H) {
             std::fill_n(dst, OW, S(0));
             continue;
           }
           const S* src = in.image_channel(i, b) + iy * W + dx;
-          std::fill_n(dst, x0, S(0));
           if (s == 1) {
-            std::copy(src + x0, src + x1, dst + x0);
-          } else {
-            for (Eigen::Index x = x0; x < x1; ++x) dst[x] = src[x * s];
+            im2col_run(dst, src, x0, x1, OW);
+            continue;
           }
+          std::fill_n(dst, x0, S(0));
+          for (Eigen::Index x = x0; x < x1; ++x) dst[x] = src[x * s];
           std::fill(dst + x1, dst + OW, S(0));
         }
       }
@@ -139,8 +145,10 @@ void conv_col2im(const ConvGeometry& g, const S* dcol, Eigen::Index OH, Eigen::I
         const Eigen::Index x0 = std::min<Eigen::Index>(dx >= 0 ? 0 : (-dx + s - 1) / s, OW);
         const Eigen::Index x1 = std::clamp<Eigen::Index>(W - dx > 0 ? (W - dx + s - 1) / s : 0, x0, OW);
         if (x1 <= x0) continue;
-        for (Eigen::Index r = r0; r < r1; ++r, src += OW) {
-          const Eigen::Index b = r / OH, iy = (r % OH) * s + u - g.padding.top;
+        // (image, y) of row r counted along, not divided out per row (two 64-bit divisions per short run)
+        for (Eigen::Index r = r0, b = r0 / OH, y = r0 % OH; r < r1;
+             ++r, src += OW, b += (y + 1 == OH), y = (y + 1 == OH ? 0 : y + 1)) {
+          const Eigen::Index iy = y * s + u - g.padding.top;
           if (iy < 0 || iy >= H) continue;
           S* dst = d_x.image_channel(i, b) + iy * W + dx;
           if (s == 1) {
@@ -377,11 +385,35 @@ void conv2d_backward(Workspace<S>& ctx, const ConvGeometry& g, const S* weight, 
   }
 }
 
-/// conv2d_backward for a Conv2d layer (its geometry and weights); `scale` is the epilogue's scale.
+/// conv2d_backward for a Conv2d layer (its geometry and weights); `scale` is the epilogue's scale. Where the
+/// layer's training passes use Winograd (Conv2d::trains_winograd), d_x is the adjoint convolution through
+/// Winograd F(2x2, 3x3) (winograd_conv_blocks: the flipped, channel-transposed kernel's transform is a
+/// permutation of the transposed U), with the layer's prepared transform when current, else one computed here;
+/// d_W and the biases as above.
 template <std::floating_point S>
 void conv2d_backward(Workspace<S>& ctx, const Conv2d<S>& conv, FeatureMap<const S> x, FeatureMap<const S> d_out,
                      S scale, FeatureMap<S> d_x, bool accumulate_d_x, const ConvGrads<S>& grads) {
-  conv2d_backward(ctx, conv_geometry(conv), conv.weight().data(), x, d_out, scale, d_x, accumulate_d_x, grads);
+  const ConvGeometry g = conv_geometry(conv);
+  // (The Winograd epilogue scales what it accumulates into, so d_x += scale * ... with scale != 1 stays below.)
+  if (d_x.data != nullptr && conv.trains_winograd(x.batch, x.height, x.width) && (!accumulate_d_x || scale == S(1))) {
+    check_conv2d_backward(g, conv.weight().data(), x, d_out, d_x);
+    typename Workspace<S>::Buffer transform;
+    const S* u = conv.current_winograd_weights();
+    if (u == nullptr) {
+      transform = ctx.acquire(16 * g.out_channels * g.in_channels);
+      winograd_weights_parallel(ctx, conv.weight().data(), g.out_channels, g.in_channels, transform.data());
+      u = transform.data();
+    }
+    ConvEpilogue<S> epi;
+    epi.accumulate = accumulate_d_x;
+    epi.scale = scale;
+    winograd_conv_blocks(ctx, d_out, d_x, u, true, static_cast<const S*>(nullptr), epi);
+    transform = {};
+    const FeatureMap<S> no_dx{nullptr, x.channels, x.batch, x.height, x.width};
+    conv2d_backward(ctx, g, conv.weight().data(), x, d_out, scale, no_dx, false, grads);
+    return;
+  }
+  conv2d_backward(ctx, g, conv.weight().data(), x, d_out, scale, d_x, accumulate_d_x, grads);
 }
 
 }  // namespace ddpm::nn::detail
