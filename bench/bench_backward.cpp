@@ -17,47 +17,11 @@
 #include <cmath>
 #include <vector>
 
-#if defined(__AVX512F__) || defined(__FMA__)
-#include <immintrin.h>
-#endif
-
+#include "bench_common.hpp"
 #include "ddpm/nn/conv2d.hpp"
 #include "ddpm/nn/detail/conv_backward.hpp"
 
 namespace {
-
-/// FP32 FMA throughput: 16 independent chains of acc = acc * a + b per thread (enough to cover the FMA
-/// latency on two pipes), in AVX-512 registers when available, else AVX2 + FMA.
-void BM_FmaPeak(benchmark::State& state) {
-  constexpr int kChains = 16;
-  constexpr long kInner = 1 << 16;
-#if defined(__AVX512F__)
-  using V = __m512;
-  constexpr int kLanes = 16;
-  auto set1 = [](float v) { return _mm512_set1_ps(v); };
-  auto fma = [](V x, V y, V z) { return _mm512_fmadd_ps(x, y, z); };
-#elif defined(__FMA__)
-  using V = __m256;
-  constexpr int kLanes = 8;
-  auto set1 = [](float v) { return _mm256_set1_ps(v); };
-  auto fma = [](V x, V y, V z) { return _mm256_fmadd_ps(x, y, z); };
-#endif
-#if defined(__AVX512F__) || defined(__FMA__)
-  V acc[kChains];
-  for (int j = 0; j < kChains; ++j) acc[j] = set1(1.0f + 0.01f * float(j));
-  const V a = set1(0.999999f), b = set1(1e-7f);
-  for (auto _ : state) {
-    for (long i = 0; i < kInner; ++i) {
-      for (int j = 0; j < kChains; ++j) acc[j] = fma(acc[j], a, b);
-    }
-    for (int j = 0; j < kChains; ++j) benchmark::DoNotOptimize(acc[j]);
-  }
-  const double flops = 2.0 * kChains * kLanes * double(kInner);
-  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-#else
-  state.SkipWithError("built without FMA");
-#endif
-}
 
 struct ConvSetup {
   ddpm::nn::Conv2d<float> conv;
@@ -125,7 +89,7 @@ void BM_Conv2d_Forward(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_FmaPeak)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(ddpm_bench::BM_FmaPeak)->Threads(1)->Threads(2)->UseRealTime();
 
 // UNet-like shapes: 64 -> 64 at 16 x 16 (batch 32: the small test UNet's second level), 128 -> 128 at
 // 32 x 32 (batch 8: DDPM-CIFAR10's first level), 32 -> 32 at 8 x 8 (batch 64: the digits), and the pointwise
