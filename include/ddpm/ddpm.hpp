@@ -23,6 +23,7 @@
 #include "ddpm/samplers/dpm_solver.hpp"
 #include "ddpm/samplers/euler.hpp"
 #include "ddpm/samplers/euler_ancestral.hpp"
+#include "ddpm/samplers/heun.hpp"
 #include "ddpm/sample.hpp"
 #include "ddpm/timestep_sampler.hpp"
 #include "ddpm/loss.hpp"
