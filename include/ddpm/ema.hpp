@@ -52,7 +52,7 @@ inline void validate_ema_options(const EMAOptions& o) {
   require_in(fn, "decay", o.decay, 0.0, 1.0, "in [0, 1]");
   require_in(fn, "min_decay", o.min_decay, 0.0, o.decay, "in [0, decay]");
   if (o.update_after_step < 0) {
-    throw_invalid_argument(std::string(fn) + ": update_after_step is " + std::to_string(o.update_after_step) +
+    throw_invalid_argument(std::string(fn) + ": update_after_step is " + ddpm::detail::number_string(o.update_after_step) +
                            ", but must be >= 0");
   }
   if (!(o.inv_gamma > 0.0) || !std::isfinite(o.inv_gamma)) {
@@ -198,17 +198,17 @@ class EMA {
   /// current shadow's.
   void load_state(std::int64_t step, double current_decay, std::vector<std::vector<S>> shadow) {
     if (step < 0) {
-      detail::throw_invalid_argument("ddpm::EMA::load_state: step is " + std::to_string(step) + ", but must be >= 0");
+      detail::throw_invalid_argument("ddpm::EMA::load_state: step is " + ddpm::detail::number_string(step) + ", but must be >= 0");
     }
     if (shadow.size() != shadow_.size()) {
-      detail::throw_invalid_argument("ddpm::EMA::load_state: shadow has " + std::to_string(shadow.size()) +
-                                     " tensors, but this EMA has " + std::to_string(shadow_.size()));
+      detail::throw_invalid_argument("ddpm::EMA::load_state: shadow has " + ddpm::detail::number_string(shadow.size()) +
+                                     " tensors, but this EMA has " + ddpm::detail::number_string(shadow_.size()));
     }
     for (std::size_t k = 0; k < shadow.size(); ++k) {
       if (shadow[k].size() != shadow_[k].size()) {
-        detail::throw_invalid_argument("ddpm::EMA::load_state: shadow[" + std::to_string(k) + "] has " +
-                                       std::to_string(shadow[k].size()) + " elements, but this EMA's has " +
-                                       std::to_string(shadow_[k].size()));
+        detail::throw_invalid_argument("ddpm::EMA::load_state: shadow[" + ddpm::detail::number_string(k) + "] has " +
+                                       ddpm::detail::number_string(shadow[k].size()) + " elements, but this EMA's has " +
+                                       ddpm::detail::number_string(shadow_[k].size()));
       }
     }
     step_ = step;

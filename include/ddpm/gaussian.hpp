@@ -81,11 +81,7 @@ void gaussian_check_argument(const char* fn, const char* like_name, const Like& 
   }
 }
 
-inline std::string gaussian_value_text(long double v) {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%.17Lg", v);
-  return buf;
-}
+inline std::string gaussian_value_text(long double v) { return number_string(v); }
 
 /// P(a < Z <= b) for a standard normal Z and a <= b, accurate in both tails: the two probabilities that are
 /// subtracted are always the smaller tails (erfc of the side away from zero), and a bin that straddles zero
@@ -248,7 +244,7 @@ void discretized_gaussian_log_likelihood(const X& x, const M& mean, const LS& lo
   if (!(detail::GaussianConstMap<S>(xs, n) >= S(-1) && detail::GaussianConstMap<S>(xs, n) <= S(1)).all()) {
     for (Eigen::Index i = 0; i < n; ++i) {
       if (!(xs[i] >= S(-1) && xs[i] <= S(1))) {
-        detail::throw_invalid_argument(std::string(fn) + ": x[" + std::to_string(i) + "] (flat index) is " +
+        detail::throw_invalid_argument(std::string(fn) + ": x[" + ddpm::detail::number_string(i) + "] (flat index) is " +
                                        detail::gaussian_value_text(xs[i]) + ", but every element must be in [-1, 1]");
       }
     }

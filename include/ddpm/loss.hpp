@@ -62,7 +62,7 @@ void training_target(const NoiseSchedule<S>& schedule, const X0& x0, std::span<c
       return;
     }
   }
-  detail::throw_invalid_argument(std::string(fn) + ": kind is " + std::to_string(static_cast<int>(kind)) +
+  detail::throw_invalid_argument(std::string(fn) + ": kind is " + ddpm::detail::number_string(static_cast<int>(kind)) +
                                  ", but must be a Prediction");
 }
 
@@ -89,8 +89,8 @@ void make_training_batch(const NoiseSchedule<S>& schedule, const X0& x0, TS& sam
   detail::require_nonempty(fn, "x0", x0);
   if (sampler.num_steps() != schedule.num_train_timesteps()) {
     detail::throw_invalid_argument(std::string(fn) + ": the sampler has num_steps() " +
-                                   std::to_string(sampler.num_steps()) + ", but must have the schedule's T = " +
-                                   std::to_string(schedule.num_train_timesteps()));
+                                   ddpm::detail::number_string(sampler.num_steps()) + ", but must have the schedule's T = " +
+                                   ddpm::detail::number_string(schedule.num_train_timesteps()));
   }
   const auto n = static_cast<std::size_t>(x0.dimension(0));
   batch.t.resize(n);
@@ -132,9 +132,9 @@ void check_loss_arguments(const char* fn, const O& output, const Tg& target, std
   require_nonempty(fn, "output", output);
   require_same_shape(fn, "output", output, "target", target);
   if (!weights.empty() && static_cast<Eigen::Index>(weights.size()) != output.dimension(0)) {
-    throw_invalid_argument(std::string(fn) + ": weights holds " + std::to_string(weights.size()) +
+    throw_invalid_argument(std::string(fn) + ": weights holds " + ddpm::detail::number_string(weights.size()) +
                            " values, but must be empty or hold one per batch element (" +
-                           std::to_string(output.dimension(0)) + ")");
+                           ddpm::detail::number_string(output.dimension(0)) + ")");
   }
 }
 
@@ -272,7 +272,7 @@ Eigen::Array<S, Eigen::Dynamic, 1> min_snr_weights(const NoiseSchedule<S>& sched
                                                    double gamma, Prediction kind = Prediction::epsilon) {
   constexpr const char* fn = "ddpm::min_snr_weights";
   if (!(std::isfinite(gamma) && gamma > 0.0)) {
-    detail::throw_invalid_argument(std::string(fn) + ": gamma is " + std::to_string(gamma) + ", but must be finite and > 0");
+    detail::throw_invalid_argument(std::string(fn) + ": gamma is " + ddpm::detail::number_string(gamma) + ", but must be finite and > 0");
   }
   detail::check_timesteps(fn, schedule, t, static_cast<Eigen::Index>(t.size()));
   const std::vector<double>& ab = schedule.alphas_cumprod_double();
@@ -302,10 +302,10 @@ Eigen::Array<S, Eigen::Dynamic, 1> p2_weights(const NoiseSchedule<S>& schedule, 
                                               double gamma = 1.0) {
   constexpr const char* fn = "ddpm::p2_weights";
   if (!(std::isfinite(k) && k > 0.0)) {
-    detail::throw_invalid_argument(std::string(fn) + ": k is " + std::to_string(k) + ", but must be finite and > 0");
+    detail::throw_invalid_argument(std::string(fn) + ": k is " + ddpm::detail::number_string(k) + ", but must be finite and > 0");
   }
   if (!(std::isfinite(gamma) && gamma >= 0.0)) {
-    detail::throw_invalid_argument(std::string(fn) + ": gamma is " + std::to_string(gamma) + ", but must be finite and >= 0");
+    detail::throw_invalid_argument(std::string(fn) + ": gamma is " + ddpm::detail::number_string(gamma) + ", but must be finite and >= 0");
   }
   detail::check_timesteps(fn, schedule, t, static_cast<Eigen::Index>(t.size()));
   const std::vector<double>& ab = schedule.alphas_cumprod_double();

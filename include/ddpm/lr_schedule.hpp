@@ -68,7 +68,7 @@ class LRSchedule {
   /// Throws ddpm::invalid_argument if step < 0.
   double factor(std::int64_t step) const {
     if (step < 0) {
-      detail::throw_invalid_argument("ddpm::LRSchedule::factor: step is " + std::to_string(step) +
+      detail::throw_invalid_argument("ddpm::LRSchedule::factor: step is " + ddpm::detail::number_string(step) +
                                      ", but must be >= 0");
     }
     const auto s = static_cast<double>(step);
@@ -125,11 +125,11 @@ class LRSchedule {
         f_max_(f_max) {
     detail::require_nonnegative(fn, "base_lr", base_lr);
     if (warmup < 0) {
-      detail::throw_invalid_argument(std::string(fn) + ": num_warmup_steps is " + std::to_string(warmup) +
+      detail::throw_invalid_argument(std::string(fn) + ": num_warmup_steps is " + ddpm::detail::number_string(warmup) +
                                      ", but must be >= 0");
     }
     if (training < 0) {
-      detail::throw_invalid_argument(std::string(fn) + ": num_training_steps is " + std::to_string(training) +
+      detail::throw_invalid_argument(std::string(fn) + ": num_training_steps is " + ddpm::detail::number_string(training) +
                                      ", but must be >= 0");
     }
     if (!std::isfinite(num_cycles)) detail::throw_optim_argument(fn, "num_cycles", num_cycles, "finite");

@@ -41,13 +41,7 @@ namespace ddpm {
 namespace detail {
 
 /// The shortest decimal that reads back as x ("0.001", "1e-08", "nan"): numbers in messages and files.
-inline std::string optim_value_string(double x) {
-  if (std::isnan(x)) return "nan";
-  if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
-  std::array<char, 64> buf{};
-  const auto result = std::to_chars(buf.data(), buf.data() + buf.size(), x);
-  return std::string(buf.data(), result.ptr);
-}
+inline std::string optim_value_string(double x) { return number_string(x); }
 
 [[noreturn]] inline void throw_optim_argument(const char* fn, const char* arg, double value, const char* allowed) {
   throw_invalid_argument(std::string(fn) + ": " + arg + " is " + optim_value_string(value) + ", but must be " +
@@ -74,14 +68,14 @@ template <class A, class B>
 void require_matching_lists(const char* fn, const char* a_name, std::span<const std::span<A>> a, const char* b_name,
                             std::span<const std::span<B>> b) {
   if (a.size() != b.size()) {
-    throw_invalid_argument(std::string(fn) + ": " + b_name + " has " + std::to_string(b.size()) +
-                           " tensors, but must have as many as " + a_name + " (" + std::to_string(a.size()) + ")");
+    throw_invalid_argument(std::string(fn) + ": " + b_name + " has " + ddpm::detail::number_string(b.size()) +
+                           " tensors, but must have as many as " + a_name + " (" + ddpm::detail::number_string(a.size()) + ")");
   }
   for (std::size_t k = 0; k < a.size(); ++k) {
     if (a[k].size() != b[k].size()) {
-      throw_invalid_argument(std::string(fn) + ": " + b_name + "[" + std::to_string(k) + "] has " +
-                             std::to_string(b[k].size()) + " elements, but must have as many as " + a_name + "[" +
-                             std::to_string(k) + "] (" + std::to_string(a[k].size()) + ")");
+      throw_invalid_argument(std::string(fn) + ": " + b_name + "[" + ddpm::detail::number_string(k) + "] has " +
+                             ddpm::detail::number_string(b[k].size()) + " elements, but must have as many as " + a_name + "[" +
+                             ddpm::detail::number_string(k) + "] (" + ddpm::detail::number_string(a[k].size()) + ")");
     }
   }
 }
@@ -91,15 +85,15 @@ template <class S, class P>
 void require_state_matches(const char* fn, const char* state_name, const std::vector<std::vector<S>>& state,
                            std::span<const std::span<P>> params) {
   if (state.size() != params.size()) {
-    throw_invalid_argument(std::string(fn) + ": params has " + std::to_string(params.size()) +
+    throw_invalid_argument(std::string(fn) + ": params has " + ddpm::detail::number_string(params.size()) +
                            " tensors, but the optimiser's state (" + state_name + ") was made for " +
-                           std::to_string(state.size()));
+                           ddpm::detail::number_string(state.size()));
   }
   for (std::size_t k = 0; k < state.size(); ++k) {
     if (state[k].size() != params[k].size()) {
-      throw_invalid_argument(std::string(fn) + ": params[" + std::to_string(k) + "] has " +
-                             std::to_string(params[k].size()) + " elements, but the optimiser's state (" +
-                             state_name + "[" + std::to_string(k) + "]) has " + std::to_string(state[k].size()));
+      throw_invalid_argument(std::string(fn) + ": params[" + ddpm::detail::number_string(k) + "] has " +
+                             ddpm::detail::number_string(params[k].size()) + " elements, but the optimiser's state (" +
+                             state_name + "[" + ddpm::detail::number_string(k) + "]) has " + ddpm::detail::number_string(state[k].size()));
     }
   }
 }
@@ -273,25 +267,25 @@ class AdamBase {
     const std::string fn = std::string(name()) + "::load_state";
     const std::size_t expected = amsgrad_ ? 3 : 2;
     if (buffers.size() != expected) {
-      throw_invalid_argument(fn + ": buffers has " + std::to_string(buffers.size()) + " entries, but must have " +
-                             std::to_string(expected) + " (state_names())");
+      throw_invalid_argument(fn + ": buffers has " + ddpm::detail::number_string(buffers.size()) + " entries, but must have " +
+                             ddpm::detail::number_string(expected) + " (state_names())");
     }
-    if (step < 0) throw_invalid_argument(fn + ": step is " + std::to_string(step) + ", but must be >= 0");
+    if (step < 0) throw_invalid_argument(fn + ": step is " + ddpm::detail::number_string(step) + ", but must be >= 0");
     for (std::size_t b = 1; b < buffers.size(); ++b) {
       if (buffers[b].size() != buffers[0].size()) {
-        throw_invalid_argument(fn + ": buffers[" + std::to_string(b) + "] has " + std::to_string(buffers[b].size()) +
-                               " tensors, but buffers[0] has " + std::to_string(buffers[0].size()));
+        throw_invalid_argument(fn + ": buffers[" + ddpm::detail::number_string(b) + "] has " + ddpm::detail::number_string(buffers[b].size()) +
+                               " tensors, but buffers[0] has " + ddpm::detail::number_string(buffers[0].size()));
       }
       for (std::size_t k = 0; k < buffers[0].size(); ++k) {
         if (buffers[b][k].size() != buffers[0][k].size()) {
-          throw_invalid_argument(fn + ": buffers[" + std::to_string(b) + "][" + std::to_string(k) + "] has " +
-                                 std::to_string(buffers[b][k].size()) + " elements, but buffers[0][" +
-                                 std::to_string(k) + "] has " + std::to_string(buffers[0][k].size()));
+          throw_invalid_argument(fn + ": buffers[" + ddpm::detail::number_string(b) + "][" + ddpm::detail::number_string(k) + "] has " +
+                                 ddpm::detail::number_string(buffers[b][k].size()) + " elements, but buffers[0][" +
+                                 ddpm::detail::number_string(k) + "] has " + ddpm::detail::number_string(buffers[0][k].size()));
         }
       }
     }
     if ((step == 0) != buffers[0].empty()) {
-      throw_invalid_argument(fn + ": step is " + std::to_string(step) + " with " + std::to_string(buffers[0].size()) +
+      throw_invalid_argument(fn + ": step is " + ddpm::detail::number_string(step) + " with " + ddpm::detail::number_string(buffers[0].size()) +
                              " state tensors, but a state has tensors exactly when step > 0");
     }
     step_ = step;
@@ -532,15 +526,15 @@ class SGD {
   void load_state(std::int64_t step, std::vector<std::vector<std::vector<S>>> buffers) {
     const std::size_t expected = o_.momentum != 0.0 ? 1 : 0;
     if (buffers.size() != expected) {
-      detail::throw_invalid_argument("ddpm::SGD::load_state: buffers has " + std::to_string(buffers.size()) +
-                                     " entries, but must have " + std::to_string(expected) + " (state_names())");
+      detail::throw_invalid_argument("ddpm::SGD::load_state: buffers has " + ddpm::detail::number_string(buffers.size()) +
+                                     " entries, but must have " + ddpm::detail::number_string(expected) + " (state_names())");
     }
     if (step < 0) {
-      detail::throw_invalid_argument("ddpm::SGD::load_state: step is " + std::to_string(step) + ", but must be >= 0");
+      detail::throw_invalid_argument("ddpm::SGD::load_state: step is " + ddpm::detail::number_string(step) + ", but must be >= 0");
     }
     if (expected == 1 && (step == 0) != buffers[0].empty()) {
-      detail::throw_invalid_argument("ddpm::SGD::load_state: step is " + std::to_string(step) + " with " +
-                                     std::to_string(buffers[0].size()) +
+      detail::throw_invalid_argument("ddpm::SGD::load_state: step is " + ddpm::detail::number_string(step) + " with " +
+                                     ddpm::detail::number_string(buffers[0].size()) +
                                      " momentum buffers, but there are buffers exactly when step > 0");
     }
     step_ = step;

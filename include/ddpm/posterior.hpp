@@ -58,7 +58,7 @@ inline Conversion x0_conversion(Prediction kind, double alpha_bar) {
     case Prediction::sample: return {0.0, 1.0};
     case Prediction::velocity: return {std::sqrt(alpha_bar), -std::sqrt(1.0 - alpha_bar)};
   }
-  detail::throw_invalid_argument("ddpm::x0_conversion: kind is " + std::to_string(static_cast<int>(kind)) +
+  detail::throw_invalid_argument("ddpm::x0_conversion: kind is " + ddpm::detail::number_string(static_cast<int>(kind)) +
                                  ", but must be Prediction::epsilon, sample or velocity");
 }
 
@@ -76,7 +76,7 @@ inline Conversion eps_conversion(Prediction kind, double alpha_bar) {
     case Prediction::sample: return {1.0 / std::sqrt(1.0 - alpha_bar), -std::sqrt(alpha_bar / (1.0 - alpha_bar))};
     case Prediction::velocity: return {std::sqrt(1.0 - alpha_bar), std::sqrt(alpha_bar)};
   }
-  detail::throw_invalid_argument("ddpm::eps_conversion: kind is " + std::to_string(static_cast<int>(kind)) +
+  detail::throw_invalid_argument("ddpm::eps_conversion: kind is " + ddpm::detail::number_string(static_cast<int>(kind)) +
                                  ", but must be Prediction::epsilon, sample or velocity");
 }
 
@@ -132,7 +132,7 @@ void predict_x0_from_eps(const NoiseSchedule<S>& schedule, const Xt& x_t, int t,
   constexpr const char* fn = "ddpm::predict_x0_from_eps";
   detail::check_timesteps(fn, schedule, t, x_t.dimension(0));
   if (!(schedule.alphas_cumprod()[t] > S(0))) {
-    detail::throw_invalid_argument(std::string(fn) + ": alpha_bar[" + std::to_string(t) +
+    detail::throw_invalid_argument(std::string(fn) + ": alpha_bar[" + ddpm::detail::number_string(t) +
                                    "] is 0 (zero terminal SNR), but eps determines x0 only where alpha_bar > 0");
   }
   const Conversion k = x0_conversion(Prediction::epsilon, schedule.alphas_cumprod_double()[t]);

@@ -106,9 +106,9 @@ namespace detail {
 }
 
 inline void check_guidance_options(double scale, double rescale) {
-  if (!std::isfinite(scale)) throw_guidance("scale is " + std::to_string(scale) + ", but must be finite");
+  if (!std::isfinite(scale)) throw_guidance("scale is " + ddpm::detail::number_string(scale) + ", but must be finite");
   if (!(rescale >= 0.0 && rescale <= 1.0)) {
-    throw_guidance("rescale is " + std::to_string(rescale) + ", but must be in [0, 1]");
+    throw_guidance("rescale is " + ddpm::detail::number_string(rescale) + ", but must be in [0, 1]");
   }
 }
 
@@ -153,11 +153,11 @@ void check_guidance_outputs(const Tensor<S, R>& cond, const Tensor<S, R>& uncond
   require_same_shape("ddpm::ClassifierFreeGuidance", "the conditional prediction", cond,
                      "the unconditional prediction", uncond);
   if (cond.dimension(0) != batch) {
-    throw_guidance("the model returned " + std::to_string(cond.dimension(0)) + " batch elements, but x_t has " +
-                   std::to_string(batch));
+    throw_guidance("the model returned " + ddpm::detail::number_string(cond.dimension(0)) + " batch elements, but x_t has " +
+                   ddpm::detail::number_string(batch));
   }
   if (rescale > 0.0 && per_sample_size(cond) < 2) {
-    throw_guidance("rescale is " + std::to_string(rescale) +
+    throw_guidance("rescale is " + ddpm::detail::number_string(rescale) +
                    ", but rescaling needs at least 2 values per batch element for a standard deviation");
   }
 }
@@ -240,12 +240,12 @@ class BatchedClassifierFreeGuidance {
     std::copy(x_t.data(), x_t.data() + x_t.size(), doubled.data() + x_t.size());
     const Tensor<S, R> both = model_(std::as_const(doubled), t);
     if (both.dimension(0) != 2 * batch) {
-      detail::throw_guidance("the batched model returned " + std::to_string(both.dimension(0)) +
-                             " batch elements, but must return 2 x " + std::to_string(batch) +
+      detail::throw_guidance("the batched model returned " + ddpm::detail::number_string(both.dimension(0)) +
+                             " batch elements, but must return 2 x " + ddpm::detail::number_string(batch) +
                              " ([unconditional; conditional])");
     }
     if (rescale_ > 0.0 && detail::per_sample_size(both) < 2) {
-      detail::throw_guidance("rescale is " + std::to_string(rescale_) +
+      detail::throw_guidance("rescale is " + ddpm::detail::number_string(rescale_) +
                              ", but rescaling needs at least 2 values per batch element");
     }
     auto out_dims = both.dimensions();
@@ -295,30 +295,30 @@ class GaussianMixturePredictor {
     const std::size_t K = weights_.size();
     if (K == 0) detail::throw_invalid_argument(fn + ": weights is empty, but must hold at least one component");
     if (means_.size() != K || stddevs_.size() != K) {
-      detail::throw_invalid_argument(fn + ": means has " + std::to_string(means_.size()) + " and stddevs " +
-                                     std::to_string(stddevs_.size()) + " entries, but both must have one per weight (" +
-                                     std::to_string(K) + ")");
+      detail::throw_invalid_argument(fn + ": means has " + ddpm::detail::number_string(means_.size()) + " and stddevs " +
+                                     ddpm::detail::number_string(stddevs_.size()) + " entries, but both must have one per weight (" +
+                                     ddpm::detail::number_string(K) + ")");
     }
     dim_ = static_cast<Eigen::Index>(means_[0].size());
     if (dim_ < 1) detail::throw_invalid_argument(fn + ": means[0] is empty, but must have dimension D >= 1");
     double total = 0.0;
     for (std::size_t k = 0; k < K; ++k) {
       if (!(std::isfinite(weights_[k]) && weights_[k] > 0.0)) {
-        detail::throw_invalid_argument(fn + ": weights[" + std::to_string(k) + "] is " + std::to_string(weights_[k]) +
+        detail::throw_invalid_argument(fn + ": weights[" + ddpm::detail::number_string(k) + "] is " + ddpm::detail::number_string(weights_[k]) +
                                        ", but must be finite and > 0");
       }
       if (!(std::isfinite(stddevs_[k]) && stddevs_[k] > 0.0)) {
-        detail::throw_invalid_argument(fn + ": stddevs[" + std::to_string(k) + "] is " + std::to_string(stddevs_[k]) +
+        detail::throw_invalid_argument(fn + ": stddevs[" + ddpm::detail::number_string(k) + "] is " + ddpm::detail::number_string(stddevs_[k]) +
                                        ", but must be finite and > 0");
       }
       if (static_cast<Eigen::Index>(means_[k].size()) != dim_) {
-        detail::throw_invalid_argument(fn + ": means[" + std::to_string(k) + "] has dimension " +
-                                       std::to_string(means_[k].size()) + ", but must have the dimension of means[0] (" +
-                                       std::to_string(dim_) + ")");
+        detail::throw_invalid_argument(fn + ": means[" + ddpm::detail::number_string(k) + "] has dimension " +
+                                       ddpm::detail::number_string(means_[k].size()) + ", but must have the dimension of means[0] (" +
+                                       ddpm::detail::number_string(dim_) + ")");
       }
       for (double m : means_[k]) {
         if (!std::isfinite(m)) {
-          detail::throw_invalid_argument(fn + ": means[" + std::to_string(k) + "] has a non-finite coordinate");
+          detail::throw_invalid_argument(fn + ": means[" + ddpm::detail::number_string(k) + "] has a non-finite coordinate");
         }
       }
       total += weights_[k];
@@ -356,8 +356,8 @@ class GaussianMixturePredictor {
   void predict(const X& x_t, int t, Out&& out) const {
     const char* fn = "ddpm::GaussianMixturePredictor";
     if (t < 0 || t >= num_train_timesteps()) {
-      detail::throw_invalid_argument(std::string(fn) + ": t is " + std::to_string(t) + ", but must be in [0, " +
-                                     std::to_string(num_train_timesteps()) + ")");
+      detail::throw_invalid_argument(std::string(fn) + ": t is " + ddpm::detail::number_string(t) + ", but must be in [0, " +
+                                     ddpm::detail::number_string(num_train_timesteps()) + ")");
     }
     predict_at(alpha_bar_[static_cast<std::size_t>(t)], x_t, out);
   }
@@ -370,7 +370,7 @@ class GaussianMixturePredictor {
                   "ddpm::GaussianMixturePredictor: tensors must have the predictor's scalar type");
     const char* fn = "ddpm::GaussianMixturePredictor";
     if (!(alpha_bar >= 0.0 && alpha_bar < 1.0)) {
-      detail::throw_invalid_argument(std::string(fn) + ": alpha_bar is " + std::to_string(alpha_bar) +
+      detail::throw_invalid_argument(std::string(fn) + ": alpha_bar is " + ddpm::detail::number_string(alpha_bar) +
                                      ", but must be in [0, 1)");
     }
     check_points(fn, x_t);
@@ -426,7 +426,7 @@ class GaussianMixturePredictor {
   Eigen::MatrixXd responsibilities(const X& x, double alpha_bar = 1.0) const {
     const char* fn = "ddpm::GaussianMixturePredictor::responsibilities";
     if (!(alpha_bar >= 0.0 && alpha_bar <= 1.0)) {
-      detail::throw_invalid_argument(std::string(fn) + ": alpha_bar is " + std::to_string(alpha_bar) +
+      detail::throw_invalid_argument(std::string(fn) + ": alpha_bar is " + ddpm::detail::number_string(alpha_bar) +
                                      ", but must be in [0, 1]");
     }
     check_points(fn, x);
@@ -456,9 +456,9 @@ class GaussianMixturePredictor {
     detail::require_nonempty(fn, "x_t", x);
     if (detail::per_sample_size(x) != dim_) {
       detail::throw_invalid_argument(std::string(fn) + ": x_t has shape " + detail::shape_string(x) + ", i.e. " +
-                                     std::to_string(detail::per_sample_size(x)) +
+                                     ddpm::detail::number_string(detail::per_sample_size(x)) +
                                      " coordinates per batch element, but the mixture has dimension " +
-                                     std::to_string(dim_));
+                                     ddpm::detail::number_string(dim_));
     }
   }
 

@@ -401,8 +401,8 @@ inline constexpr bool is_generated_scalar_v = std::is_same_v<S, float> || std::i
 /// offset after the fill is still representable.
 inline void check_stream_range(const char* fn, std::uint64_t offset, std::uint64_t n) {
   if (n > std::numeric_limits<std::uint64_t>::max() - offset) {
-    throw_invalid_argument(std::string(fn) + ": " + std::to_string(n) + " numbers from offset " +
-                           std::to_string(offset) + " run past the end of the stream (2^64 - 1 numbers)");
+    throw_invalid_argument(std::string(fn) + ": " + ddpm::detail::number_string(n) + " numbers from offset " +
+                           ddpm::detail::number_string(offset) + " run past the end of the stream (2^64 - 1 numbers)");
   }
 }
 

@@ -60,7 +60,7 @@ class NoiseSchedule {
   static NoiseSchedule cosine(int T = 1000, double s = 0.008, double max_beta = 0.999) {
     check_steps("NoiseSchedule::cosine", T);
     if (!(std::isfinite(s) && s >= 0.0)) {
-      detail::throw_invalid_argument("NoiseSchedule::cosine: s is " + std::to_string(s) +
+      detail::throw_invalid_argument("NoiseSchedule::cosine: s is " + ddpm::detail::number_string(s) +
                                      ", but must be finite and >= 0");
     }
     check_beta("NoiseSchedule::cosine", "max_beta", max_beta);
@@ -109,7 +109,7 @@ class NoiseSchedule {
     const int T = num_train_timesteps();
     if (T < 2) {
       detail::throw_invalid_argument("NoiseSchedule::rescaled_zero_terminal_snr: the schedule has T = " +
-                                     std::to_string(T) + " steps, but needs T >= 2");
+                                     ddpm::detail::number_string(T) + " steps, but needs T >= 2");
     }
     std::vector<double> r(static_cast<std::size_t>(T));
     double alpha_bar = 1.0;
@@ -175,8 +175,8 @@ class NoiseSchedule {
   /// Throws ddpm::invalid_argument unless 0 <= t < T. `fn` names the calling function.
   void check_timestep(const char* fn, int t) const {
     if (t < 0 || t >= num_train_timesteps()) {
-      detail::throw_invalid_argument(std::string(fn) + ": t is " + std::to_string(t) + ", but must be in [0, " +
-                                     std::to_string(num_train_timesteps()) + ")");
+      detail::throw_invalid_argument(std::string(fn) + ": t is " + ddpm::detail::number_string(t) + ", but must be in [0, " +
+                                     ddpm::detail::number_string(num_train_timesteps()) + ")");
     }
   }
 
@@ -193,7 +193,7 @@ class NoiseSchedule {
       const double b = betas64_[i];
       const bool terminal_one = allow_terminal_one && i == T - 1 && b == 1.0;
       if (!(std::isfinite(b) && b > 0.0 && (b < 1.0 || terminal_one))) {
-        detail::throw_invalid_argument(std::string(fn) + ": beta[" + std::to_string(i) + "] is " + to_text(b) +
+        detail::throw_invalid_argument(std::string(fn) + ": beta[" + ddpm::detail::number_string(i) + "] is " + to_text(b) +
                                        ", but every beta must be finite and in (0, 1)");
       }
     }
@@ -249,7 +249,7 @@ class NoiseSchedule {
   }
 
   static void check_steps(const char* fn, int T) {
-    if (T < 1) detail::throw_invalid_argument(std::string(fn) + ": T is " + std::to_string(T) + ", but must be >= 1");
+    if (T < 1) detail::throw_invalid_argument(std::string(fn) + ": T is " + ddpm::detail::number_string(T) + ", but must be >= 1");
   }
   static void check_beta(const char* fn, const char* name, double v) {
     if (!(std::isfinite(v) && v > 0.0 && v < 1.0)) {
@@ -262,11 +262,7 @@ class NoiseSchedule {
     if (i == T - 1) return stop;
     return start + i * ((stop - start) / (T - 1));
   }
-  static std::string to_text(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.17g", v);
-    return buf;
-  }
+  static std::string to_text(double v) { return detail::number_string(v); }
 
   std::vector<double> betas64_;
   std::vector<double> alphas_cumprod64_;
@@ -288,11 +284,11 @@ NoiseSchedule<S> respace(const NoiseSchedule<S>& schedule, const std::vector<int
   if (kept.empty()) detail::throw_invalid_argument("ddpm::respace: kept is empty, but must hold at least one timestep");
   for (std::size_t i = 0; i < kept.size(); ++i) {
     if (kept[i] < 0 || kept[i] >= T) {
-      detail::throw_invalid_argument("ddpm::respace: kept[" + std::to_string(i) + "] is " + std::to_string(kept[i]) +
-                                     ", but must be in [0, " + std::to_string(T) + ")");
+      detail::throw_invalid_argument("ddpm::respace: kept[" + ddpm::detail::number_string(i) + "] is " + ddpm::detail::number_string(kept[i]) +
+                                     ", but must be in [0, " + ddpm::detail::number_string(T) + ")");
     }
     if (i > 0 && kept[i] <= kept[i - 1]) {
-      detail::throw_invalid_argument("ddpm::respace: kept[" + std::to_string(i) + "] is " + std::to_string(kept[i]) +
+      detail::throw_invalid_argument("ddpm::respace: kept[" + ddpm::detail::number_string(i) + "] is " + ddpm::detail::number_string(kept[i]) +
                                      ", but kept must be strictly increasing");
     }
   }
@@ -326,7 +322,7 @@ NoiseSchedule<S> respace(const NoiseSchedule<S>& schedule, const std::vector<int
 /// section, or no integer stride gives exactly N for "ddimN".
 inline std::vector<int> respacing_timesteps(int T, const std::string& spec) {
   const std::string fn = "ddpm::respacing_timesteps";
-  if (T < 1) detail::throw_invalid_argument(fn + ": T is " + std::to_string(T) + ", but must be >= 1");
+  if (T < 1) detail::throw_invalid_argument(fn + ": T is " + ddpm::detail::number_string(T) + ", but must be >= 1");
   auto parse_count = [&](const std::string& text) {
     if (text.empty() || text.size() > 9 || !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
       detail::throw_invalid_argument(fn + ": spec is \"" + spec +
@@ -344,7 +340,7 @@ inline std::vector<int> respacing_timesteps(int T, const std::string& spec) {
       }
     }
     detail::throw_invalid_argument(fn + ": spec is \"" + spec + "\", but no integer stride gives exactly " +
-                                   std::to_string(desired) + " of T = " + std::to_string(T) + " steps");
+                                   ddpm::detail::number_string(desired) + " of T = " + ddpm::detail::number_string(T) + " steps");
   }
   std::vector<int> counts;
   std::size_t start = 0;
@@ -363,8 +359,8 @@ inline std::vector<int> respacing_timesteps(int T, const std::string& spec) {
     const int size = size_per + (i < extra ? 1 : 0);
     const int count = counts[i];
     if (count < 1 || count > size) {
-      detail::throw_invalid_argument(fn + ": section " + std::to_string(i) + " of spec \"" + spec + "\" asks for " +
-                                     std::to_string(count) + " steps, but must ask for 1 to " + std::to_string(size) +
+      detail::throw_invalid_argument(fn + ": section " + ddpm::detail::number_string(i) + " of spec \"" + spec + "\" asks for " +
+                                     ddpm::detail::number_string(count) + " steps, but must ask for 1 to " + ddpm::detail::number_string(size) +
                                      " (its length)");
     }
     const double frac_stride = count <= 1 ? 1.0 : static_cast<double>(size - 1) / (count - 1);

@@ -82,7 +82,7 @@ inline std::string shape_string(const std::vector<std::int64_t>& shape) {
   std::string s = "(";
   for (std::size_t i = 0; i < shape.size(); ++i) {
     if (i > 0) s += ", ";
-    s += std::to_string(shape[i]);
+    s += ddpm::detail::number_string(shape[i]);
   }
   return s + ")";
 }

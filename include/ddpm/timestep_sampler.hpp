@@ -41,13 +41,13 @@ namespace detail {
 
 inline void check_draw_spans(const char* fn, std::span<int> t, std::span<double> weights) {
   if (t.size() != weights.size()) {
-    throw_invalid_argument(std::string(fn) + ": weights holds " + std::to_string(weights.size()) +
-                           " values, but must hold one per timestep (" + std::to_string(t.size()) + ")");
+    throw_invalid_argument(std::string(fn) + ": weights holds " + ddpm::detail::number_string(weights.size()) +
+                           " values, but must hold one per timestep (" + ddpm::detail::number_string(t.size()) + ")");
   }
 }
 
 inline void check_num_steps(const char* fn, int T) {
-  if (T < 1) throw_invalid_argument(std::string(fn) + ": T is " + std::to_string(T) + ", but must be >= 1");
+  if (T < 1) throw_invalid_argument(std::string(fn) + ": T is " + ddpm::detail::number_string(T) + ", but must be >= 1");
 }
 
 }  // namespace detail
@@ -73,7 +73,7 @@ class UniformTimestepSampler {
   }
 
   TimestepDraw sample(NoiseSource& noise, int batch) const {
-    if (batch < 0) detail::throw_invalid_argument("ddpm::UniformTimestepSampler::sample: batch is " + std::to_string(batch) + ", but must be >= 0");
+    if (batch < 0) detail::throw_invalid_argument("ddpm::UniformTimestepSampler::sample: batch is " + ddpm::detail::number_string(batch) + ", but must be >= 0");
     TimestepDraw d{std::vector<int>(static_cast<std::size_t>(batch)), std::vector<double>(static_cast<std::size_t>(batch))};
     sample(noise, d.t, d.weights);
     return d;
@@ -97,10 +97,10 @@ class LossSecondMomentSampler {
     const char* fn = "ddpm::LossSecondMomentSampler";
     detail::check_num_steps(fn, T);
     if (history < 1) {
-      detail::throw_invalid_argument(std::string(fn) + ": history is " + std::to_string(history) + ", but must be >= 1");
+      detail::throw_invalid_argument(std::string(fn) + ": history is " + ddpm::detail::number_string(history) + ", but must be >= 1");
     }
     if (!(uniform_prob >= 0.0 && uniform_prob <= 1.0)) {
-      detail::throw_invalid_argument(std::string(fn) + ": uniform_prob is " + std::to_string(uniform_prob) +
+      detail::throw_invalid_argument(std::string(fn) + ": uniform_prob is " + ddpm::detail::number_string(uniform_prob) +
                                      ", but must be in [0, 1]");
     }
     losses_.assign(static_cast<std::size_t>(T) * static_cast<std::size_t>(history), 0.0);
@@ -128,17 +128,17 @@ class LossSecondMomentSampler {
   void update(std::span<const int> t, std::span<const double> losses) {
     const char* fn = "ddpm::LossSecondMomentSampler::update";
     if (t.size() != losses.size()) {
-      detail::throw_invalid_argument(std::string(fn) + ": losses holds " + std::to_string(losses.size()) +
-                                     " values, but must hold one per timestep (" + std::to_string(t.size()) + ")");
+      detail::throw_invalid_argument(std::string(fn) + ": losses holds " + ddpm::detail::number_string(losses.size()) +
+                                     " values, but must hold one per timestep (" + ddpm::detail::number_string(t.size()) + ")");
     }
     for (std::size_t i = 0; i < t.size(); ++i) {
       if (t[i] < 0 || t[i] >= T_) {
-        detail::throw_invalid_argument(std::string(fn) + ": t[" + std::to_string(i) + "] is " + std::to_string(t[i]) +
-                                       ", but must be in [0, " + std::to_string(T_) + ")");
+        detail::throw_invalid_argument(std::string(fn) + ": t[" + ddpm::detail::number_string(i) + "] is " + ddpm::detail::number_string(t[i]) +
+                                       ", but must be in [0, " + ddpm::detail::number_string(T_) + ")");
       }
       if (!std::isfinite(losses[i])) {
-        detail::throw_invalid_argument(std::string(fn) + ": losses[" + std::to_string(i) + "] is " +
-                                       std::to_string(losses[i]) + ", but must be finite");
+        detail::throw_invalid_argument(std::string(fn) + ": losses[" + ddpm::detail::number_string(i) + "] is " +
+                                       ddpm::detail::number_string(losses[i]) + ", but must be finite");
       }
     }
     for (std::size_t i = 0; i < t.size(); ++i) {
@@ -169,7 +169,7 @@ class LossSecondMomentSampler {
   }
 
   TimestepDraw sample(NoiseSource& noise, int batch) const {
-    if (batch < 0) detail::throw_invalid_argument("ddpm::LossSecondMomentSampler::sample: batch is " + std::to_string(batch) + ", but must be >= 0");
+    if (batch < 0) detail::throw_invalid_argument("ddpm::LossSecondMomentSampler::sample: batch is " + ddpm::detail::number_string(batch) + ", but must be >= 0");
     TimestepDraw d{std::vector<int>(static_cast<std::size_t>(batch)), std::vector<double>(static_cast<std::size_t>(batch))};
     sample(noise, d.t, d.weights);
     return d;

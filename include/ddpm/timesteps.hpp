@@ -46,13 +46,13 @@ inline const char* spacing_name(TimestepSpacing spacing) {
 /// timestep (N - 1) * (T / N) + steps_offset is not below T.
 inline std::vector<int> inference_timesteps(int T, int N, TimestepSpacing spacing, int steps_offset = 0) {
   const std::string fn = "ddpm::inference_timesteps";
-  if (T < 1) detail::throw_invalid_argument(fn + ": T is " + std::to_string(T) + ", but must be >= 1");
+  if (T < 1) detail::throw_invalid_argument(fn + ": T is " + ddpm::detail::number_string(T) + ", but must be >= 1");
   if (N < 1 || N > T) {
-    detail::throw_invalid_argument(fn + ": N (num_inference_steps) is " + std::to_string(N) + ", but must be in [1, " +
-                                   std::to_string(T) + "] (T)");
+    detail::throw_invalid_argument(fn + ": N (num_inference_steps) is " + ddpm::detail::number_string(N) + ", but must be in [1, " +
+                                   ddpm::detail::number_string(T) + "] (T)");
   }
   if (steps_offset < 0) {
-    detail::throw_invalid_argument(fn + ": steps_offset is " + std::to_string(steps_offset) + ", but must be >= 0");
+    detail::throw_invalid_argument(fn + ": steps_offset is " + ddpm::detail::number_string(steps_offset) + ", but must be >= 0");
   }
   std::vector<int> ts(static_cast<std::size_t>(N));
   switch (spacing) {
@@ -60,10 +60,10 @@ inline std::vector<int> inference_timesteps(int T, int N, TimestepSpacing spacin
       const int ratio = T / N;
       const long long largest = static_cast<long long>(N - 1) * ratio + steps_offset;
       if (largest >= T) {
-        detail::throw_invalid_argument(fn + ": steps_offset is " + std::to_string(steps_offset) +
-                                       ", but leading spacing with N = " + std::to_string(N) +
-                                       " would then start at timestep " + std::to_string(largest) +
-                                       ", outside [0, " + std::to_string(T) + ")");
+        detail::throw_invalid_argument(fn + ": steps_offset is " + ddpm::detail::number_string(steps_offset) +
+                                       ", but leading spacing with N = " + ddpm::detail::number_string(N) +
+                                       " would then start at timestep " + ddpm::detail::number_string(largest) +
+                                       ", outside [0, " + ddpm::detail::number_string(T) + ")");
       }
       for (int k = 0; k < N; ++k) ts[static_cast<std::size_t>(k)] = (N - 1 - k) * ratio + steps_offset;
       break;
@@ -108,13 +108,13 @@ inline std::vector<int> checked_timesteps(int T, std::vector<int> timesteps) {
   for (std::size_t i = 0; i < timesteps.size(); ++i) {
     const int t = timesteps[i];
     if (t < 0 || t >= T) {
-      detail::throw_invalid_argument(fn + ": timesteps[" + std::to_string(i) + "] is " + std::to_string(t) +
-                                     ", but must be in [0, " + std::to_string(T) + ")");
+      detail::throw_invalid_argument(fn + ": timesteps[" + ddpm::detail::number_string(i) + "] is " + ddpm::detail::number_string(t) +
+                                     ", but must be in [0, " + ddpm::detail::number_string(T) + ")");
     }
     if (i > 0 && t >= timesteps[i - 1]) {
-      detail::throw_invalid_argument(fn + ": timesteps[" + std::to_string(i) + "] is " + std::to_string(t) +
-                                     ", but the list must be strictly decreasing (timesteps[" + std::to_string(i - 1) +
-                                     "] is " + std::to_string(timesteps[i - 1]) + ")");
+      detail::throw_invalid_argument(fn + ": timesteps[" + ddpm::detail::number_string(i) + "] is " + ddpm::detail::number_string(t) +
+                                     ", but the list must be strictly decreasing (timesteps[" + ddpm::detail::number_string(i - 1) +
+                                     "] is " + ddpm::detail::number_string(timesteps[i - 1]) + ")");
     }
   }
   return timesteps;
@@ -126,13 +126,13 @@ inline std::vector<int> checked_timesteps(int T, std::vector<int> timesteps) {
 /// Throws ddpm::invalid_argument if N < 1, rho <= 0, or not 0 < sigma_min <= sigma_max < inf.
 inline std::vector<double> karras_sigmas(double sigma_min, double sigma_max, int N, double rho = 7.0) {
   const std::string fn = "ddpm::karras_sigmas";
-  if (N < 1) detail::throw_invalid_argument(fn + ": N is " + std::to_string(N) + ", but must be >= 1");
+  if (N < 1) detail::throw_invalid_argument(fn + ": N is " + ddpm::detail::number_string(N) + ", but must be >= 1");
   if (!(std::isfinite(rho) && rho > 0.0)) {
-    detail::throw_invalid_argument(fn + ": rho is " + std::to_string(rho) + ", but must be finite and > 0");
+    detail::throw_invalid_argument(fn + ": rho is " + ddpm::detail::number_string(rho) + ", but must be finite and > 0");
   }
   if (!(sigma_min > 0.0 && sigma_min <= sigma_max && std::isfinite(sigma_max))) {
-    detail::throw_invalid_argument(fn + ": sigma_min is " + std::to_string(sigma_min) + " and sigma_max " +
-                                   std::to_string(sigma_max) + ", but must satisfy 0 < sigma_min <= sigma_max < inf");
+    detail::throw_invalid_argument(fn + ": sigma_min is " + ddpm::detail::number_string(sigma_min) + " and sigma_max " +
+                                   ddpm::detail::number_string(sigma_max) + ", but must satisfy 0 < sigma_min <= sigma_max < inf");
   }
   const double lo = std::pow(sigma_min, 1.0 / rho);
   const double hi = std::pow(sigma_max, 1.0 / rho);
@@ -149,13 +149,13 @@ namespace detail {
 
 inline void check_sigma_ramp(const char* fn, double sigma_min, double sigma_max, int N, double rho) {
   const std::string f = fn;
-  if (N < 1) throw_invalid_argument(f + ": N is " + std::to_string(N) + ", but must be >= 1");
+  if (N < 1) throw_invalid_argument(f + ": N is " + ddpm::detail::number_string(N) + ", but must be >= 1");
   if (!(std::isfinite(rho) && rho > 0.0)) {
-    throw_invalid_argument(f + ": rho is " + std::to_string(rho) + ", but must be finite and > 0");
+    throw_invalid_argument(f + ": rho is " + ddpm::detail::number_string(rho) + ", but must be finite and > 0");
   }
   if (!(sigma_min > 0.0 && sigma_min <= sigma_max && std::isfinite(sigma_max))) {
-    throw_invalid_argument(f + ": sigma_min is " + std::to_string(sigma_min) + " and sigma_max " +
-                           std::to_string(sigma_max) + ", but must satisfy 0 < sigma_min <= sigma_max < inf");
+    throw_invalid_argument(f + ": sigma_min is " + ddpm::detail::number_string(sigma_min) + " and sigma_max " +
+                           ddpm::detail::number_string(sigma_max) + ", but must satisfy 0 < sigma_min <= sigma_max < inf");
   }
 }
 
@@ -207,8 +207,8 @@ inline std::vector<double> polyexponential_sigmas(double sigma_min, double sigma
 inline double sigma_to_timestep(const std::vector<double>& sigma_table, double sigma) {
   const std::string fn = "ddpm::sigma_to_timestep";
   const int T = static_cast<int>(sigma_table.size());
-  if (T < 2) detail::throw_invalid_argument(fn + ": the sigma table has " + std::to_string(T) + " entries, but needs >= 2");
-  if (!(sigma > 0.0)) detail::throw_invalid_argument(fn + ": sigma is " + std::to_string(sigma) + ", but must be > 0");
+  if (T < 2) detail::throw_invalid_argument(fn + ": the sigma table has " + ddpm::detail::number_string(T) + " entries, but needs >= 2");
+  if (!(sigma > 0.0)) detail::throw_invalid_argument(fn + ": sigma is " + ddpm::detail::number_string(sigma) + ", but must be > 0");
   const double log_sigma = std::log(sigma);
   // low = the last index whose log sigma is <= log_sigma, clamped to [0, T - 2] (diffusers' cumsum/argmax).
   int low = 0;

@@ -385,8 +385,8 @@ class TorchGenerators {
       const auto batch = static_cast<std::size_t>(out.dimension(0));
       if (batch != generators_.size()) {
         detail::throw_invalid_argument("ddpm::TorchGenerators: the tensor's batch dimension is " +
-                                       std::to_string(batch) + ", but must equal the number of generators, " +
-                                       std::to_string(generators_.size()));
+                                       ddpm::detail::number_string(batch) + ", but must equal the number of generators, " +
+                                       ddpm::detail::number_string(generators_.size()));
       }
       using S = scalar_t<T>;
       const std::size_t per_image = batch == 0 ? 0 : static_cast<std::size_t>(out.size()) / batch;

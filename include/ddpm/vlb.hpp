@@ -153,7 +153,7 @@ Eigen::Index check_vlb_arguments(const char* fn, const NoiseSchedule<S>& schedul
     case VarianceType::fixed_small: case VarianceType::fixed_small_log: case VarianceType::fixed_large:
     case VarianceType::learned_range: break;
     default:
-      throw_invalid_argument(std::string(fn) + ": variance_type is " + std::to_string(static_cast<int>(var)) +
+      throw_invalid_argument(std::string(fn) + ": variance_type is " + ddpm::detail::number_string(static_cast<int>(var)) +
                              ", but must be a VarianceType");
   }
   const bool learned = var == VarianceType::learned_range;
@@ -318,9 +318,9 @@ HybridLossValue<S> hybrid_loss_and_gradient(const NoiseSchedule<S>& schedule, co
   detail::require_same_shape(fn, "x0", x0, "target", target);
   const Eigen::Index batch = x0.dimension(0), n = detail::per_sample_size(x0);
   if (!weights.empty() && static_cast<Eigen::Index>(weights.size()) != batch) {
-    detail::throw_invalid_argument(std::string(fn) + ": weights holds " + std::to_string(weights.size()) +
+    detail::throw_invalid_argument(std::string(fn) + ": weights holds " + ddpm::detail::number_string(weights.size()) +
                                    " values, but must be empty or hold one per batch element (" +
-                                   std::to_string(batch) + ")");
+                                   ddpm::detail::number_string(batch) + ")");
   }
   detail::prepare_output(fn, grad, model_output);
   const C rescale = C(schedule.num_train_timesteps()) / C(1000);

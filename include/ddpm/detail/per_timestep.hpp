@@ -49,13 +49,13 @@ void check_timesteps(const char* fn, const NoiseSchedule<S>& schedule, int t, Ei
 template <class S>
 void check_timesteps(const char* fn, const NoiseSchedule<S>& schedule, std::span<const int> t, Eigen::Index batch) {
   if (static_cast<Eigen::Index>(t.size()) != batch) {
-    throw_invalid_argument(std::string(fn) + ": t holds " + std::to_string(t.size()) +
-                           " timesteps, but must hold one per batch element (" + std::to_string(batch) + ")");
+    throw_invalid_argument(std::string(fn) + ": t holds " + ddpm::detail::number_string(t.size()) +
+                           " timesteps, but must hold one per batch element (" + ddpm::detail::number_string(batch) + ")");
   }
   for (std::size_t b = 0; b < t.size(); ++b) {
     if (t[b] < 0 || t[b] >= schedule.num_train_timesteps()) {
-      throw_invalid_argument(std::string(fn) + ": t[" + std::to_string(b) + "] is " + std::to_string(t[b]) +
-                             ", but must be in [0, " + std::to_string(schedule.num_train_timesteps()) + ")");
+      throw_invalid_argument(std::string(fn) + ": t[" + ddpm::detail::number_string(b) + "] is " + ddpm::detail::number_string(t[b]) +
+                             ", but must be in [0, " + ddpm::detail::number_string(schedule.num_train_timesteps()) + ")");
     }
   }
 }

@@ -84,7 +84,7 @@ inline std::string digits_quote(std::string_view value) {
 
 [[noreturn]] inline void throw_digits_error(std::string_view fn, std::string_view name, std::size_t line,
                                             const std::string& what) {
-  ddpm::detail::throw_format_error(std::string(fn) + ": " + std::string(name) + " line " + std::to_string(line) + ": " +
+  ddpm::detail::throw_format_error(std::string(fn) + ": " + std::string(name) + " line " + ddpm::detail::number_string(line) + ": " +
                                    what);
 }
 
@@ -119,22 +119,22 @@ inline std::string gunzip(std::string_view fn, std::string_view name, std::strin
     const std::size_t produced = chunk.size() - zs.avail_out;
     if (rc == Z_STREAM_ERROR || rc == Z_NEED_DICT || rc == Z_DATA_ERROR || rc == Z_MEM_ERROR) {
       ddpm::detail::throw_format_error(std::string(fn) + ": " + std::string(name) + ": corrupt gzip data (zlib: " +
-                                       (zs.msg != nullptr ? zs.msg : "error " + std::to_string(rc)) + ")");
+                                       (zs.msg != nullptr ? zs.msg : "error " + ddpm::detail::number_string(rc)) + ")");
     }
     if (out.size() + produced > max_out) {
       ddpm::detail::throw_format_error(std::string(fn) + ": " + std::string(name) + ": decompresses to more than " +
-                                       std::to_string(max_out) + " bytes, more than the row cap allows");
+                                       ddpm::detail::number_string(max_out) + " bytes, more than the row cap allows");
     }
     out.append(chunk.data(), produced);
     if (rc == Z_BUF_ERROR && zs.avail_in == 0 && left == 0) {
       ddpm::detail::throw_format_error(std::string(fn) + ": " + std::string(name) +
                                        ": truncated gzip data (the stream ends before its trailer, after " +
-                                       std::to_string(out.size()) + " bytes)");
+                                       ddpm::detail::number_string(out.size()) + " bytes)");
     }
   }
   if (zs.avail_in != 0 || left != 0) {
     ddpm::detail::throw_format_error(std::string(fn) + ": " + std::string(name) + ": " +
-                                     std::to_string(zs.avail_in + left) + " bytes follow the gzip stream");
+                                     ddpm::detail::number_string(zs.avail_in + left) + " bytes follow the gzip stream");
   }
   return out;
 }
@@ -170,7 +170,7 @@ Digits<S> parse_digits_csv(std::string_view text, std::string_view name = "<text
       detail::throw_digits_error(fn, name, line, "empty line, but every row must hold 65 values");
     }
     if (labels.size() == max_rows) {
-      detail::throw_digits_error(fn, name, line, "more than max_rows = " + std::to_string(max_rows) + " rows");
+      detail::throw_digits_error(fn, name, line, "more than max_rows = " + ddpm::detail::number_string(max_rows) + " rows");
     }
     int column = 0;
     std::size_t start = 0;
@@ -182,14 +182,14 @@ Digits<S> parse_digits_csv(std::string_view text, std::string_view name = "<text
       ++column;
       if (column > kDigitsPixels + 1) {
         detail::throw_digits_error(fn, name, line,
-                                   "more than 65 values (64 pixels and a label); value " + std::to_string(column) +
+                                   "more than 65 values (64 pixels and a label); value " + ddpm::detail::number_string(column) +
                                        " is " + detail::digits_quote(value));
       }
       const bool numeric = !value.empty() && value.size() <= 2 &&
                            std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
       if (!numeric) {
         detail::throw_digits_error(fn, name, line,
-                                   "value " + std::to_string(column) + " is " + detail::digits_quote(value) +
+                                   "value " + ddpm::detail::number_string(column) + " is " + detail::digits_quote(value) +
                                        ", but must be a decimal integer of one or two digits");
       }
       const int v = value.size() == 1 ? value[0] - '0' : (value[0] - '0') * 10 + (value[1] - '0');
@@ -197,7 +197,7 @@ Digits<S> parse_digits_csv(std::string_view text, std::string_view name = "<text
         if (v > kDigitsMaxLevel) {
           detail::throw_digits_error(
               fn, name, line,
-              "pixel " + std::to_string(column) + " is " + std::string(value) + ", but must be in [0, 16]");
+              "pixel " + ddpm::detail::number_string(column) + " is " + std::string(value) + ", but must be in [0, 16]");
         }
         levels.push_back(static_cast<std::uint8_t>(v));
       } else {
@@ -212,7 +212,7 @@ Digits<S> parse_digits_csv(std::string_view text, std::string_view name = "<text
     }
     if (column != kDigitsPixels + 1) {
       detail::throw_digits_error(fn, name, line,
-                                 "has " + std::to_string(column) + " values, but must have 65 (64 pixels and a label)");
+                                 "has " + ddpm::detail::number_string(column) + " values, but must have 65 (64 pixels and a label)");
     }
   }
   if (labels.empty()) ddpm::detail::throw_format_error(std::string(fn) + ": " + std::string(name) + " holds no rows");
@@ -250,8 +250,8 @@ Digits<S> load_digits(const std::string& path, std::size_t max_rows = kDigitsDef
   // Stored (uncompressed) deflate blocks add 5 bytes per 65535 and gzip 18 more: no legal file of at most
   // max_text bytes of text is larger than this.
   if (static_cast<std::size_t>(bytes) > max_text + max_text / 8192 + 1024) {
-    ddpm::detail::throw_format_error(std::string(fn) + ": " + path + " is " + std::to_string(bytes) +
-                                     " bytes, more than max_rows = " + std::to_string(max_rows) + " rows can take");
+    ddpm::detail::throw_format_error(std::string(fn) + ": " + path + " is " + ddpm::detail::number_string(bytes) +
+                                     " bytes, more than max_rows = " + ddpm::detail::number_string(max_rows) + " rows can take");
   }
   std::string raw(static_cast<std::size_t>(bytes), '\0');
   if (!file.read(raw.data(), bytes)) ddpm::detail::throw_format_error(std::string(fn) + ": cannot read " + path);
@@ -268,7 +268,7 @@ Digits<S> load_digits(const std::string& path, std::size_t max_rows = kDigitsDef
 template <std::floating_point S>
 Tensor<S, 4> upsample_nearest(const Tensor<S, 4>& images, int factor) {
   if (factor < 1 || factor > 1024) {
-    ddpm::detail::throw_invalid_argument("ddpm::io::upsample_nearest: factor is " + std::to_string(factor) +
+    ddpm::detail::throw_invalid_argument("ddpm::io::upsample_nearest: factor is " + ddpm::detail::number_string(factor) +
                                          ", but must be in [1, 1024]");
   }
   const Eigen::Index n = images.dimension(0), c = images.dimension(1), h = images.dimension(2), w = images.dimension(3);
@@ -293,7 +293,7 @@ Tensor<S, 4> upsample_nearest(const Tensor<S, 4>& images, int factor) {
 template <std::floating_point S>
 Tensor<S, 4> upsample_bilinear(const Tensor<S, 4>& images, int factor) {
   if (factor < 1 || factor > 1024) {
-    ddpm::detail::throw_invalid_argument("ddpm::io::upsample_bilinear: factor is " + std::to_string(factor) +
+    ddpm::detail::throw_invalid_argument("ddpm::io::upsample_bilinear: factor is " + ddpm::detail::number_string(factor) +
                                          ", but must be in [1, 1024]");
   }
   const Eigen::Index n = images.dimension(0), c = images.dimension(1), h = images.dimension(2), w = images.dimension(3);

@@ -42,17 +42,17 @@ inline constexpr long long kMaxImageBytes = INT_MAX / 2;
 
 inline void check_image_shape(const char* fn, const char* what, long long width, long long height, long long channels) {
   if (width < 1 || height < 1) {
-    throw_invalid_argument(std::string(fn) + ": " + what + " is " + std::to_string(width) + " x " +
-                           std::to_string(height) + " pixels, but must be at least 1 x 1");
+    throw_invalid_argument(std::string(fn) + ": " + what + " is " + ddpm::detail::number_string(width) + " x " +
+                           ddpm::detail::number_string(height) + " pixels, but must be at least 1 x 1");
   }
   if (channels < 1 || channels > 4) {
-    throw_invalid_argument(std::string(fn) + ": " + what + " has " + std::to_string(channels) +
+    throw_invalid_argument(std::string(fn) + ": " + what + " has " + ddpm::detail::number_string(channels) +
                            " channels, but must have 1 (gray), 2 (gray, alpha), 3 (RGB) or 4 (RGBA)");
   }
   if (width > kMaxImageBytes || height > kMaxImageBytes || (width * channels + 1) * height > kMaxImageBytes) {
-    throw_invalid_argument(std::string(fn) + ": " + what + " is " + std::to_string(width) + " x " +
-                           std::to_string(height) + " x " + std::to_string(channels) + ", but must hold at most " +
-                           std::to_string(kMaxImageBytes) + " bytes");
+    throw_invalid_argument(std::string(fn) + ": " + what + " is " + ddpm::detail::number_string(width) + " x " +
+                           ddpm::detail::number_string(height) + " x " + ddpm::detail::number_string(channels) + ", but must hold at most " +
+                           ddpm::detail::number_string(kMaxImageBytes) + " bytes");
   }
 }
 }  // namespace detail
@@ -95,9 +95,9 @@ inline void check_image(const char* fn, const char* name, const Image& image) {
   check_image_shape(fn, name, image.width, image.height, image.channels);
   const std::size_t expected = static_cast<std::size_t>(image.width) * image.height * image.channels;
   if (image.pixels.size() != expected) {
-    throw_invalid_argument(std::string(fn) + ": " + name + " holds " + std::to_string(image.pixels.size()) +
-                           " bytes, but a " + std::to_string(image.width) + " x " + std::to_string(image.height) +
-                           " x " + std::to_string(image.channels) + " image must hold " + std::to_string(expected));
+    throw_invalid_argument(std::string(fn) + ": " + name + " holds " + ddpm::detail::number_string(image.pixels.size()) +
+                           " bytes, but a " + ddpm::detail::number_string(image.width) + " x " + ddpm::detail::number_string(image.height) +
+                           " x " + ddpm::detail::number_string(image.channels) + " image must hold " + ddpm::detail::number_string(expected));
   }
 }
 
@@ -136,15 +136,15 @@ inline void check_png_container(const std::string& fn, const std::string& path, 
   bool first = true;
   while (true) {
     if (b.size() - pos < 12) {
-      throw_format_error(where + " is truncated: it ends at byte " + std::to_string(b.size()) +
+      throw_format_error(where + " is truncated: it ends at byte " + ddpm::detail::number_string(b.size()) +
                          " before the IEND chunk");
     }
     const std::uint32_t length = read_be32(&b[pos]);
     const std::string type(reinterpret_cast<const char*>(&b[pos + 4]), 4);
     if (length > 0x7FFFFFFFu || b.size() - pos - 12 < length) {
-      throw_format_error(where + " is truncated: chunk \"" + type + "\" at byte " + std::to_string(pos) + " declares " +
-                         std::to_string(length) + " bytes of data, but the file ends at byte " +
-                         std::to_string(b.size()));
+      throw_format_error(where + " is truncated: chunk \"" + type + "\" at byte " + ddpm::detail::number_string(pos) + " declares " +
+                         ddpm::detail::number_string(length) + " bytes of data, but the file ends at byte " +
+                         ddpm::detail::number_string(b.size()));
     }
     if (first && type != "IHDR") {
       throw_format_error(where + " is not a valid PNG file: its first chunk is \"" + type + "\", but must be IHDR");
@@ -152,7 +152,7 @@ inline void check_png_container(const std::string& fn, const std::string& path, 
     first = false;
     const std::uint32_t stored = read_be32(&b[pos + 8 + length]);
     if (crc32(&b[pos + 4], 4 + std::size_t{length}) != stored) {
-      throw_format_error(where + " is corrupt: chunk \"" + type + "\" at byte " + std::to_string(pos) +
+      throw_format_error(where + " is corrupt: chunk \"" + type + "\" at byte " + ddpm::detail::number_string(pos) +
                          " fails its CRC check");
     }
     if (type == "IEND") return;
@@ -178,11 +178,11 @@ inline constexpr long long kDefaultPngPixelLimit = 1LL << 26;
 inline Image read_png(const std::string& path, int channels = 0, long long max_pixels = kDefaultPngPixelLimit) {
   const std::string fn = "ddpm::read_png";
   if (channels < 0 || channels > 4) {
-    detail::throw_invalid_argument(fn + ": channels is " + std::to_string(channels) +
+    detail::throw_invalid_argument(fn + ": channels is " + ddpm::detail::number_string(channels) +
                                    ", but must be 0 (as stored) or in [1, 4]");
   }
   if (max_pixels < 1) {
-    detail::throw_invalid_argument(fn + ": max_pixels is " + std::to_string(max_pixels) + ", but must be >= 1");
+    detail::throw_invalid_argument(fn + ": max_pixels is " + ddpm::detail::number_string(max_pixels) + ", but must be >= 1");
   }
   errno = 0;
   std::ifstream file(path, std::ios::binary);
@@ -196,8 +196,8 @@ inline Image read_png(const std::string& path, int channels = 0, long long max_p
   }
   if (failed || file.bad()) detail::throw_format_error(fn + ": cannot read \"" + path + "\": " + detail::errno_text());
   if (bytes.size() > static_cast<std::size_t>(INT_MAX)) {
-    detail::throw_format_error(fn + ": \"" + path + "\" has " + std::to_string(bytes.size()) + " bytes, but at most " +
-                               std::to_string(INT_MAX) + " can be decoded");
+    detail::throw_format_error(fn + ": \"" + path + "\" has " + ddpm::detail::number_string(bytes.size()) + " bytes, but at most " +
+                               ddpm::detail::number_string(INT_MAX) + " can be decoded");
   }
   detail::check_png_container(fn, path, bytes);
 
@@ -207,9 +207,9 @@ inline Image read_png(const std::string& path, int channels = 0, long long max_p
     detail::throw_format_error(fn + ": cannot decode \"" + path + "\": " + (reason ? reason : "unknown error"));
   }
   if (static_cast<long long>(width) * height > max_pixels) {
-    detail::throw_format_error(fn + ": \"" + path + "\" is " + std::to_string(width) + " x " + std::to_string(height) +
-                               " = " + std::to_string(static_cast<long long>(width) * height) +
-                               " pixels, but max_pixels is " + std::to_string(max_pixels) +
+    detail::throw_format_error(fn + ": \"" + path + "\" is " + ddpm::detail::number_string(width) + " x " + ddpm::detail::number_string(height) +
+                               " = " + ddpm::detail::number_string(static_cast<long long>(width) * height) +
+                               " pixels, but max_pixels is " + ddpm::detail::number_string(max_pixels) +
                                " (pass a larger max_pixels to read it)");
   }
   stbi_uc* decoded =
@@ -290,8 +290,8 @@ void check_finite(const char* fn, const char* name, const T& t) {
   const Eigen::Index n = t.size();
   for (Eigen::Index i = 0; i < n; ++i) {
     if (!std::isfinite(data[i])) {
-      throw_invalid_argument(std::string(fn) + ": " + name + " holds " + std::to_string(data[i]) + " at flat index " +
-                             std::to_string(i) + ", but every value must be finite");
+      throw_invalid_argument(std::string(fn) + ": " + name + " holds " + ddpm::detail::number_string(data[i]) + " at flat index " +
+                             ddpm::detail::number_string(i) + ", but every value must be finite");
     }
   }
 }
@@ -347,13 +347,13 @@ Tensor<S, 4> images_to_tensor(std::span<const Image> images) {
     detail::throw_invalid_argument(std::string(fn) + ": images is empty, but must hold at least one image");
   const Image& first = images.front();
   for (std::size_t i = 0; i < images.size(); ++i) {
-    const std::string name = "images[" + std::to_string(i) + "]";
+    const std::string name = "images[" + ddpm::detail::number_string(i) + "]";
     detail::check_image(fn, name.c_str(), images[i]);
     if (images[i].width != first.width || images[i].height != first.height || images[i].channels != first.channels) {
-      detail::throw_invalid_argument(std::string(fn) + ": " + name + " is " + std::to_string(images[i].width) + " x " +
-                                     std::to_string(images[i].height) + " x " + std::to_string(images[i].channels) +
-                                     ", but must have the shape of images[0], " + std::to_string(first.width) + " x " +
-                                     std::to_string(first.height) + " x " + std::to_string(first.channels));
+      detail::throw_invalid_argument(std::string(fn) + ": " + name + " is " + ddpm::detail::number_string(images[i].width) + " x " +
+                                     ddpm::detail::number_string(images[i].height) + " x " + ddpm::detail::number_string(images[i].channels) +
+                                     ", but must have the shape of images[0], " + ddpm::detail::number_string(first.width) + " x " +
+                                     ddpm::detail::number_string(first.height) + " x " + ddpm::detail::number_string(first.channels));
     }
   }
   const auto n = static_cast<Eigen::Index>(images.size());
@@ -408,9 +408,9 @@ requires(rank_v<T> == 4) Image make_grid(const T& x, int columns = 8, int paddin
   detail::require_nonempty(fn, "x", x);
   detail::check_tensor_image_dims(fn, "x", x);
   if (columns < 1)
-    detail::throw_invalid_argument(std::string(fn) + ": columns is " + std::to_string(columns) + ", but must be >= 1");
+    detail::throw_invalid_argument(std::string(fn) + ": columns is " + ddpm::detail::number_string(columns) + ", but must be >= 1");
   if (padding < 0)
-    detail::throw_invalid_argument(std::string(fn) + ": padding is " + std::to_string(padding) + ", but must be >= 0");
+    detail::throw_invalid_argument(std::string(fn) + ": padding is " + ddpm::detail::number_string(padding) + ", but must be >= 0");
   const Eigen::Index n = x.dimension(0), c = x.dimension(1), h = x.dimension(2), w = x.dimension(3);
   const Eigen::Index cols = std::min<Eigen::Index>(columns, n);
   const Eigen::Index rows = (n + cols - 1) / cols;

@@ -301,9 +301,9 @@ inline std::string json_kind(const nlohmann::json& v) {
 /// "[begin, end]"
 inline std::string offsets_string(std::size_t begin, std::size_t end) {
   std::string s(1, '[');
-  s += std::to_string(begin);
+  s += ddpm::detail::number_string(begin);
   s += ", ";
-  s += std::to_string(end);
+  s += ddpm::detail::number_string(end);
   s += ']';
   return s;
 }
@@ -448,8 +448,8 @@ class Safetensors {
     const TensorInfo& t = info(name);
     require_floating_point(name, t);
     if (t.shape.size() != static_cast<std::size_t>(R)) {
-      fail("tensor '" + name + "' has rank " + std::to_string(t.shape.size()) + " (shape " +
-           ddpm::detail::shape_string(t.shape) + "), but rank " + std::to_string(R) + " was requested");
+      fail("tensor '" + name + "' has rank " + ddpm::detail::number_string(t.shape.size()) + " (shape " +
+           ddpm::detail::shape_string(t.shape) + "), but rank " + ddpm::detail::number_string(R) + " was requested");
     }
     Tensor<S, R> out;
     if constexpr (R > 0) {
@@ -482,14 +482,14 @@ class Safetensors {
     if (v.is_number_unsigned()) {
       const auto u = v.get<std::uint64_t>();
       if (u > static_cast<std::uint64_t>(std::numeric_limits<Int>::max())) {
-        fail(what + " is " + std::to_string(u) + ", which is too large");
+        fail(what + " is " + ddpm::detail::number_string(u) + ", which is too large");
       }
       return static_cast<Int>(u);
     }
     if (v.is_number_integer()) {
       const auto i = v.get<std::int64_t>();
       if (i == 0) return 0;  // "-0"
-      fail(what + " is " + std::to_string(i) + ", but must be non-negative");
+      fail(what + " is " + ddpm::detail::number_string(i) + ", but must be non-negative");
     }
     if (v.is_number_float()) fail(what + " is " + v.dump() + ", but must be an integer");
     fail(what + " is " + detail::json_kind(v) + ", but must be a non-negative integer");
@@ -502,7 +502,7 @@ class Safetensors {
     // JSON text never holds a NUL byte, and nlohmann::json would stop reading at one as if at the end.
     if (const void* nul = std::memchr(first, 0, static_cast<std::size_t>(n))) {
       fail("the header is not valid JSON: a NUL byte at header offset " +
-           std::to_string(static_cast<const std::uint8_t*>(nul) - first));
+           ddpm::detail::number_string(static_cast<const std::uint8_t*>(nul) - first));
     }
     // Nesting is at most 3 deep (file -> tensor -> shape); keys are unique within each object. The
     // parser itself does not recurse, and neither do we: anything deeper is refused as it is read.
@@ -579,14 +579,14 @@ class Safetensors {
     const nlohmann::json& shape = field("shape");
     if (!shape.is_array()) fail(where + ": shape is " + detail::json_kind(shape) + ", but must be a list");
     for (std::size_t i = 0; i < shape.size(); ++i) {
-      t.shape.push_back(json_count<std::int64_t>(shape[i], where + ": shape[" + std::to_string(i) + "]"));
+      t.shape.push_back(json_count<std::int64_t>(shape[i], where + ": shape[" + ddpm::detail::number_string(i) + "]"));
     }
     const auto size = detail::byte_size(t.shape, dtype_size(t.dtype));
     if (!size) fail(where + ": the byte size of shape " + ddpm::detail::shape_string(t.shape) + " overflows");
     if (!detail::fits_eigen_index(t.shape)) {
       fail(where + ": shape " + ddpm::detail::shape_string(t.shape) +
            " cannot be sized by Eigen: the product of its extents before the first 0 exceeds Eigen::Index's " +
-           "maximum " + std::to_string(std::numeric_limits<Eigen::Index>::max()) + " (even for an empty tensor)");
+           "maximum " + ddpm::detail::number_string(std::numeric_limits<Eigen::Index>::max()) + " (even for an empty tensor)");
     }
 
     const nlohmann::json& offsets = field("data_offsets");
@@ -598,13 +598,13 @@ class Safetensors {
     const std::string span = detail::offsets_string(t.begin, t.end);
     if (t.end < t.begin) fail(where + ": data_offsets " + span + " are reversed (end before begin)");
     if (t.end > data_size) {
-      fail(where + ": data_offsets " + span + " reach beyond the data section, which has " + std::to_string(data_size) +
+      fail(where + ": data_offsets " + span + " reach beyond the data section, which has " + ddpm::detail::number_string(data_size) +
            " bytes");
     }
     if (t.end - t.begin != *size) {
-      fail(where + ": data_offsets " + span + " hold " + std::to_string(t.end - t.begin) + " bytes, but dtype " +
+      fail(where + ": data_offsets " + span + " hold " + ddpm::detail::number_string(t.end - t.begin) + " bytes, but dtype " +
            std::string(dtype_name(t.dtype)) + " and shape " + ddpm::detail::shape_string(t.shape) + " need " +
-           std::to_string(*size));
+           ddpm::detail::number_string(*size));
     }
     return t;
   }
@@ -612,19 +612,19 @@ class Safetensors {
   void validate() {
     const std::size_t file_size = bytes_.size();
     if (file_size < 8) {
-      fail("the file has " + std::to_string(file_size) + " bytes, too few for the 8-byte header length");
+      fail("the file has " + ddpm::detail::number_string(file_size) + " bytes, too few for the 8-byte header length");
     }
     std::uint64_t n = 0;
     std::memcpy(&n, bytes_.data(), 8);
     if (n > detail::kMaxHeaderSize) {
-      fail("the header length " + std::to_string(n) + " exceeds the limit of " +
-           std::to_string(detail::kMaxHeaderSize) + " bytes");
+      fail("the header length " + ddpm::detail::number_string(n) + " exceeds the limit of " +
+           ddpm::detail::number_string(detail::kMaxHeaderSize) + " bytes");
     }
     if (n > file_size - 8) {
-      fail("the header length " + std::to_string(n) + " exceeds the " + std::to_string(file_size - 8) +
+      fail("the header length " + ddpm::detail::number_string(n) + " exceeds the " + ddpm::detail::number_string(file_size - 8) +
            " bytes that follow it (truncated file?)");
     }
-    if (n < 2) fail("the header length " + std::to_string(n) + " is too small for a JSON object");
+    if (n < 2) fail("the header length " + ddpm::detail::number_string(n) + " is too small for a JSON object");
     data_start_ = 8 + static_cast<std::size_t>(n);
     const std::size_t data_size = file_size - data_start_;
 
@@ -655,15 +655,15 @@ class Safetensors {
              *previous + "' (data_offsets " + detail::offsets_string(p.begin, p.end) + ")");
       }
       if (begin > covered) {
-        fail("bytes [" + std::to_string(covered) + ", " + std::to_string(begin) +
+        fail("bytes [" + ddpm::detail::number_string(covered) + ", " + ddpm::detail::number_string(begin) +
              ") of the data section belong to no tensor (a gap before tensor '" + *name + "')");
       }
       covered = end;
       previous = name;
     }
     if (covered != data_size) {
-      fail("the data section has " + std::to_string(data_size) + " bytes, but the tensors cover only " +
-           std::to_string(covered) + " (trailing bytes belong to no tensor)");
+      fail("the data section has " + ddpm::detail::number_string(data_size) + " bytes, but the tensors cover only " +
+           ddpm::detail::number_string(covered) + " (trailing bytes belong to no tensor)");
     }
   }
 
@@ -728,16 +728,16 @@ class SafetensorsWriter {
     constexpr const char* fn = "ddpm::io::SafetensorsWriter::add_raw";
     for (std::size_t i = 0; i < shape.size(); ++i) {
       if (shape[i] < 0) {
-        ddpm::detail::throw_invalid_argument(std::string(fn) + ": shape[" + std::to_string(i) + "] is " +
-                                             std::to_string(shape[i]) + ", but must be non-negative");
+        ddpm::detail::throw_invalid_argument(std::string(fn) + ": shape[" + ddpm::detail::number_string(i) + "] is " +
+                                             ddpm::detail::number_string(shape[i]) + ", but must be non-negative");
       }
     }
     const auto size = detail::byte_size(shape, dtype_size(dtype));
     if (!size || *size != data.size()) {
-      ddpm::detail::throw_invalid_argument(std::string(fn) + ": data has " + std::to_string(data.size()) +
+      ddpm::detail::throw_invalid_argument(std::string(fn) + ": data has " + ddpm::detail::number_string(data.size()) +
                                            " bytes, but dtype " + std::string(dtype_name(dtype)) + " and shape " +
                                            ddpm::detail::shape_string(shape) + " need " +
-                                           (size ? std::to_string(*size) : std::string("more than fit in memory")));
+                                           (size ? ddpm::detail::number_string(*size) : std::string("more than fit in memory")));
     }
     Entry& e = insert("add_raw", name, dtype, std::move(shape));
     e.data.assign(data.begin(), data.end());
@@ -763,8 +763,8 @@ class SafetensorsWriter {
     text.resize((text.size() + 7) / 8 * 8, ' ');
     if (text.size() > detail::kMaxHeaderSize) {
       ddpm::detail::throw_invalid_argument("ddpm::io::SafetensorsWriter::to_bytes: the header has " +
-                                           std::to_string(text.size()) + " bytes, but readers accept at most " +
-                                           std::to_string(detail::kMaxHeaderSize));
+                                           ddpm::detail::number_string(text.size()) + " bytes, but readers accept at most " +
+                                           ddpm::detail::number_string(detail::kMaxHeaderSize));
     }
     std::vector<std::uint8_t> out(8 + text.size());
     const std::uint64_t n = text.size();

@@ -86,7 +86,7 @@ class StateReader {
       fail("metadata '" + prefix_ + "." + key + "' is '" + s + "', which is not an integer");
     }
     if (v < min_value) {
-      fail("metadata '" + prefix_ + "." + key + "' is " + s + ", but must be >= " + std::to_string(min_value));
+      fail("metadata '" + prefix_ + "." + key + "' is " + s + ", but must be >= " + ddpm::detail::number_string(min_value));
     }
     return v;
   }
@@ -117,8 +117,8 @@ class StateReader {
     std::vector<std::vector<S>> out;
     out.reserve(static_cast<std::size_t>(n));
     for (std::int64_t k = 0; k < n; ++k) {
-      const std::string key = prefix_ + "." + name + "." + std::to_string(k);
-      if (!st_.contains(key)) fail("has no tensor '" + key + "' (" + prefix_ + ".num_tensors is " + std::to_string(n) + ")");
+      const std::string key = prefix_ + "." + name + "." + ddpm::detail::number_string(k);
+      if (!st_.contains(key)) fail("has no tensor '" + key + "' (" + prefix_ + ".num_tensors is " + ddpm::detail::number_string(n) + ")");
       const TensorInfo& t = st_.info(key);
       if (t.dtype != scalar_dtype<S>()) {
         fail("tensor '" + key + "' has dtype " + std::string(dtype_name(t.dtype)) + ", but the state is " +
@@ -128,8 +128,8 @@ class StateReader {
         fail("tensor '" + key + "' has shape " + ddpm::detail::shape_string(t.shape) + ", but must have rank 1");
       }
       if (!sizes.empty() && static_cast<std::size_t>(t.shape[0]) != sizes[static_cast<std::size_t>(k)]) {
-        fail("tensor '" + key + "' has " + std::to_string(t.shape[0]) + " elements, but '" + prefix_ + "." +
-             first_name_ + "." + std::to_string(k) + "' has " + std::to_string(sizes[static_cast<std::size_t>(k)]));
+        fail("tensor '" + key + "' has " + ddpm::detail::number_string(t.shape[0]) + " elements, but '" + prefix_ + "." +
+             first_name_ + "." + ddpm::detail::number_string(k) + "' has " + ddpm::detail::number_string(sizes[static_cast<std::size_t>(k)]));
       }
       out.push_back(st_.to_vector<S>(key));
     }
@@ -165,7 +165,7 @@ class StateReader {
           const char* first = name.data() + head.size();
           const auto r = std::from_chars(first, name.data() + name.size(), k);
           known = r.ec == std::errc() && r.ptr == name.data() + name.size() && k >= 0 && k < n &&
-                  std::to_string(k) == std::string(first, r.ptr);
+                  ddpm::detail::number_string(k) == std::string(first, r.ptr);
           if (known) break;
         }
         if (!known) fail("has an unexpected tensor '" + name + "' under '" + prefix_ + "'");
@@ -187,8 +187,8 @@ void add_header(SafetensorsWriter& w, const std::string& prefix, std::string_vie
                 std::size_t num_tensors) {
   w.set_metadata(prefix + ".type", std::string(type));
   w.set_metadata(prefix + ".scalar", scalar_name<S>());
-  w.set_metadata(prefix + ".step", std::to_string(step));
-  w.set_metadata(prefix + ".num_tensors", std::to_string(num_tensors));
+  w.set_metadata(prefix + ".step", ddpm::detail::number_string(step));
+  w.set_metadata(prefix + ".num_tensors", ddpm::detail::number_string(num_tensors));
 }
 
 template <class S>
@@ -196,7 +196,7 @@ void add_buffers(SafetensorsWriter& w, const std::string& prefix, std::string_vi
                  const std::vector<std::vector<S>>& buffers) {
   for (std::size_t k = 0; k < buffers.size(); ++k) {
     const ConstTensorMap<S, 1> t(buffers[k].data(), static_cast<Eigen::Index>(buffers[k].size()));
-    w.add(prefix + "." + std::string(name) + "." + std::to_string(k), t, scalar_dtype<S>());
+    w.add(prefix + "." + std::string(name) + "." + ddpm::detail::number_string(k), t, scalar_dtype<S>());
   }
 }
 
@@ -226,11 +226,11 @@ void load_into(StateReader& r, Opt& opt) {
   const std::int64_t n = r.integer("num_tensors");
   const std::vector<std::string> names = names_of(opt);
   if (names.empty() && n != 0) {
-    r.fail("num_tensors is " + std::to_string(n) + ", but this optimiser keeps no per-tensor state");
+    r.fail("num_tensors is " + ddpm::detail::number_string(n) + ", but this optimiser keeps no per-tensor state");
   }
   auto buffers = r.all_buffers<S>(names, n);
   if (!buffers.empty() && (step == 0) != (n == 0)) {
-    r.fail("step is " + std::to_string(step) + " with " + std::to_string(n) +
+    r.fail("step is " + ddpm::detail::number_string(step) + " with " + ddpm::detail::number_string(n) +
            " state tensors, but a state has tensors exactly when step > 0");
   }
   opt.load_state(step, std::move(buffers));
@@ -302,7 +302,7 @@ void add_state(SafetensorsWriter& w, const EMA<S>& ema, const std::string& prefi
     const EMAOptions& o = ema.options();
     w.set_metadata(prefix + ".decay", detail::number_text(o.decay));
     w.set_metadata(prefix + ".min_decay", detail::number_text(o.min_decay));
-    w.set_metadata(prefix + ".update_after_step", std::to_string(o.update_after_step));
+    w.set_metadata(prefix + ".update_after_step", ddpm::detail::number_string(o.update_after_step));
     w.set_metadata(prefix + ".use_ema_warmup", o.use_ema_warmup ? "true" : "false");
     w.set_metadata(prefix + ".inv_gamma", detail::number_text(o.inv_gamma));
     w.set_metadata(prefix + ".power", detail::number_text(o.power));

@@ -129,8 +129,8 @@ class ActivationLayer {
   /// y = act(x). Throws ddpm::invalid_argument if the sizes differ.
   void forward(Workspace<S>& ws, std::span<const S> x, std::span<S> y, Saved* saved = nullptr) const {
     if (x.size() != y.size()) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::ActivationLayer::forward: x has " + std::to_string(x.size()) +
-                                           " values and y " + std::to_string(y.size()) + ", but they must match");
+      ddpm::detail::throw_invalid_argument("ddpm::nn::ActivationLayer::forward: x has " + ddpm::detail::number_string(x.size()) +
+                                           " values and y " + ddpm::detail::number_string(y.size()) + ", but they must match");
     }
     const auto n = static_cast<Eigen::Index>(x.size());
     if (saved != nullptr) {
@@ -148,8 +148,8 @@ class ActivationLayer {
     if (saved.input.data() == nullptr || static_cast<Eigen::Index>(dy.size()) != saved.size ||
         dx.size() != dy.size()) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::ActivationLayer::backward: dy has " +
-                                           std::to_string(dy.size()) + " values and dx " + std::to_string(dx.size()) +
-                                           ", but both must have the forward input's " + std::to_string(saved.size));
+                                           ddpm::detail::number_string(dy.size()) + " values and dx " + ddpm::detail::number_string(dx.size()) +
+                                           ", but both must have the forward input's " + ddpm::detail::number_string(saved.size));
     }
     activation_backward(act_, saved.input.data(), dy.data(), dx.data(), saved.size);
   }

@@ -46,12 +46,12 @@ class AttentionBlock {
                  double rescale_output_factor = 1.0)
       : head_dim_(head_dim), rescale_(rescale_output_factor) {
     if (channels < 1 || head_dim < 1 || head_dim > channels) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::AttentionBlock: head_dim is " + std::to_string(head_dim) +
-                                           ", but must be in [1, channels = " + std::to_string(channels) + "]");
+      ddpm::detail::throw_invalid_argument("ddpm::nn::AttentionBlock: head_dim is " + ddpm::detail::number_string(head_dim) +
+                                           ", but must be in [1, channels = " + ddpm::detail::number_string(channels) + "]");
     }
     if (!(rescale_output_factor != 0.0) || !std::isfinite(rescale_output_factor)) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::AttentionBlock: rescale_output_factor is " +
-                                           std::to_string(rescale_output_factor) + ", but must be finite and != 0");
+                                           ddpm::detail::number_string(rescale_output_factor) + ", but must be finite and != 0");
     }
     heads_ = channels / head_dim;
     if (norm_groups) group_norm_ = GroupNorm<S>(*norm_groups, channels, eps);
@@ -87,9 +87,9 @@ class AttentionBlock {
     if (in.channels != channels() || out.channels != in.channels || out.batch != in.batch ||
         out.height != in.height || out.width != in.width) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::AttentionBlock::forward: the input has " +
-                                           std::to_string(in.channels) + " channels and the output " +
-                                           std::to_string(out.channels) + ", but both must have " +
-                                           std::to_string(channels()) + " and the same shape");
+                                           ddpm::detail::number_string(in.channels) + " channels and the output " +
+                                           ddpm::detail::number_string(out.channels) + ", but both must have " +
+                                           ddpm::detail::number_string(channels()) + " and the same shape");
     }
     const Eigen::Index C = channels(), N = in.plane(), L = in.pixels(), inner = inner_dim(), d = head_dim_;
     // normalised input [C, N]

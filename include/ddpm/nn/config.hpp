@@ -207,16 +207,16 @@ struct UNet2DConfig {
     const std::int64_t params = parameter_count();
     if (params > limits.max_parameters) {
       ddpm::detail::throw_invalid_argument(
-          "ddpm::nn::UNet2DConfig: the network has " + std::to_string(params) + " parameters (" +
-          std::to_string(params * 4 / (1 << 20)) + " MiB as float), but UNet2DLimits::max_parameters is " +
-          std::to_string(limits.max_parameters) + " (raise it to build this network)");
+          "ddpm::nn::UNet2DConfig: the network has " + ddpm::detail::number_string(params) + " parameters (" +
+          ddpm::detail::number_string(params * 4 / (1 << 20)) + " MiB as float), but UNet2DLimits::max_parameters is " +
+          ddpm::detail::number_string(limits.max_parameters) + " (raise it to build this network)");
     }
     const std::int64_t act = largest_activation();
     if (act > limits.max_activation) {
       ddpm::detail::throw_invalid_argument(
-          "ddpm::nn::UNet2DConfig: a pass at sample_size " + std::to_string((*sample_size)[0]) + " x " +
-          std::to_string((*sample_size)[1]) + " needs buffers of up to about " + std::to_string(act) +
-          " elements per image, but UNet2DLimits::max_activation is " + std::to_string(limits.max_activation) +
+          "ddpm::nn::UNet2DConfig: a pass at sample_size " + ddpm::detail::number_string((*sample_size)[0]) + " x " +
+          ddpm::detail::number_string((*sample_size)[1]) + " needs buffers of up to about " + ddpm::detail::number_string(act) +
+          " elements per image, but UNet2DLimits::max_activation is " + ddpm::detail::number_string(limits.max_activation) +
           " (raise it to build this network)");
     }
   }
@@ -228,7 +228,7 @@ struct UNet2DConfig {
       ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2DConfig: " + what);
     };
     auto in_range = [&](const std::string& key, long long v, long long lo, long long hi) {
-      if (v < lo || v > hi) fail(key + " is " + std::to_string(v) + ", but must be in " + range_string(lo, hi));
+      if (v < lo || v > hi) fail(key + " is " + ddpm::detail::number_string(v) + ", but must be in " + range_string(lo, hi));
     };
     in_range("in_channels", in_channels, 1, kMaxChannels);
     in_range("out_channels", out_channels, 1, kMaxChannels);
@@ -247,29 +247,29 @@ struct UNet2DConfig {
       fail("time_embedding_type is \"" + time_embedding_type + "\", but must be \"positional\" (supported: positional)");
     }
     if (block_out_channels.empty() || block_out_channels.size() > static_cast<std::size_t>(kMaxBlocks)) {
-      fail("block_out_channels has " + std::to_string(block_out_channels.size()) +
-           " entries, but must have one per block, 1 to " + std::to_string(kMaxBlocks));
+      fail("block_out_channels has " + ddpm::detail::number_string(block_out_channels.size()) +
+           " entries, but must have one per block, 1 to " + ddpm::detail::number_string(kMaxBlocks));
     }
     for (std::size_t i = 0; i < block_out_channels.size(); ++i) {
       const int c = block_out_channels[i];
-      in_range("block_out_channels[" + std::to_string(i) + "]", c, 1, kMaxChannels);
+      in_range("block_out_channels[" + ddpm::detail::number_string(i) + "]", c, 1, kMaxChannels);
       if (c % norm_num_groups != 0) {
-        fail("block_out_channels[" + std::to_string(i) + "] is " + std::to_string(c) +
-             ", but must be a multiple of norm_num_groups (" + std::to_string(norm_num_groups) + ")");
+        fail("block_out_channels[" + ddpm::detail::number_string(i) + "] is " + ddpm::detail::number_string(c) +
+             ", but must be a multiple of norm_num_groups (" + ddpm::detail::number_string(norm_num_groups) + ")");
       }
     }
     if (down_block_types.size() != block_out_channels.size() || up_block_types.size() != block_out_channels.size()) {
-      fail("down_block_types, up_block_types and block_out_channels have " + std::to_string(down_block_types.size()) +
-           ", " + std::to_string(up_block_types.size()) + " and " + std::to_string(block_out_channels.size()) +
+      fail("down_block_types, up_block_types and block_out_channels have " + ddpm::detail::number_string(down_block_types.size()) +
+           ", " + ddpm::detail::number_string(up_block_types.size()) + " and " + ddpm::detail::number_string(block_out_channels.size()) +
            " entries, but must have the same number");
     }
     for (std::size_t i = 0; i < down_block_types.size(); ++i) {
       if (down_block_types[i] != "DownBlock2D" && down_block_types[i] != "AttnDownBlock2D") {
-        fail("down_block_types[" + std::to_string(i) + "] is \"" + down_block_types[i] +
+        fail("down_block_types[" + ddpm::detail::number_string(i) + "] is \"" + down_block_types[i] +
              "\", but must be one of DownBlock2D, AttnDownBlock2D");
       }
       if (up_block_types[i] != "UpBlock2D" && up_block_types[i] != "AttnUpBlock2D") {
-        fail("up_block_types[" + std::to_string(i) + "] is \"" + up_block_types[i] +
+        fail("up_block_types[" + ddpm::detail::number_string(i) + "] is \"" + up_block_types[i] +
              "\", but must be one of UpBlock2D, AttnUpBlock2D");
       }
     }
@@ -277,7 +277,7 @@ struct UNet2DConfig {
       fail("mid_block_type is \"" + *mid_block_type + "\", but must be one of UNetMidBlock2D, null");
     }
     if (!(std::isfinite(mid_block_scale_factor) && mid_block_scale_factor != 0.0)) {
-      fail("mid_block_scale_factor is " + std::to_string(mid_block_scale_factor) + ", but must be finite and != 0");
+      fail("mid_block_scale_factor is " + ddpm::detail::number_string(mid_block_scale_factor) + ", but must be finite and != 0");
     }
     if (downsample_type != "conv") {
       fail("downsample_type is \"" + downsample_type + "\", but must be \"conv\" (supported: conv)");
@@ -288,35 +288,35 @@ struct UNet2DConfig {
     } catch (const ddpm::invalid_argument&) {
       fail("act_fn is \"" + act_fn + "\", but must be one of silu, swish, mish, gelu, relu");
     }
-    if (!(norm_eps > 0.0)) fail("norm_eps is " + std::to_string(norm_eps) + ", but must be > 0");
+    if (!(norm_eps > 0.0)) fail("norm_eps is " + ddpm::detail::number_string(norm_eps) + ", but must be > 0");
     if (resnet_time_scale_shift != "default" && resnet_time_scale_shift != "scale_shift") {
       fail("resnet_time_scale_shift is \"" + resnet_time_scale_shift +
            "\", but must be one of default, scale_shift");
     }
     if (attn_norm_num_groups && block_out_channels.back() % *attn_norm_num_groups != 0) {
-      fail("attn_norm_num_groups is " + std::to_string(*attn_norm_num_groups) +
-           ", but must divide block_out_channels[-1] (" + std::to_string(block_out_channels.back()) + ")");
+      fail("attn_norm_num_groups is " + ddpm::detail::number_string(*attn_norm_num_groups) +
+           ", but must divide block_out_channels[-1] (" + ddpm::detail::number_string(block_out_channels.back()) + ")");
     }
     if (attention_head_dim) {
       for (std::size_t i = 0; i < block_out_channels.size(); ++i) {
         if (*attention_head_dim > block_out_channels[i]) {
-          fail("attention_head_dim is " + std::to_string(*attention_head_dim) +
-               ", but must not exceed block_out_channels[" + std::to_string(i) + "] (" +
-               std::to_string(block_out_channels[i]) + ")");
+          fail("attention_head_dim is " + ddpm::detail::number_string(*attention_head_dim) +
+               ", but must not exceed block_out_channels[" + ddpm::detail::number_string(i) + "] (" +
+               ddpm::detail::number_string(block_out_channels[i]) + ")");
         }
       }
     }
     const int half = block_out_channels.front() / 2;
     if (static_cast<double>(half) == freq_shift) {
-      fail("freq_shift is " + std::to_string(freq_shift) + ", but must differ from block_out_channels[0] / 2");
+      fail("freq_shift is " + ddpm::detail::number_string(freq_shift) + ", but must differ from block_out_channels[0] / 2");
     }
-    if (!(dropout >= 0.0 && dropout <= 1.0)) fail("dropout is " + std::to_string(dropout) + ", but must be in [0, 1]");
+    if (!(dropout >= 0.0 && dropout <= 1.0)) fail("dropout is " + ddpm::detail::number_string(dropout) + ", but must be in [0, 1]");
     if (class_embed_type && *class_embed_type != "timestep" && *class_embed_type != "identity") {
       fail("class_embed_type is \"" + *class_embed_type + "\", but must be null (a table of num_class_embeds), "
            "\"timestep\" or \"identity\"");
     }
     if (!class_embed_type && num_class_embeds && (*num_class_embeds < 1 || *num_class_embeds > kMaxClassEmbeds)) {
-      fail("num_class_embeds is " + std::to_string(*num_class_embeds) + ", but must be in " +
+      fail("num_class_embeds is " + ddpm::detail::number_string(*num_class_embeds) + ", but must be in " +
            range_string(1, kMaxClassEmbeds) + " (or null)");
     }
   }
@@ -337,7 +337,7 @@ struct UNet2DConfig {
       // per level; a 100,000-deep list overflowed the stack while formatting an error).
       if (nests_deeper_than(value, kMaxJsonDepth - 1)) {
         ddpm::detail::throw_format_error(where + "key \"" + truncated(key) + "\" holds a value that nests deeper than " +
-                                         std::to_string(kMaxJsonDepth - 1) + " levels");
+                                         ddpm::detail::number_string(kMaxJsonDepth - 1) + " levels");
       }
       if (!key.empty() && key.front() == '_') continue;
       if (const auto& skip = ignorable_keys(); std::find(skip.begin(), skip.end(), key) != skip.end()) {
@@ -382,8 +382,8 @@ struct UNet2DConfig {
     // in the text itself, before a value exists.
     if (const auto offset = nesting_exceeded(str, kMaxJsonDepth)) {
       ddpm::detail::throw_format_error("ddpm::nn::UNet2DConfig: " + path + " nests deeper than " +
-                                       std::to_string(kMaxJsonDepth) + " levels (at byte offset " +
-                                       std::to_string(*offset) + ")");
+                                       ddpm::detail::number_string(kMaxJsonDepth) + " levels (at byte offset " +
+                                       ddpm::detail::number_string(*offset) + ")");
     }
     nlohmann::json j;
     try {
@@ -444,9 +444,9 @@ struct UNet2DConfig {
 
   static std::string range_string(long long lo, long long hi) {
     std::string s(1, '[');  // appended piecewise: GCC 12 -O3 warns (-Wrestrict) on "[" + std::string&&
-    s += std::to_string(lo);
+    s += ddpm::detail::number_string(lo);
     s += ", ";
-    s += std::to_string(hi);
+    s += ddpm::detail::number_string(hi);
     s += ']';
     return s;
   }
@@ -496,7 +496,7 @@ struct UNet2DConfig {
   /// A value for a message: its JSON text truncated to about 200 characters (called only on values that
   /// nests_deeper_than has bounded, so dump() recurses at most kMaxJsonDepth levels).
   static std::string describe(const nlohmann::json& v) {
-    if (nests_deeper_than(v, kMaxJsonDepth)) return "a value nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+    if (nests_deeper_than(v, kMaxJsonDepth)) return "a value nested deeper than " + ddpm::detail::number_string(kMaxJsonDepth) + " levels";
     return truncated(v.dump());
   }
 
@@ -517,12 +517,12 @@ struct UNet2DConfig {
   static int integer(const nlohmann::json& v, const std::string& key, long long lo, long long hi) {
     if (v.is_number_unsigned()) {
       const std::uint64_t u = v.get<std::uint64_t>();
-      if (u > static_cast<std::uint64_t>(hi)) throw OutOfRange{key, std::to_string(u), lo, hi};
+      if (u > static_cast<std::uint64_t>(hi)) throw OutOfRange{key, ddpm::detail::number_string(u), lo, hi};
       return static_cast<int>(u);
     }
     if (v.is_number_integer()) {
       const std::int64_t i = v.get<std::int64_t>();
-      if (i < lo || i > hi) throw OutOfRange{key, std::to_string(i), lo, hi};
+      if (i < lo || i > hi) throw OutOfRange{key, ddpm::detail::number_string(i), lo, hi};
       return static_cast<int>(i);
     }
     if (v.is_number_float()) {
@@ -594,7 +594,7 @@ struct UNet2DConfig {
       if (!v.is_array()) throw WrongType{"must be a list of integers"};
       block_out_channels.clear();
       for (std::size_t i = 0; i < v.size(); ++i) {
-        block_out_channels.push_back(integer(v[i], key + "[" + std::to_string(i) + "]", 1, kMaxChannels));
+        block_out_channels.push_back(integer(v[i], key + "[" + ddpm::detail::number_string(i) + "]", 1, kMaxChannels));
       }
     } else if (key == "layers_per_block") {
       layers_per_block = integer(v, key, 1, kMaxLayers);

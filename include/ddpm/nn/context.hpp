@@ -84,8 +84,8 @@ class Workspace {
   /// Throws ddpm::invalid_argument if n < 1 or n > max_num_threads().
   void set_num_threads(int n) {
     if (n < 1 || n > max_num_threads()) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::Workspace::set_num_threads: n is " + std::to_string(n) +
-                                           ", but must be in [1, " + std::to_string(max_num_threads()) +
+      ddpm::detail::throw_invalid_argument("ddpm::nn::Workspace::set_num_threads: n is " + ddpm::detail::number_string(n) +
+                                           ", but must be in [1, " + ddpm::detail::number_string(max_num_threads()) +
                                            "] (max_num_threads(): 4 x hardware_concurrency, at least 8)");
     }
     if (n == num_threads_) return;

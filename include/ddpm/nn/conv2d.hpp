@@ -240,9 +240,9 @@ class Conv2d {
       : in_(in_channels), kh_(kernel_h), kw_(kernel_w), stride_(stride), pad_(padding) {
     if (in_channels < 1 || out_channels < 1 || kernel_h < 1 || kernel_w < 1 || stride < 1) {
       ddpm::detail::throw_invalid_argument(
-          "ddpm::nn::Conv2d: in_channels, out_channels, kernel and stride are " + std::to_string(in_channels) +
-          ", " + std::to_string(out_channels) + ", " + std::to_string(kernel_h) + "x" + std::to_string(kernel_w) +
-          " and " + std::to_string(stride) + ", but must all be >= 1");
+          "ddpm::nn::Conv2d: in_channels, out_channels, kernel and stride are " + ddpm::detail::number_string(in_channels) +
+          ", " + ddpm::detail::number_string(out_channels) + ", " + ddpm::detail::number_string(kernel_h) + "x" + ddpm::detail::number_string(kernel_w) +
+          " and " + ddpm::detail::number_string(stride) + ", but must all be >= 1");
     }
     if (padding.top < 0 || padding.left < 0 || padding.bottom < 0 || padding.right < 0) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::Conv2d: a padding is negative, but must be >= 0");
@@ -322,7 +322,7 @@ class Conv2d {
       if (!is_prepared()) {
         ddpm::detail::throw_invalid_argument(
             "ddpm::nn::Conv2d::forward: the weights changed since prepare() (weights_version " +
-            std::to_string(version_) + ", prepared at " + std::to_string(prepared_version_) +
+            ddpm::detail::number_string(version_) + ", prepared at " + ddpm::detail::number_string(prepared_version_) +
             "), but the Winograd path needs their transform; call prepare()");
       }
       forward_winograd(ctx, in, out, epi, winograd_u_.data());
@@ -535,12 +535,12 @@ class Conv2d {
     if (in.channels != in_ || oh < 1 || ow < 1 || out.channels != out_channels() || out.batch != in.batch ||
         out.height != oh || out.width != ow) {
       ddpm::detail::throw_invalid_argument(
-          "ddpm::nn::Conv2d::forward: input [C=" + std::to_string(in.channels) + ", N=" + std::to_string(in.batch) +
-          ", H=" + std::to_string(in.height) + ", W=" + std::to_string(in.width) + "] and output [C=" +
-          std::to_string(out.channels) + ", N=" + std::to_string(out.batch) + ", H=" + std::to_string(out.height) +
-          ", W=" + std::to_string(out.width) + "] do not fit a " + std::to_string(in_) + " -> " +
-          std::to_string(out_channels()) + " convolution with kernel " + std::to_string(kh_) + "x" +
-          std::to_string(kw_) + " and stride " + std::to_string(stride_));
+          "ddpm::nn::Conv2d::forward: input [C=" + ddpm::detail::number_string(in.channels) + ", N=" + ddpm::detail::number_string(in.batch) +
+          ", H=" + ddpm::detail::number_string(in.height) + ", W=" + ddpm::detail::number_string(in.width) + "] and output [C=" +
+          ddpm::detail::number_string(out.channels) + ", N=" + ddpm::detail::number_string(out.batch) + ", H=" + ddpm::detail::number_string(out.height) +
+          ", W=" + ddpm::detail::number_string(out.width) + "] do not fit a " + ddpm::detail::number_string(in_) + " -> " +
+          ddpm::detail::number_string(out_channels()) + " convolution with kernel " + ddpm::detail::number_string(kh_) + "x" +
+          ddpm::detail::number_string(kw_) + " and stride " + ddpm::detail::number_string(stride_));
     }
   }
 

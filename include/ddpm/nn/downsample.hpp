@@ -31,8 +31,8 @@ class Downsample2D {
   /// Throws ddpm::invalid_argument if channels < 1 or padding < 0.
   Downsample2D(Eigen::Index channels, bool use_conv = true, Eigen::Index padding = 1) : channels_(channels) {
     if (channels < 1 || padding < 0) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::Downsample2D: channels is " + std::to_string(channels) +
-                                           " and padding " + std::to_string(padding) +
+      ddpm::detail::throw_invalid_argument("ddpm::nn::Downsample2D: channels is " + ddpm::detail::number_string(channels) +
+                                           " and padding " + ddpm::detail::number_string(padding) +
                                            ", but must be >= 1 and >= 0");
     }
     if (use_conv) {

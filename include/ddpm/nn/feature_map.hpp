@@ -76,8 +76,8 @@ void channel_major_to_nchw(FeatureMap<const S> in, Out& out) {
       if (out.dimension(i) != dims[i]) {
         ddpm::detail::throw_invalid_argument("ddpm::nn: out has shape " + ddpm::detail::shape_string(out) +
                                              ", but must have the model's output shape (" +
-                                             std::to_string(dims[0]) + ", " + std::to_string(dims[1]) + ", " +
-                                             std::to_string(dims[2]) + ", " + std::to_string(dims[3]) + ")");
+                                             ddpm::detail::number_string(dims[0]) + ", " + ddpm::detail::number_string(dims[1]) + ", " +
+                                             ddpm::detail::number_string(dims[2]) + ", " + ddpm::detail::number_string(dims[3]) + ")");
       }
     }
   }

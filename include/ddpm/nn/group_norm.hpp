@@ -84,12 +84,12 @@ class GroupNorm {
   /// Throws ddpm::invalid_argument unless groups >= 1 divides channels and eps > 0.
   GroupNorm(Eigen::Index groups, Eigen::Index channels, double eps = 1e-5) : groups_(groups), eps_(eps) {
     if (groups < 1 || channels < 1 || channels % groups != 0) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::GroupNorm: groups is " + std::to_string(groups) +
-                                           ", but must be >= 1 and divide channels (" + std::to_string(channels) +
+      ddpm::detail::throw_invalid_argument("ddpm::nn::GroupNorm: groups is " + ddpm::detail::number_string(groups) +
+                                           ", but must be >= 1 and divide channels (" + ddpm::detail::number_string(channels) +
                                            ")");
     }
     if (!(eps > 0.0)) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::GroupNorm: eps is " + std::to_string(eps) +
+      ddpm::detail::throw_invalid_argument("ddpm::nn::GroupNorm: eps is " + ddpm::detail::number_string(eps) +
                                            ", but must be > 0");
     }
     weight_ = Vector::Ones(channels);
@@ -135,9 +135,9 @@ class GroupNorm {
     if (in.channels != channels() || out.channels != in.channels || out.batch != in.batch ||
         out.height != in.height || out.width != in.width) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::GroupNorm::forward: the input has " +
-                                           std::to_string(in.channels) + " channels and the output " +
-                                           std::to_string(out.channels) + ", but both must have " +
-                                           std::to_string(channels()) + " and the same shape");
+                                           ddpm::detail::number_string(in.channels) + " channels and the output " +
+                                           ddpm::detail::number_string(out.channels) + ", but both must have " +
+                                           ddpm::detail::number_string(channels()) + " and the same shape");
     }
     const Eigen::Index C = channels();
     S* saved_mean = nullptr;

@@ -44,7 +44,7 @@ class Linear {
   Linear(Eigen::Index in_features, Eigen::Index out_features, bool bias = true) {
     if (in_features < 1 || out_features < 1) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::Linear: in_features and out_features are " +
-                                           std::to_string(in_features) + " and " + std::to_string(out_features) +
+                                           ddpm::detail::number_string(in_features) + " and " + ddpm::detail::number_string(out_features) +
                                            ", but must be >= 1");
     }
     weight_ = Matrix::Zero(out_features, in_features);
@@ -70,11 +70,11 @@ class Linear {
   /// Throws ddpm::invalid_argument if the shapes do not fit.
   void forward(Workspace<S>& ws, ConstRows x, Rows y, Saved* saved = nullptr) const {
     if (x.cols() != in_features() || y.cols() != out_features() || y.rows() != x.rows()) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::Linear::forward: x is [" + std::to_string(x.rows()) + ", " +
-                                           std::to_string(x.cols()) + "] and y [" + std::to_string(y.rows()) +
-                                           ", " + std::to_string(y.cols()) + "], but must be [batch, " +
-                                           std::to_string(in_features()) + "] and [batch, " +
-                                           std::to_string(out_features()) + "]");
+      ddpm::detail::throw_invalid_argument("ddpm::nn::Linear::forward: x is [" + ddpm::detail::number_string(x.rows()) + ", " +
+                                           ddpm::detail::number_string(x.cols()) + "] and y [" + ddpm::detail::number_string(y.rows()) +
+                                           ", " + ddpm::detail::number_string(y.cols()) + "], but must be [batch, " +
+                                           ddpm::detail::number_string(in_features()) + "] and [batch, " +
+                                           ddpm::detail::number_string(out_features()) + "]");
     }
     if (saved != nullptr) {
       saved->input = ws.acquire(x.size());
@@ -96,10 +96,10 @@ class Linear {
         (dx.data() != nullptr && (dx.rows() != B || dx.cols() != I)) || grads.in_features() != I ||
         grads.out_features() != O || grads.has_bias() != has_bias()) {
       ddpm::detail::throw_invalid_argument(
-          "ddpm::nn::Linear::backward: dy is [" + std::to_string(dy.rows()) + ", " + std::to_string(dy.cols()) +
-          "], dx [" + std::to_string(dx.rows()) + ", " + std::to_string(dx.cols()) + "] and grads " +
-          std::to_string(grads.out_features()) + " x " + std::to_string(grads.in_features()) + ", but must be [" +
-          std::to_string(B) + ", " + std::to_string(O) + "], [" + std::to_string(B) + ", " + std::to_string(I) +
+          "ddpm::nn::Linear::backward: dy is [" + ddpm::detail::number_string(dy.rows()) + ", " + ddpm::detail::number_string(dy.cols()) +
+          "], dx [" + ddpm::detail::number_string(dx.rows()) + ", " + ddpm::detail::number_string(dx.cols()) + "] and grads " +
+          ddpm::detail::number_string(grads.out_features()) + " x " + ddpm::detail::number_string(grads.in_features()) + ", but must be [" +
+          ddpm::detail::number_string(B) + ", " + ddpm::detail::number_string(O) + "], [" + ddpm::detail::number_string(B) + ", " + ddpm::detail::number_string(I) +
           "] (or null) and a gradient_like() of this layer after a forward pass with saved");
     }
     if (dx.data() != nullptr) {
@@ -116,8 +116,8 @@ class Linear {
   template <class Derived>
   void forward(const Eigen::MatrixBase<Derived>& x, Matrix& y) const {
     if (x.cols() != in_features()) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::Linear: the input has " + std::to_string(x.cols()) +
-                                           " features, but must have " + std::to_string(in_features()));
+      ddpm::detail::throw_invalid_argument("ddpm::nn::Linear: the input has " + ddpm::detail::number_string(x.cols()) +
+                                           " features, but must have " + ddpm::detail::number_string(in_features()));
     }
     y.resize(x.rows(), out_features());
     y.noalias() = x * weight_.transpose();

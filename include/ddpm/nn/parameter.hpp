@@ -34,7 +34,7 @@ struct Parameter {
 /// (a PyTorch ModuleList's names).
 template <class Layers, class F>
 void for_each_indexed_parameter(Layers& layers, const std::string& prefix, F& f) {
-  for (std::size_t i = 0; i < layers.size(); ++i) layers[i].for_each_parameter(prefix + std::to_string(i) + ".", f);
+  for (std::size_t i = 0; i < layers.size(); ++i) layers[i].for_each_parameter(prefix + ddpm::detail::number_string(i) + ".", f);
 }
 
 /// The parameters of any layer or model, in order. With a mutable layer (S not const) this is a change of

@@ -69,7 +69,7 @@ class ResnetBlock2D {
         output_scale_factor_(output_scale_factor) {
     if (!(output_scale_factor != 0.0) || !std::isfinite(output_scale_factor)) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::ResnetBlock2D: output_scale_factor is " +
-                                           std::to_string(output_scale_factor) + ", but must be finite and != 0");
+                                           ddpm::detail::number_string(output_scale_factor) + ", but must be finite and != 0");
     }
     if (in_channels != out_channels) conv_shortcut_ = Conv2d<S>(in_channels, out_channels, 1);
   }
@@ -110,9 +110,9 @@ class ResnetBlock2D {
   void forward(Workspace<S>& ctx, FeatureMap<const S> x, const Eigen::Ref<const Matrix>& temb_act, FeatureMap<S> out) const {
     if (temb_act.rows() != x.batch || temb_act.cols() != temb_channels()) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::ResnetBlock2D::forward: temb has shape [" +
-                                           std::to_string(temb_act.rows()) + ", " + std::to_string(temb_act.cols()) +
-                                           "], but must be [batch = " + std::to_string(x.batch) +
-                                           ", temb_channels = " + std::to_string(temb_channels()) + "]");
+                                           ddpm::detail::number_string(temb_act.rows()) + ", " + ddpm::detail::number_string(temb_act.cols()) +
+                                           "], but must be [batch = " + ddpm::detail::number_string(x.batch) +
+                                           ", temb_channels = " + ddpm::detail::number_string(temb_channels()) + "]");
     }
     if (out.channels != out_channels() || out.batch != x.batch || out.height != x.height || out.width != x.width) {
       ddpm::detail::throw_invalid_argument("ddpm::nn::ResnetBlock2D::forward: out has the wrong shape");

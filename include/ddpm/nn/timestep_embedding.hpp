@@ -28,21 +28,21 @@ void sinusoidal_embedding_into(std::span<const double> t, Eigen::Index rows, Eig
                                double freq_shift, S* out, double max_period = 10000.0) {
   const Eigen::Index half = dim / 2;
   if (dim < 2 || static_cast<float>(half) - static_cast<float>(freq_shift) == 0.0f) {
-    ddpm::detail::throw_invalid_argument("ddpm::nn::sinusoidal_embedding: dim is " + std::to_string(dim) +
-                                         " and freq_shift " + std::to_string(freq_shift) +
+    ddpm::detail::throw_invalid_argument("ddpm::nn::sinusoidal_embedding: dim is " + ddpm::detail::number_string(dim) +
+                                         " and freq_shift " + ddpm::detail::number_string(freq_shift) +
                                          ", but dim must be >= 2 and dim / 2 - freq_shift nonzero");
   }
   if (t.size() != 1 && static_cast<Eigen::Index>(t.size()) != rows) {
-    ddpm::detail::throw_invalid_argument("ddpm::nn::sinusoidal_embedding: t holds " + std::to_string(t.size()) +
-                                         " timesteps, but must hold 1 or rows (" + std::to_string(rows) + ")");
+    ddpm::detail::throw_invalid_argument("ddpm::nn::sinusoidal_embedding: t holds " + ddpm::detail::number_string(t.size()) +
+                                         " timesteps, but must hold 1 or rows (" + ddpm::detail::number_string(rows) + ")");
   }
   const float log_period = -static_cast<float>(std::log(max_period));
   const float denominator = static_cast<float>(half) - static_cast<float>(freq_shift);
   for (Eigen::Index row = 0; row < rows; ++row) {
     const std::size_t b = t.size() == 1 ? 0 : static_cast<std::size_t>(row);
     if (!(std::abs(t[b]) <= static_cast<double>(std::numeric_limits<float>::max()))) {  // inf in float32: NaN rows
-      ddpm::detail::throw_invalid_argument("ddpm::nn::sinusoidal_embedding: t[" + std::to_string(b) + "] is " +
-                                           std::to_string(t[b]) + ", but must be finite as a float32");
+      ddpm::detail::throw_invalid_argument("ddpm::nn::sinusoidal_embedding: t[" + ddpm::detail::number_string(b) + "] is " +
+                                           ddpm::detail::number_string(t[b]) + ", but must be finite as a float32");
     }
     const float tb = static_cast<float>(t[b]);
     S* r = out + row * dim;

@@ -93,15 +93,15 @@ struct TrainState {
     constexpr const char* fn = "ddpm::nn::TrainState";
     if (!(options.label_dropout >= 0.0 && options.label_dropout <= 1.0)) {
       ddpm::detail::throw_invalid_argument(std::string(fn) + ": label_dropout is " +
-                                           std::to_string(options.label_dropout) + ", but must be in [0, 1]");
+                                           ddpm::detail::number_string(options.label_dropout) + ", but must be in [0, 1]");
     }
     if (!(options.max_grad_norm >= 0.0) || !std::isfinite(options.max_grad_norm)) {
       ddpm::detail::throw_invalid_argument(std::string(fn) + ": max_grad_norm is " +
-                                           std::to_string(options.max_grad_norm) + ", but must be finite and >= 0");
+                                           ddpm::detail::number_string(options.max_grad_norm) + ", but must be finite and >= 0");
     }
     if (options.label_dropout > 0.0 && !model.config().num_class_embeds) {
       ddpm::detail::throw_invalid_argument(std::string(fn) + ": label_dropout is " +
-                                           std::to_string(options.label_dropout) +
+                                           ddpm::detail::number_string(options.label_dropout) +
                                            ", but the model has no class embeddings (num_class_embeds null)");
     }
     if (options.use_ema) {
@@ -150,8 +150,8 @@ struct TrainState {
 /// Replaces each label by `null_class` where uniforms[i] < p (classifier-free guidance's label dropout).
 inline void drop_labels(std::span<int> labels, std::span<const double> uniforms, double p, int null_class) {
   if (uniforms.size() != labels.size()) {
-    ddpm::detail::throw_invalid_argument("ddpm::nn::drop_labels: uniforms has " + std::to_string(uniforms.size()) +
-                                         " values, but must have one per label (" + std::to_string(labels.size()) +
+    ddpm::detail::throw_invalid_argument("ddpm::nn::drop_labels: uniforms has " + ddpm::detail::number_string(uniforms.size()) +
+                                         " values, but must have one per label (" + ddpm::detail::number_string(labels.size()) +
                                          ")");
   }
   for (std::size_t i = 0; i < labels.size(); ++i) {
@@ -184,8 +184,8 @@ StepResult train_step(TrainState<S>& state, D&& data) {
   if (state.options.label_dropout > 0.0) {
     if (static_cast<Eigen::Index>(state.labels.size()) != n) {
       ddpm::detail::throw_invalid_argument(std::string(fn) + ": the data source gave " +
-                                           std::to_string(state.labels.size()) + " labels, but must give one per image (" +
-                                           std::to_string(n) + ") for label dropout");
+                                           ddpm::detail::number_string(state.labels.size()) + " labels, but must give one per image (" +
+                                           ddpm::detail::number_string(n) + ") for label dropout");
     }
     state.label_uniforms.resize(static_cast<std::size_t>(n));
     state.noise.uniform(std::span<double>(state.label_uniforms));
@@ -235,7 +235,7 @@ concept TrainCallback = requires(C& c, const TrainProgress& p) {
 template <std::floating_point S, DataSource<S> D, TrainCallback C>
 std::int64_t train(TrainState<S>& state, D&& data, std::int64_t steps, C&& callback) {
   if (steps < 0) {
-    ddpm::detail::throw_invalid_argument("ddpm::nn::train: steps is " + std::to_string(steps) + ", but must be >= 0");
+    ddpm::detail::throw_invalid_argument("ddpm::nn::train: steps is " + ddpm::detail::number_string(steps) + ", but must be >= 0");
   }
   using Clock = std::chrono::steady_clock;
   const Clock::time_point start = Clock::now();
@@ -306,9 +306,9 @@ void save_checkpoint(TrainState<S>& state, const std::string& dir) {
   io::SafetensorsWriter w;
   io::add_state(w, state.optimizer, "optimizer");
   if (state.ema) io::add_state(w, *state.ema, "ema");
-  w.set_metadata("trainer.step", std::to_string(state.step));
-  w.set_metadata("trainer.noise_seed", std::to_string(state.noise.seed()));
-  w.set_metadata("trainer.noise_offset", std::to_string(state.noise.offset()));
+  w.set_metadata("trainer.step", ddpm::detail::number_string(state.step));
+  w.set_metadata("trainer.noise_seed", ddpm::detail::number_string(state.noise.seed()));
+  w.set_metadata("trainer.noise_offset", ddpm::detail::number_string(state.noise.offset()));
   w.save(dir + "/training_state.safetensors");
 }
 

@@ -209,8 +209,8 @@ class UNet2D {
   /// Throws ddpm::invalid_argument if n < 1 or n > Workspace<S>::max_num_threads().
   void set_num_threads(int n) {
     if (n < 1 || n > Workspace<S>::max_num_threads()) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2D::set_num_threads: n is " + std::to_string(n) +
-                                           ", but must be in [1, " + std::to_string(Workspace<S>::max_num_threads()) +
+      ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2D::set_num_threads: n is " + ddpm::detail::number_string(n) +
+                                           ", but must be in [1, " + ddpm::detail::number_string(Workspace<S>::max_num_threads()) +
                                            "] (Workspace::max_num_threads())");
     }
     workspaces_.set_num_threads(n);
@@ -723,20 +723,18 @@ class UNet2D {
     if (N < 1 || x.dimension(1) != config_.in_channels || H < 1 || W < 1 || H % factor != 0 || W % factor != 0) {
       ddpm::detail::throw_invalid_argument(
           "ddpm::nn::UNet2D: x has shape " + ddpm::detail::shape_string(x) + ", but must be [N >= 1, " +
-          std::to_string(config_.in_channels) + ", H, W] with H and W positive multiples of " +
-          std::to_string(factor));
+          ddpm::detail::number_string(config_.in_channels) + ", H, W] with H and W positive multiples of " +
+          ddpm::detail::number_string(factor));
     }
     if (t.size() != 1 && static_cast<Eigen::Index>(t.size()) != N) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2D: t holds " + std::to_string(t.size()) +
-                                           " timesteps, but must hold 1 or one per image (" + std::to_string(N) +
+      ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2D: t holds " + ddpm::detail::number_string(t.size()) +
+                                           " timesteps, but must hold 1 or one per image (" + ddpm::detail::number_string(N) +
                                            ")");
     }
     for (std::size_t i = 0; i < t.size(); ++i) {
       if (!(std::abs(t[i]) <= kMaxTimestep)) {  // also NaN
-        std::ostringstream shown;
-        shown.precision(17);
-        shown << t[i];
-        ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2D: t[" + std::to_string(i) + "] is " + shown.str() +
+        ddpm::detail::throw_invalid_argument("ddpm::nn::UNet2D: t[" + ddpm::detail::number_string(i) + "] is " +
+                                             ddpm::detail::number_string(t[i]) +
                                              ", but must be finite and in [-2^24, 2^24] (kMaxTimestep)");
       }
     }
@@ -763,14 +761,14 @@ class UNet2D {
     if (class_kind_ == ClassKind::identity) {
       if (cls.embedding == nullptr) {
         ddpm::detail::throw_invalid_argument(
-            fn + ": labels holds " + std::to_string(cls.labels.size()) +
+            fn + ": labels holds " + ddpm::detail::number_string(cls.labels.size()) +
             " labels, but the model's class_embed_type is \"identity\": pass the class embedding [N, " +
-            std::to_string(T) + "] (class_emb) instead");
+            ddpm::detail::number_string(T) + "] (class_emb) instead");
       }
       if (cls.embedding->rows() != N || cls.embedding->cols() != T) {
-        ddpm::detail::throw_invalid_argument(fn + ": class_emb has shape [" + std::to_string(cls.embedding->rows()) +
-                                             ", " + std::to_string(cls.embedding->cols()) + "], but must be [" +
-                                             std::to_string(N) + ", " + std::to_string(T) +
+        ddpm::detail::throw_invalid_argument(fn + ": class_emb has shape [" + ddpm::detail::number_string(cls.embedding->rows()) +
+                                             ", " + ddpm::detail::number_string(cls.embedding->cols()) + "], but must be [" +
+                                             ddpm::detail::number_string(N) + ", " + ddpm::detail::number_string(T) +
                                              "] (one row of time_embed_dim values per image)");
       }
       return;
@@ -785,14 +783,14 @@ class UNet2D {
     const std::span<const int> labels = cls.labels;
     if (class_kind_ == ClassKind::none) {
       if (!labels.empty()) {
-        ddpm::detail::throw_invalid_argument(fn + ": labels holds " + std::to_string(labels.size()) +
+        ddpm::detail::throw_invalid_argument(fn + ": labels holds " + ddpm::detail::number_string(labels.size()) +
                                              " labels, but must be empty: the model has no class embedding");
       }
       return;
     }
     if (static_cast<Eigen::Index>(labels.size()) != N) {
-      ddpm::detail::throw_invalid_argument(fn + ": labels holds " + std::to_string(labels.size()) +
-                                           " labels, but must hold one per image (" + std::to_string(N) +
+      ddpm::detail::throw_invalid_argument(fn + ": labels holds " + ddpm::detail::number_string(labels.size()) +
+                                           " labels, but must hold one per image (" + ddpm::detail::number_string(N) +
                                            ") for a class-conditional model");
     }
     if (class_kind_ == ClassKind::table) detail::check_labels("ddpm::nn::UNet2D", labels, class_table_.rows());

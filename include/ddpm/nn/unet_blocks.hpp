@@ -73,7 +73,7 @@ class DownBlock2D {
               bool add_downsample, const BlockOptions& o, Eigen::Index head_dim, Eigen::Index downsample_padding)
       : attention_(attention) {
     if (layers < 1) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::DownBlock2D: layers is " + std::to_string(layers) +
+      ddpm::detail::throw_invalid_argument("ddpm::nn::DownBlock2D: layers is " + ddpm::detail::number_string(layers) +
                                            ", but must be >= 1");
     }
     for (Eigen::Index i = 0; i < layers; ++i) {
@@ -227,7 +227,7 @@ class UpBlock2D {
             Eigen::Index out_channels, bool add_upsample, const BlockOptions& o, Eigen::Index head_dim)
       : attention_(attention) {
     if (layers < 1) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::UpBlock2D: layers is " + std::to_string(layers) +
+      ddpm::detail::throw_invalid_argument("ddpm::nn::UpBlock2D: layers is " + ddpm::detail::number_string(layers) +
                                            ", but must be >= 1");
     }
     for (Eigen::Index i = 0; i < layers; ++i) {
@@ -262,9 +262,9 @@ class UpBlock2D {
   Feature<S> forward(Workspace<S>& ctx, FeatureMap<const S> x, const Eigen::Ref<const Matrix>& temb_act,
                      std::vector<Feature<S>>& skips) const {
     if (skips.size() < resnets_.size()) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::UpBlock2D::forward: " + std::to_string(skips.size()) +
+      ddpm::detail::throw_invalid_argument("ddpm::nn::UpBlock2D::forward: " + ddpm::detail::number_string(skips.size()) +
                                            " skip states left, but the block needs " +
-                                           std::to_string(resnets_.size()));
+                                           ddpm::detail::number_string(resnets_.size()));
     }
     Feature<S> h;
     for (std::size_t i = 0; i < resnets_.size(); ++i) {
@@ -301,9 +301,9 @@ class UpBlock2D {
   Feature<S> forward_train(Workspace<S>& ctx, FeatureMap<const S> x, const Eigen::Ref<const Matrix>& temb_act,
                            std::vector<Feature<S>>& skips, Saved& saved, NoiseSource* noise = nullptr) const {
     if (skips.size() < resnets_.size()) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::UpBlock2D::forward_train: " + std::to_string(skips.size()) +
+      ddpm::detail::throw_invalid_argument("ddpm::nn::UpBlock2D::forward_train: " + ddpm::detail::number_string(skips.size()) +
                                            " skip states left, but the block needs " +
-                                           std::to_string(resnets_.size()));
+                                           ddpm::detail::number_string(resnets_.size()));
     }
     saved.resnets.clear();
     saved.resnets.resize(resnets_.size());

@@ -29,7 +29,7 @@ class Upsample2D {
   /// Throws ddpm::invalid_argument if channels < 1.
   explicit Upsample2D(Eigen::Index channels, bool use_conv = true) : channels_(channels) {
     if (channels < 1) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::Upsample2D: channels is " + std::to_string(channels) +
+      ddpm::detail::throw_invalid_argument("ddpm::nn::Upsample2D: channels is " + ddpm::detail::number_string(channels) +
                                            ", but must be >= 1");
     }
     if (use_conv) conv_ = Conv2d<S>(channels, channels, 3, 1, 1);

@@ -41,7 +41,7 @@ inline std::string name_list(const std::vector<std::string>& names) {
   constexpr std::size_t kShown = 12;
   std::string s;
   for (std::size_t i = 0; i < names.size() && i < kShown; ++i) s += (i ? ", " : "") + names[i];
-  if (names.size() > kShown) s += ", and " + std::to_string(names.size() - kShown) + " more";
+  if (names.size() > kShown) s += ", and " + ddpm::detail::number_string(names.size() - kShown) + " more";
   return s;
 }
 }  // namespace detail
@@ -84,12 +84,12 @@ void load_weights(Layer& layer, const io::Safetensors& file) {
   }
   if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
     std::string msg = "ddpm::nn::load_weights: " + file.source() + " does not match the model:";
-    if (!missing.empty()) msg += " " + std::to_string(missing.size()) + " missing: " + detail::name_list(missing) + ";";
+    if (!missing.empty()) msg += " " + ddpm::detail::number_string(missing.size()) + " missing: " + detail::name_list(missing) + ";";
     if (!unexpected.empty()) {
-      msg += " " + std::to_string(unexpected.size()) + " unexpected: " + detail::name_list(unexpected) + ";";
+      msg += " " + ddpm::detail::number_string(unexpected.size()) + " unexpected: " + detail::name_list(unexpected) + ";";
     }
     if (!mismatched.empty()) {
-      msg += " " + std::to_string(mismatched.size()) + " mismatched: " + detail::name_list(mismatched) + ";";
+      msg += " " + ddpm::detail::number_string(mismatched.size()) + " mismatched: " + detail::name_list(mismatched) + ";";
     }
     msg.pop_back();
     ddpm::detail::throw_format_error(msg);
@@ -117,7 +117,7 @@ void save_weights(Layer& layer, const std::string& path, io::DType dtype = io::D
       case 4: writer.add(p.name, ConstTensorMap<S, 4>(p.data, d(0), d(1), d(2), d(3)), dtype); break;
       default:
         ddpm::detail::throw_invalid_argument("ddpm::nn::save_weights: parameter " + p.name + " has rank " +
-                                             std::to_string(p.shape.size()) + ", but must have rank 1 to 4");
+                                             ddpm::detail::number_string(p.shape.size()) + ", but must have rank 1 to 4");
     }
   }
   writer.save(path);

@@ -70,7 +70,7 @@ class DDIMSampler : public detail::SamplerBase<DDIMSampler<S>, S> {
       : Base(std::move(schedule)), options_(std::move(options)) {
     const char* fn = "ddpm::DDIMSampler";
     if (!(options_.eta >= 0.0 && options_.eta <= 1.0)) {
-      detail::throw_invalid_argument(std::string(fn) + ": eta is " + std::to_string(options_.eta) +
+      detail::throw_invalid_argument(std::string(fn) + ": eta is " + ddpm::detail::number_string(options_.eta) +
                                      ", but must be in [0, 1]");
     }
     this->timesteps_ = make_grid(this->schedule_, options_.grid(), fn).timesteps;

@@ -72,7 +72,7 @@ class DDPMSampler : public detail::SamplerBase<DDPMSampler<S>, S> {
       case VarianceType::learned_range: break;
       default:
         detail::throw_invalid_argument(std::string(fn) + ": variance_type is " +
-                                       std::to_string(static_cast<int>(options_.variance_type)) + ", but must be a VarianceType");
+                                       ddpm::detail::number_string(static_cast<int>(options_.variance_type)) + ", but must be a VarianceType");
     }
   }
 

@@ -96,12 +96,12 @@ class DPMSolverMultistepSampler : public detail::SamplerBase<DPMSolverMultistepS
       : Base(std::move(schedule)), options_(std::move(options)) {
     const char* fn = "ddpm::DPMSolverMultistepSampler";
     if (options_.solver_order != 1 && options_.solver_order != 2) {
-      detail::throw_invalid_argument(std::string(fn) + ": solver_order is " + std::to_string(options_.solver_order) +
+      detail::throw_invalid_argument(std::string(fn) + ": solver_order is " + ddpm::detail::number_string(options_.solver_order) +
                                      ", but must be 1 or 2");
     }
     if (options_.solver_type != SolverType::midpoint && options_.solver_type != SolverType::heun) {
       detail::throw_invalid_argument(std::string(fn) + ": solver_type is " +
-                                     std::to_string(static_cast<int>(options_.solver_type)) +
+                                     ddpm::detail::number_string(static_cast<int>(options_.solver_type)) +
                                      ", but must be SolverType::midpoint or heun");
     }
     detail::check_clipping(fn, options_.clipping);
@@ -129,14 +129,14 @@ class DPMSolverMultistepSampler : public detail::SamplerBase<DPMSolverMultistepS
     const char* fn = "ddpm::DPMSolverMultistepSampler::step";
     const auto target = this->begin_step(fn, i, output, x, noise, x0_out, kind);
     if (i != 0 && i != next_step_) {
-      detail::throw_invalid_argument(std::string(fn) + ": step index i is " + std::to_string(i) + ", but must be " +
-                                     std::to_string(next_step_) +
+      detail::throw_invalid_argument(std::string(fn) + ": step index i is " + ddpm::detail::number_string(i) + ", but must be " +
+                                     ddpm::detail::number_string(next_step_) +
                                      " (a multistep sampler steps in order; step 0 or reset() starts a new run)");
     }
     if (i == 0) lower_order_count_ = 0;
     if (i > 0 && static_cast<Eigen::Index>(history_.size()) != x.size()) {
       detail::throw_invalid_argument(std::string(fn) + ": x has shape " + detail::shape_string(x) +
-                                     ", but the run began with another shape (" + std::to_string(history_.size()) +
+                                     ", but the run began with another shape (" + ddpm::detail::number_string(history_.size()) +
                                      " elements); start a new run with step 0");
     }
 

@@ -96,17 +96,17 @@ class EulerSampler : public detail::SamplerBase<EulerSampler<S>, S> {
     sigmas_ = std::move(grid.sigmas);
     auto fail = [fn](const std::string& what) { detail::throw_invalid_argument(std::string(fn) + ": " + what); };
     if (!(std::isfinite(options_.s_churn) && options_.s_churn >= 0.0)) {
-      fail("s_churn is " + std::to_string(options_.s_churn) + ", but must be finite and >= 0");
+      fail("s_churn is " + ddpm::detail::number_string(options_.s_churn) + ", but must be finite and >= 0");
     }
     if (!(std::isfinite(options_.s_noise) && options_.s_noise >= 0.0)) {
-      fail("s_noise is " + std::to_string(options_.s_noise) + ", but must be finite and >= 0");
+      fail("s_noise is " + ddpm::detail::number_string(options_.s_noise) + ", but must be finite and >= 0");
     }
     if (std::isnan(options_.s_tmin) || std::isnan(options_.s_tmax) || options_.s_tmin > options_.s_tmax) {
-      fail("s_tmin is " + std::to_string(options_.s_tmin) + " and s_tmax " + std::to_string(options_.s_tmax) +
+      fail("s_tmin is " + ddpm::detail::number_string(options_.s_tmin) + " and s_tmax " + ddpm::detail::number_string(options_.s_tmax) +
            ", but they must be numbers with s_tmin <= s_tmax");
     }
     if (options_.s_churn > 0.0 && options_.clipping.mode == Clipping::Mode::dynamic_threshold) {
-      fail("s_churn is " + std::to_string(options_.s_churn) +
+      fail("s_churn is " + ddpm::detail::number_string(options_.s_churn) +
            " together with dynamic thresholding, which is not supported; use Clipping::clip or no bounds");
     }
   }

@@ -44,7 +44,7 @@ class EulerAncestralSampler : public detail::SamplerBase<EulerAncestralSampler<S
     detail::check_karras_flag(fn, options_.use_karras_sigmas, options_.sigma_spacing);
     Grid grid = make_grid(this->schedule_, options_.grid(), fn);
     if (options_.s_churn != 0.0) {
-      detail::throw_invalid_argument("ddpm::EulerAncestralSampler: s_churn is " + std::to_string(options_.s_churn) +
+      detail::throw_invalid_argument("ddpm::EulerAncestralSampler: s_churn is " + ddpm::detail::number_string(options_.s_churn) +
                                      ", but must be 0: churn is an option of EulerSampler only");
     }
     this->timesteps_ = std::move(grid.timesteps);

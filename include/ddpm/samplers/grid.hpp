@@ -152,7 +152,7 @@ Grid make_grid(const NoiseSchedule<S>& schedule, const GridOptions& o, const cha
   const bool ramp = o.sigma_spacing != SigmaSpacing::timesteps;
   if (ramp && o.sigma_spacing != SigmaSpacing::karras && o.sigma_spacing != SigmaSpacing::exponential &&
       o.sigma_spacing != SigmaSpacing::polyexponential) {
-    detail::throw_invalid_argument(f + ": sigma_spacing is " + std::to_string(static_cast<int>(o.sigma_spacing)) +
+    detail::throw_invalid_argument(f + ": sigma_spacing is " + ddpm::detail::number_string(static_cast<int>(o.sigma_spacing)) +
                                    ", but must be a SigmaSpacing");
   }
   const std::vector<double> table = detail::sigma_table(schedule);
@@ -167,7 +167,7 @@ Grid make_grid(const NoiseSchedule<S>& schedule, const GridOptions& o, const cha
     for (std::size_t k = 0; k < o.sigmas.size(); ++k) {
       const double s = o.sigmas[k];
       if (!(std::isfinite(s) && s > 0.0) || (k > 0 && !(s < o.sigmas[k - 1]))) {
-        detail::throw_invalid_argument(f + ": sigmas[" + std::to_string(k) + "] is " + std::to_string(s) +
+        detail::throw_invalid_argument(f + ": sigmas[" + ddpm::detail::number_string(k) + "] is " + ddpm::detail::number_string(s) +
                                        ", but the sigmas must be finite, > 0 and strictly decreasing");
       }
     }
@@ -181,8 +181,8 @@ Grid make_grid(const NoiseSchedule<S>& schedule, const GridOptions& o, const cha
   } else {
     const int N = o.num_inference_steps;
     if (N < 1 || N > T) {
-      detail::throw_invalid_argument(f + ": num_inference_steps is " + std::to_string(N) + ", but must be in [1, " +
-                                     std::to_string(T) + "] (T)");
+      detail::throw_invalid_argument(f + ": num_inference_steps is " + ddpm::detail::number_string(N) + ", but must be in [1, " +
+                                     ddpm::detail::number_string(T) + "] (T)");
     }
     if (!(ramp && o.sigma_ends == SigmaEnds::training)) {
       g.timesteps = detail::grid_timesteps(T, N, o.timestep_spacing, o.steps_offset, o.drop_final_timestep);
@@ -191,7 +191,7 @@ Grid make_grid(const NoiseSchedule<S>& schedule, const GridOptions& o, const cha
   if (ramp || !o.sigmas.empty()) {
     if (T < 2) {
       detail::throw_invalid_argument(f + ": sigma_spacing " + sigma_spacing_name(o.sigma_spacing) +
-                                     " and sigma lists need T >= 2, but T is " + std::to_string(T));
+                                     " and sigma lists need T >= 2, but T is " + ddpm::detail::number_string(T));
     }
     if (ramp) {
       const bool training = o.sigma_ends == SigmaEnds::training;

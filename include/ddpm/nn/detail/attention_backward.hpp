@@ -88,18 +88,18 @@ void attention_check_shapes(const char* fn, const AttentionWeights<S>& w, Featur
                             const char* b_name) {
   if (w.channels < 1 || w.heads < 1 || w.head_dim < 1 || w.head_dim > w.channels || !(w.rescale != 0.0)) {
     ddpm::detail::throw_invalid_argument(std::string("ddpm::nn::detail::") + fn + ": weights have channels " +
-                                         std::to_string(w.channels) + ", heads " + std::to_string(w.heads) +
-                                         " and head_dim " + std::to_string(w.head_dim) +
+                                         ddpm::detail::number_string(w.channels) + ", heads " + ddpm::detail::number_string(w.heads) +
+                                         " and head_dim " + ddpm::detail::number_string(w.head_dim) +
                                          ", but must have 1 <= head_dim <= channels, heads >= 1, rescale != 0");
   }
   if (a.channels != w.channels || b.channels != w.channels || a.batch != b.batch || a.height != b.height ||
       a.width != b.width) {
     ddpm::detail::throw_invalid_argument(std::string("ddpm::nn::detail::") + fn + ": " + b_name + " has shape (" +
-                                         std::to_string(b.channels) + ", " + std::to_string(b.batch) + ", " +
-                                         std::to_string(b.height) + ", " + std::to_string(b.width) +
-                                         "), but must be (" + std::to_string(w.channels) + ", " +
-                                         std::to_string(a.batch) + ", " + std::to_string(a.height) + ", " +
-                                         std::to_string(a.width) + ") (channels, batch, height, width)");
+                                         ddpm::detail::number_string(b.channels) + ", " + ddpm::detail::number_string(b.batch) + ", " +
+                                         ddpm::detail::number_string(b.height) + ", " + ddpm::detail::number_string(b.width) +
+                                         "), but must be (" + ddpm::detail::number_string(w.channels) + ", " +
+                                         ddpm::detail::number_string(a.batch) + ", " + ddpm::detail::number_string(a.height) + ", " +
+                                         ddpm::detail::number_string(a.width) + ") (channels, batch, height, width)");
   }
 }
 
@@ -365,9 +365,9 @@ void attention_residual_backward(Workspace<S>& ctx, double rescale, FeatureMap<c
   if (d_out.channels != d_x.channels || d_out.batch != d_x.batch || d_out.height != d_x.height ||
       d_out.width != d_x.width) {
     ddpm::detail::throw_invalid_argument(
-        "ddpm::nn::detail::attention_residual_backward: d_x has " + std::to_string(d_x.size()) +
-        " values in another shape, but must have d_out's shape (" + std::to_string(d_out.channels) + ", " +
-        std::to_string(d_out.batch) + ", " + std::to_string(d_out.height) + ", " + std::to_string(d_out.width) + ")");
+        "ddpm::nn::detail::attention_residual_backward: d_x has " + ddpm::detail::number_string(d_x.size()) +
+        " values in another shape, but must have d_out's shape (" + ddpm::detail::number_string(d_out.channels) + ", " +
+        ddpm::detail::number_string(d_out.batch) + ", " + ddpm::detail::number_string(d_out.height) + ", " + ddpm::detail::number_string(d_out.width) + ")");
   }
   using Array = Eigen::Array<S, Eigen::Dynamic, 1>;
   const Eigen::Index N = d_out.plane();

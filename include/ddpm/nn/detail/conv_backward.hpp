@@ -266,19 +266,19 @@ template <class S>
 void check_conv2d_backward(const ConvGeometry& g, const S* weight, FeatureMap<const S> x, FeatureMap<const S> d_out,
                            FeatureMap<S> d_x) {
   const auto dims = [](Eigen::Index c, Eigen::Index n, Eigen::Index h, Eigen::Index w) {
-    return "[C=" + std::to_string(c) + ", N=" + std::to_string(n) + ", H=" + std::to_string(h) +
-           ", W=" + std::to_string(w) + "]";
+    return "[C=" + ddpm::detail::number_string(c) + ", N=" + ddpm::detail::number_string(n) + ", H=" + ddpm::detail::number_string(h) +
+           ", W=" + ddpm::detail::number_string(w) + "]";
   };
   if (g.in_channels < 1 || g.out_channels < 1 || g.kernel_h < 1 || g.kernel_w < 1 || g.stride < 1 ||
       g.padding.top < 0 || g.padding.left < 0 || g.padding.bottom < 0 || g.padding.right < 0) {
     ddpm::detail::throw_invalid_argument(
-        "ddpm::nn::detail::conv2d_backward: the geometry (channels " + std::to_string(g.in_channels) + " -> " +
-        std::to_string(g.out_channels) + ", kernel " + std::to_string(g.kernel_h) + "x" + std::to_string(g.kernel_w) +
-        ", stride " + std::to_string(g.stride) + ") must have channels, kernel and stride >= 1 and paddings >= 0");
+        "ddpm::nn::detail::conv2d_backward: the geometry (channels " + ddpm::detail::number_string(g.in_channels) + " -> " +
+        ddpm::detail::number_string(g.out_channels) + ", kernel " + ddpm::detail::number_string(g.kernel_h) + "x" + ddpm::detail::number_string(g.kernel_w) +
+        ", stride " + ddpm::detail::number_string(g.stride) + ") must have channels, kernel and stride >= 1 and paddings >= 0");
   }
   if (weight == nullptr) {
     ddpm::detail::throw_invalid_argument("ddpm::nn::detail::conv2d_backward: weight is null, but must point to [" +
-                                         std::to_string(g.out_channels) + ", " + std::to_string(g.weight_columns()) +
+                                         ddpm::detail::number_string(g.out_channels) + ", " + ddpm::detail::number_string(g.weight_columns()) +
                                          "] values");
   }
   const Eigen::Index oh = g.output_height(x.height), ow = g.output_width(x.width);
@@ -287,8 +287,8 @@ void check_conv2d_backward(const ConvGeometry& g, const S* weight, FeatureMap<co
     ddpm::detail::throw_invalid_argument(
         "ddpm::nn::detail::conv2d_backward: x " + dims(x.channels, x.batch, x.height, x.width) + " and d_out " +
         dims(d_out.channels, d_out.batch, d_out.height, d_out.width) + " do not fit a " +
-        std::to_string(g.in_channels) + " -> " + std::to_string(g.out_channels) + " convolution with kernel " +
-        std::to_string(g.kernel_h) + "x" + std::to_string(g.kernel_w) + " and stride " + std::to_string(g.stride) +
+        ddpm::detail::number_string(g.in_channels) + " -> " + ddpm::detail::number_string(g.out_channels) + " convolution with kernel " +
+        ddpm::detail::number_string(g.kernel_h) + "x" + ddpm::detail::number_string(g.kernel_w) + " and stride " + ddpm::detail::number_string(g.stride) +
         " (d_out must be " + dims(g.out_channels, x.batch, oh, ow) + ")");
   }
   if (d_x.data != nullptr &&

@@ -69,7 +69,7 @@ inline double inverse_normal_cdf(double p) {
 /// Throws ddpm::invalid_argument naming fn unless p is in [0, 1].
 inline void check_dropout_probability(const char* fn, double p) {
   if (!(p >= 0.0 && p <= 1.0)) {
-    ddpm::detail::throw_invalid_argument(std::string(fn) + ": p is " + std::to_string(p) + ", but must be in [0, 1]");
+    ddpm::detail::throw_invalid_argument(std::string(fn) + ": p is " + ddpm::detail::number_string(p) + ", but must be in [0, 1]");
   }
 }
 
@@ -93,9 +93,9 @@ void dropout_forward(Context<S>& ctx, double p, bool training, NoiseSource& nois
   constexpr const char* fn = "ddpm::nn::detail::dropout_forward";
   check_dropout_probability(fn, p);
   if (out.channels != x.channels || out.batch != x.batch || out.height != x.height || out.width != x.width) {
-    ddpm::detail::throw_invalid_argument(std::string(fn) + ": out has " + std::to_string(out.size()) +
+    ddpm::detail::throw_invalid_argument(std::string(fn) + ": out has " + ddpm::detail::number_string(out.size()) +
                                          " elements in a different shape, but must have the shape of x (" +
-                                         std::to_string(x.size()) + " elements)");
+                                         ddpm::detail::number_string(x.size()) + " elements)");
   }
   const Eigen::Index total = x.size();
   if (!training) {
@@ -105,8 +105,8 @@ void dropout_forward(Context<S>& ctx, double p, bool training, NoiseSource& nois
   if (mask == nullptr) ddpm::detail::throw_invalid_argument(std::string(fn) + ": mask must not be null in training");
   const std::uint64_t first = noise.offset(), n = static_cast<std::uint64_t>(total);
   if (n > std::numeric_limits<std::uint64_t>::max() - first) {
-    ddpm::detail::throw_invalid_argument(std::string(fn) + ": " + std::to_string(n) + " draws from offset " +
-                                         std::to_string(first) + " run past the end of the stream (2^64 - 1 numbers)");
+    ddpm::detail::throw_invalid_argument(std::string(fn) + ": " + ddpm::detail::number_string(n) + " draws from offset " +
+                                         ddpm::detail::number_string(first) + " run past the end of the stream (2^64 - 1 numbers)");
   }
   if (total == 0) return;
   const S scale = dropout_keep_scale<S>(p);
@@ -190,9 +190,9 @@ void dropout_backward(Context<S>& ctx, double p, bool training, const std::uint8
                       FeatureMap<S> d_x) {
   if (d_out.channels != d_x.channels || d_out.batch != d_x.batch || d_out.height != d_x.height ||
       d_out.width != d_x.width) {
-    ddpm::detail::throw_invalid_argument("ddpm::nn::detail::dropout_backward: d_x has " + std::to_string(d_x.size()) +
+    ddpm::detail::throw_invalid_argument("ddpm::nn::detail::dropout_backward: d_x has " + ddpm::detail::number_string(d_x.size()) +
                                          " elements in a different shape, but must have the shape of d_out (" +
-                                         std::to_string(d_out.size()) + " elements)");
+                                         ddpm::detail::number_string(d_out.size()) + " elements)");
   }
   dropout_backward(ctx, p, training, mask, d_out.data, d_x.data, d_out.size());
 }

@@ -30,9 +30,9 @@ namespace ddpm::nn::detail {
 inline void check_labels(const char* fn, std::span<const int> labels, Eigen::Index num_classes) {
   for (std::size_t b = 0; b < labels.size(); ++b) {
     if (labels[b] < 0 || labels[b] >= num_classes) {
-      ddpm::detail::throw_invalid_argument(std::string(fn) + ": labels[" + std::to_string(b) + "] is " +
-                                           std::to_string(labels[b]) + ", but must be in [0, " +
-                                           std::to_string(num_classes) + ")");
+      ddpm::detail::throw_invalid_argument(std::string(fn) + ": labels[" + ddpm::detail::number_string(b) + "] is " +
+                                           ddpm::detail::number_string(labels[b]) + ", but must be in [0, " +
+                                           ddpm::detail::number_string(num_classes) + ")");
     }
   }
 }
@@ -120,7 +120,7 @@ void timestep_mlp_backward(Context<S>& ctx, const TimestepMlpArgs<S>& args, cons
   const Eigen::Index B = args.batch, in = args.in, dim = args.dim;
   if (B < 1 || in < 1 || dim < 1 || args.w1 == nullptr || args.w2 == nullptr) {
     ddpm::detail::throw_invalid_argument("ddpm::nn::detail::timestep_mlp_backward: batch, in and dim are " +
-                                         std::to_string(B) + ", " + std::to_string(in) + " and " + std::to_string(dim) +
+                                         ddpm::detail::number_string(B) + ", " + ddpm::detail::number_string(in) + " and " + ddpm::detail::number_string(dim) +
                                          ", but must be >= 1, with weights w1 and w2 given");
   }
   typename Context<S>::Buffer scratch = ctx.acquire(4 * B * dim + dim);

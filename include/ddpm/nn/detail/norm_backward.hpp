@@ -136,18 +136,18 @@ template <class S>
 void check_group_norm_args(const char* fn, const GroupNormArgs<S>& args, FeatureMap<const S> a, FeatureMap<const S> b) {
   const Eigen::Index C = a.channels;
   if (args.groups < 1 || C < 1 || C % args.groups != 0) {
-    ddpm::detail::throw_invalid_argument(std::string(fn) + ": groups is " + std::to_string(args.groups) +
-                                         ", but must be >= 1 and divide the channels (" + std::to_string(C) + ")");
+    ddpm::detail::throw_invalid_argument(std::string(fn) + ": groups is " + ddpm::detail::number_string(args.groups) +
+                                         ", but must be >= 1 and divide the channels (" + ddpm::detail::number_string(C) + ")");
   }
   if (args.weight == nullptr || args.bias == nullptr) {
     ddpm::detail::throw_invalid_argument(std::string(fn) + ": weight and bias must not be null");
   }
   if (b.channels != a.channels || b.batch != a.batch || b.height != a.height || b.width != a.width) {
-    ddpm::detail::throw_invalid_argument(std::string(fn) + ": the maps have shapes (" + std::to_string(a.channels) +
-                                         ", " + std::to_string(a.batch) + ", " + std::to_string(a.height) + ", " +
-                                         std::to_string(a.width) + ") and (" + std::to_string(b.channels) + ", " +
-                                         std::to_string(b.batch) + ", " + std::to_string(b.height) + ", " +
-                                         std::to_string(b.width) + "), but must have the same shape");
+    ddpm::detail::throw_invalid_argument(std::string(fn) + ": the maps have shapes (" + ddpm::detail::number_string(a.channels) +
+                                         ", " + ddpm::detail::number_string(a.batch) + ", " + ddpm::detail::number_string(a.height) + ", " +
+                                         ddpm::detail::number_string(a.width) + ") and (" + ddpm::detail::number_string(b.channels) + ", " +
+                                         ddpm::detail::number_string(b.batch) + ", " + ddpm::detail::number_string(b.height) + ", " +
+                                         ddpm::detail::number_string(b.width) + "), but must have the same shape");
   }
 }
 

@@ -32,8 +32,8 @@ namespace ddpm::nn::detail {
 namespace resample_detail {
 
 inline std::string dims(Eigen::Index c, Eigen::Index n, Eigen::Index h, Eigen::Index w) {
-  return "[C=" + std::to_string(c) + ", N=" + std::to_string(n) + ", H=" + std::to_string(h) +
-         ", W=" + std::to_string(w) + "]";
+  return "[C=" + ddpm::detail::number_string(c) + ", N=" + ddpm::detail::number_string(n) + ", H=" + ddpm::detail::number_string(h) +
+         ", W=" + ddpm::detail::number_string(w) + "]";
 }
 template <class A>
 std::string dims(const FeatureMap<A>& m) {
@@ -220,8 +220,8 @@ void upsample2d_backward(Workspace<S>& ctx, const Conv2d<S>* conv, FeatureMap<co
 template <class S>
 FeatureMap<S> channel_slice(FeatureMap<S> m, Eigen::Index c0, Eigen::Index c1) {
   if (c0 < 0 || c1 < c0 || c1 > m.channels) {
-    ddpm::detail::throw_invalid_argument("ddpm::nn::detail::channel_slice: the range [" + std::to_string(c0) + ", " +
-                                         std::to_string(c1) + ") must lie in [0, " + std::to_string(m.channels) + "]");
+    ddpm::detail::throw_invalid_argument("ddpm::nn::detail::channel_slice: the range [" + ddpm::detail::number_string(c0) + ", " +
+                                         ddpm::detail::number_string(c1) + ") must lie in [0, " + ddpm::detail::number_string(m.channels) + "]");
   }
   return {m.data + c0 * m.plane(), c1 - c0, m.batch, m.height, m.width};
 }
@@ -250,9 +250,9 @@ void concat_channels_backward(Workspace<S>& ctx, FeatureMap<const S> d_cat, Feat
                               FeatureMap<S> d_b, bool accumulate_b) {
   if (d_a.channels + d_b.channels != d_cat.channels) {
     ddpm::detail::throw_invalid_argument("ddpm::nn::detail::concat_channels_backward: d_a has " +
-                                         std::to_string(d_a.channels) + " and d_b " + std::to_string(d_b.channels) +
+                                         ddpm::detail::number_string(d_a.channels) + " and d_b " + ddpm::detail::number_string(d_b.channels) +
                                          " channels, but together they must have d_cat's " +
-                                         std::to_string(d_cat.channels));
+                                         ddpm::detail::number_string(d_cat.channels));
   }
   if (d_a.data != nullptr) copy_or_add_feature(ctx, channel_slice(d_cat, 0, d_a.channels), d_a, accumulate_a);
   if (d_b.data != nullptr) {

@@ -30,7 +30,7 @@ namespace ddpm::detail {
 
 inline void check_prediction(const char* fn, Prediction kind) {
   if (kind != Prediction::epsilon && kind != Prediction::sample && kind != Prediction::velocity) {
-    throw_invalid_argument(std::string(fn) + ": kind is " + std::to_string(static_cast<int>(kind)) +
+    throw_invalid_argument(std::string(fn) + ": kind is " + ddpm::detail::number_string(static_cast<int>(kind)) +
                            ", but must be Prediction::epsilon, sample or velocity");
   }
 }
@@ -39,7 +39,7 @@ inline void check_prediction(const char* fn, Prediction kind) {
 /// schedule the first DDPM / DDIM step has alpha_bar = 0 and needs a sample or velocity prediction.
 inline void check_x0_defined(const char* fn, Prediction kind, double alpha_bar, int t) {
   if (kind == Prediction::epsilon && !(alpha_bar > 0.0)) {
-    throw_invalid_argument(std::string(fn) + ": alpha_bar[" + std::to_string(t) +
+    throw_invalid_argument(std::string(fn) + ": alpha_bar[" + ddpm::detail::number_string(t) +
                            "] is 0 (zero terminal SNR), but an epsilon prediction determines x0 only where "
                            "alpha_bar > 0; use a velocity (or sample) prediction, or a sigma-space sampler");
   }
@@ -50,29 +50,29 @@ inline void check_clipping(const char* fn, const Clipping& c) {
     case Clipping::Mode::none: return;
     case Clipping::Mode::clip:
       if (!(std::isfinite(c.range) && c.range > 0.0)) {
-        throw_invalid_argument(std::string(fn) + ": clipping.range is " + std::to_string(c.range) +
+        throw_invalid_argument(std::string(fn) + ": clipping.range is " + ddpm::detail::number_string(c.range) +
                                ", but must be finite and > 0");
       }
       return;
     case Clipping::Mode::dynamic_threshold:
       if (!(c.ratio >= 0.0 && c.ratio <= 1.0)) {
-        throw_invalid_argument(std::string(fn) + ": clipping.ratio is " + std::to_string(c.ratio) +
+        throw_invalid_argument(std::string(fn) + ": clipping.ratio is " + ddpm::detail::number_string(c.ratio) +
                                ", but must be in [0, 1]");
       }
       if (!(std::isfinite(c.max_value) && c.max_value >= 1.0)) {
-        throw_invalid_argument(std::string(fn) + ": clipping.max_value is " + std::to_string(c.max_value) +
+        throw_invalid_argument(std::string(fn) + ": clipping.max_value is " + ddpm::detail::number_string(c.max_value) +
                                ", but must be finite and >= 1");
       }
       return;
   }
-  throw_invalid_argument(std::string(fn) + ": clipping.mode is " + std::to_string(static_cast<int>(c.mode)) +
+  throw_invalid_argument(std::string(fn) + ": clipping.mode is " + ddpm::detail::number_string(static_cast<int>(c.mode)) +
                          ", but must be Clipping::Mode::none, clip or dynamic_threshold");
 }
 
 inline void check_step_index(const char* fn, int i, int num_steps) {
   if (i < 0 || i >= num_steps) {
-    throw_invalid_argument(std::string(fn) + ": step index i is " + std::to_string(i) + ", but must be in [0, " +
-                           std::to_string(num_steps) + ") (num_inference_steps)");
+    throw_invalid_argument(std::string(fn) + ": step index i is " + ddpm::detail::number_string(i) + ", but must be in [0, " +
+                           ddpm::detail::number_string(num_steps) + ") (num_inference_steps)");
   }
 }
 
