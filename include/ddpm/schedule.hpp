@@ -199,11 +199,11 @@ class NoiseSchedule {
     }
     timestep_map_.resize(static_cast<std::size_t>(T));
     for (int i = 0; i < T; ++i) timestep_map_[i] = i;
-    derive();
+    derive(fn);
   }
 
   // Every derived array is computed in double from the double betas and cast once.
-  void derive() {
+  void derive(const char* fn) {
     const Eigen::Index T = static_cast<Eigen::Index>(betas64_.size());
     using A = Eigen::ArrayXd;
     const A beta = Eigen::Map<const A>(betas64_.data(), T);
@@ -227,6 +227,30 @@ class NoiseSchedule {
     // With a single step there is no next one, and beta[0] (the "fixed_large" choice) stands in.
     post_log_var[0] = T > 1 ? std::log(post_var[1]) : std::log(beta[0]);
     if (T > 1) post_log_var.tail(T - 1) = log_of(post_var.tail(T - 1));
+    const A coef1 = beta * sqrt_of(alpha_bar_prev) / one_minus;
+    const A coef2 = (1.0 - alpha_bar_prev) * sqrt_of(alpha) / one_minus;
+    // A beta below 2^-53 rounds 1 - beta to 1, so 1 - alpha_bar is 0 at the first steps and the posterior
+    // divides 0 by 0: every sample would be NaN. Refuse such a schedule here, naming the first bad index.
+    for (Eigen::Index i = 0; i < T; ++i) {
+      const double* bad_value = nullptr;
+      const char* bad_name = nullptr;
+      if (!std::isfinite(post_var[i])) {
+        bad_value = &post_var[i], bad_name = "posterior_variance";
+      } else if (!std::isfinite(post_log_var[i])) {
+        bad_value = &post_log_var[i], bad_name = "posterior_log_variance_clipped";
+      } else if (!std::isfinite(coef1[i])) {
+        bad_value = &coef1[i], bad_name = "posterior_mean_coef1";
+      } else if (!std::isfinite(coef2[i])) {
+        bad_value = &coef2[i], bad_name = "posterior_mean_coef2";
+      }
+      if (bad_name != nullptr) {
+        detail::throw_invalid_argument(
+            std::string(fn) + ": " + bad_name + "[" + detail::number_string(i) + "] is " + to_text(*bad_value) +
+            " (beta[" + detail::number_string(i) + "] = " + to_text(beta[i]) + ", 1 - alpha_bar[" +
+            detail::number_string(i) + "] = " + to_text(one_minus[i]) +
+            "), but every derived quantity must be finite: betas below 2^-53 round 1 - beta to 1 in double");
+      }
+    }
 
     betas_ = beta.cast<S>();
     alphas_ = alpha.cast<S>();
@@ -242,8 +266,8 @@ class NoiseSchedule {
     sqrt_recipm1_alphas_cumprod_ = sqrt_of(one_minus / alpha_bar).template cast<S>();
     posterior_variance_ = post_var.cast<S>();
     posterior_log_variance_clipped_ = post_log_var.cast<S>();
-    posterior_mean_coef1_ = (beta * sqrt_of(alpha_bar_prev) / one_minus).template cast<S>();
-    posterior_mean_coef2_ = ((1.0 - alpha_bar_prev) * sqrt_of(alpha) / one_minus).template cast<S>();
+    posterior_mean_coef1_ = coef1.cast<S>();
+    posterior_mean_coef2_ = coef2.cast<S>();
     snr_ = (alpha_bar / one_minus).cast<S>();
     sigmas_ = sqrt_of(one_minus / alpha_bar).template cast<S>();
   }

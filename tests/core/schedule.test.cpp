@@ -444,6 +444,37 @@ TEMPLATE_TEST_CASE("NoiseSchedule: bad arguments throw ddpm::invalid_argument", 
   }
 }
 
+TEMPLATE_TEST_CASE("NoiseSchedule: betas below 2^-53 whose posterior is not finite are refused", "[schedule][errors]",
+                   float, double) {
+  using N = ddpm::NoiseSchedule<TestType>;
+  // 1 - beta rounds to 1 in double for beta <= 2^-54 (ties to even), so alpha_bar[0] = 1 and the posterior
+  // variance beta (1 - alpha_bar_prev) / (1 - alpha_bar) is 0 / 0 at t = 0: every sample would be NaN.
+  for (double tiny : {1e-17, std::ldexp(1.0, -54), std::ldexp(1.0, -60), 5e-324}) {
+    INFO("beta[0] = " << tiny);
+    CHECK_THROWS_AS(N::from_betas({tiny, 0.01, 0.02}), ddpm::invalid_argument);
+    CHECK_THROWS_WITH(N::from_betas({tiny, 0.01, 0.02}),
+                      Catch::Contains("from_betas") && Catch::Contains("posterior_variance[0] is nan") &&
+                          Catch::Contains("beta[0] = " + ddpm::detail::number_string(tiny)));
+  }
+  CHECK_THROWS_WITH(N::linear(10, 1e-17, 0.02), Catch::Contains("NoiseSchedule::linear") && Catch::Contains("[0]"));
+  // Two tiny betas: the first two steps both leave 1 - alpha_bar = 0; the first bad index is named.
+  CHECK_THROWS_WITH(N::from_betas({1e-17, 1e-17, 0.5}), Catch::Contains("posterior_variance[0]"));
+  // 1 - 2^-52 and 1 - 2^-53 are doubles, so these betas survive: 1 - alpha_bar[0] = beta[0] > 0.
+  for (double small : {std::ldexp(1.0, -52), std::ldexp(1.0, -53)}) {
+    INFO("beta[0] = " << small);
+    const auto s = N::from_betas({small, 0.01, 0.02});
+    CHECK(s.posterior_variance().allFinite());
+    CHECK(s.posterior_log_variance_clipped().allFinite());
+    CHECK(s.posterior_mean_coef1().allFinite());
+    CHECK(s.posterior_mean_coef2().allFinite());
+  }
+  // A tiny beta after the first step is harmless (1 - alpha_bar[1] = 1 - alpha_bar[0] > 0) and is kept.
+  const auto later = N::from_betas({1e-4, 1e-17, 0.02});
+  CHECK(later.posterior_variance().allFinite());
+  CHECK(later.posterior_mean_coef1().allFinite());
+  CHECK(later.posterior_log_variance_clipped().allFinite());
+}
+
 TEST_CASE("space_timesteps: bad specs throw ddpm::invalid_argument", "[schedule][spacing][errors]") {
   for (const char* spec : {"ddim", "ddimx", "", "1,,2", "-3", ",", "1,", ",1", "ddim-5", "ddim5x", " 5", "5 ", "1.5",
                            "0", "3,0", "abc", "99999999999", "DDIM5"}) {
