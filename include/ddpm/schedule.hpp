@@ -356,10 +356,16 @@ inline std::vector<int> respacing_timesteps(int T, const std::string& spec) {
   };
   if (spec.rfind("ddim", 0) == 0) {
     const int desired = parse_count(spec.substr(4));
-    for (int stride = 1; stride < T; ++stride) {
-      if ((T + stride - 1) / stride == desired) {
+    // improved-diffusion tries strides 1, 2, ..., T - 1 and takes the first giving ceil(T / stride) = N
+    // steps. The count does not grow with the stride, so that first stride is ceil(T / N) or there is
+    // none: computed directly in 64 bits (the loop's T + stride - 1 overflowed for T near INT_MAX).
+    if (desired >= 1) {
+      const long long T64 = T;
+      const long long stride = (T64 + desired - 1) / desired;
+      if (stride < T64 && (T64 + stride - 1) / stride == desired) {
         std::vector<int> kept;
-        for (int t = 0; t < T; t += stride) kept.push_back(t);
+        kept.reserve(static_cast<std::size_t>(desired));
+        for (long long t = 0; t < T64; t += stride) kept.push_back(static_cast<int>(t));
         return kept;
       }
     }

@@ -499,6 +499,39 @@ TEST_CASE("space_timesteps: bad specs throw ddpm::invalid_argument", "[schedule]
   CHECK_THROWS_AS(ddpm::respacing_timesteps(-5, "ddim1"), ddpm::invalid_argument);
 }
 
+TEST_CASE("respacing_timesteps: \"ddimN\" takes the first stride improved-diffusion's loop finds, for any T",
+          "[schedule][spacing]") {
+  // improved-diffusion: for i in range(1, T): if len(range(0, T, i)) == N: return set(range(0, T, i)).
+  const auto brute_force = [](int T, int N) -> std::vector<int> {
+    for (int stride = 1; stride < T; ++stride) {
+      if ((T + stride - 1) / stride == N) {
+        std::vector<int> kept;
+        for (int t = 0; t < T; t += stride) kept.push_back(t);
+        return kept;
+      }
+    }
+    return {};
+  };
+  for (int T = 1; T <= 120; ++T) {
+    for (int N = 1; N <= T + 1; ++N) {
+      INFO("T = " << T << ", N = " << N);
+      const std::vector<int> expected = brute_force(T, N);
+      const std::string spec = "ddim" + std::to_string(N);
+      if (expected.empty()) {
+        CHECK_THROWS_AS(ddpm::respacing_timesteps(T, spec), ddpm::invalid_argument);
+      } else {
+        CHECK(ddpm::respacing_timesteps(T, spec) == expected);
+      }
+    }
+  }
+  // T = INT_MAX: the loop's T + stride - 1 overflowed a signed int (UB); the stride is ceil(T / N).
+  const int T = std::numeric_limits<int>::max();
+  CHECK(ddpm::respacing_timesteps(T, "ddim2") == std::vector<int>{0, 1073741824});
+  const std::vector<int> three = ddpm::respacing_timesteps(T, "ddim3");
+  CHECK(three == std::vector<int>{0, 715827883, 1431655766});
+  CHECK_THROWS_AS(ddpm::respacing_timesteps(T, "ddim1"), ddpm::invalid_argument);
+}
+
 TEMPLATE_TEST_CASE("respace: bad kept lists throw ddpm::invalid_argument", "[schedule][respace][errors]", float,
                    double) {
   const auto s = ddpm::NoiseSchedule<TestType>::linear(10);
