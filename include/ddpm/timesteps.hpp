@@ -202,13 +202,29 @@ inline std::vector<double> polyexponential_sigmas(double sigma_min, double sigma
 /// two neighbouring training timesteps (k-diffusion's and diffusers' `_sigma_to_t`):  [docs/samplers.md, (S6)]
 ///   log sigma_table[i] <= log sigma < log sigma_table[i + 1],   t = i + (log sigma - log sigma_table[i]) /
 ///   (log sigma_table[i + 1] - log sigma_table[i]),  clamped to [0, T - 1]
-/// `sigma_table` holds sigma[t] for t = 0..T-1 (increasing).
-/// Throws ddpm::invalid_argument if the table has fewer than 2 entries or sigma is not positive.
+/// `sigma_table` holds sigma[t] for t = 0..T-1 (non-decreasing; equal neighbours give the upper index).
+/// Throws ddpm::invalid_argument if the table has fewer than 2 entries, an entry is not finite and > 0 or
+/// is below its predecessor, or sigma is not positive (NaN included).
 inline double sigma_to_timestep(const std::vector<double>& sigma_table, double sigma) {
   const std::string fn = "ddpm::sigma_to_timestep";
   const int T = static_cast<int>(sigma_table.size());
   if (T < 2) detail::throw_invalid_argument(fn + ": the sigma table has " + ddpm::detail::number_string(T) + " entries, but needs >= 2");
   if (!(sigma > 0.0)) detail::throw_invalid_argument(fn + ": sigma is " + ddpm::detail::number_string(sigma) + ", but must be > 0");
+  // A 0 (log -inf) or NaN entry would make the interpolation weight NaN, and so the timestep.
+  for (int i = 0; i < T; ++i) {
+    const double v = sigma_table[static_cast<std::size_t>(i)];
+    if (!(std::isfinite(v) && v > 0.0)) {
+      detail::throw_invalid_argument(fn + ": sigma_table[" + ddpm::detail::number_string(i) + "] is " +
+                                     ddpm::detail::number_string(v) + ", but every entry must be finite and > 0");
+    }
+    if (i > 0 && v < sigma_table[static_cast<std::size_t>(i - 1)]) {
+      detail::throw_invalid_argument(fn + ": sigma_table[" + ddpm::detail::number_string(i) + "] is " +
+                                     ddpm::detail::number_string(v) + ", below sigma_table[" +
+                                     ddpm::detail::number_string(i - 1) + "] = " +
+                                     ddpm::detail::number_string(sigma_table[static_cast<std::size_t>(i - 1)]) +
+                                     ", but the table must be non-decreasing");
+    }
+  }
   const double log_sigma = std::log(sigma);
   // low = the last index whose log sigma is <= log_sigma, clamped to [0, T - 2] (diffusers' cumsum/argmax).
   int low = 0;
@@ -218,7 +234,8 @@ inline double sigma_to_timestep(const std::vector<double>& sigma_table, double s
   if (low > T - 2) low = T - 2;
   const double lo = std::log(sigma_table[static_cast<std::size_t>(low)]);
   const double hi = std::log(sigma_table[static_cast<std::size_t>(low + 1)]);
-  double w = (lo - log_sigma) / (lo - hi);
+  // Equal neighbours (lo == hi): low is T - 2 and sigma is at or above both, so take the upper one.
+  double w = lo == hi ? 1.0 : (lo - log_sigma) / (lo - hi);
   w = w < 0.0 ? 0.0 : (w > 1.0 ? 1.0 : w);
   return (1.0 - w) * low + w * (low + 1);
 }

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -173,6 +174,33 @@ TEST_CASE("karras_sigmas and sigma_to_timestep match the reference", "[samplers]
   CHECK_THROWS_AS(ddpm::karras_sigmas(0.1, 1.0, 5, 0.0), ddpm::invalid_argument);
   CHECK_THROWS_AS(ddpm::sigma_to_timestep({1.0}, 1.0), ddpm::invalid_argument);
   CHECK_THROWS_AS(ddpm::sigma_to_timestep(table, 0.0), ddpm::invalid_argument);
+}
+
+TEST_CASE("sigma_to_timestep refuses tables holding 0, NaN, infinities or a decrease", "[samplers][timesteps][errors]") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  // Each of these gave NaN (a 0 entry is log -inf, so the weight is -inf / -inf; NaN propagates).
+  for (double bad : {0.0, nan, -1.0, inf}) {
+    INFO("bad entry " << bad);
+    for (std::size_t at : {std::size_t{0}, std::size_t{1}, std::size_t{3}}) {
+      std::vector<double> table = {0.1, 0.5, 1.0, 2.0};
+      table[at] = bad;
+      CHECK_THROWS_WITH(ddpm::sigma_to_timestep(table, 0.7),
+                        Catch::Contains("ddpm::sigma_to_timestep") &&
+                            Catch::Contains("sigma_table[" + std::to_string(at) + "] is " +
+                                            ddpm::detail::number_string(bad)));
+    }
+  }
+  CHECK_THROWS_WITH(ddpm::sigma_to_timestep({0.1, 0.5, 0.4, 2.0}, 0.7),
+                    Catch::Contains("sigma_table[2] is 0.4") && Catch::Contains("non-decreasing"));
+  CHECK_THROWS_AS(ddpm::sigma_to_timestep({0.1, 0.5}, nan), ddpm::invalid_argument);
+  // Equal neighbours at the top: at or above both, the upper index (was 0 / 0 = NaN at sigma == entry).
+  CHECK(ddpm::sigma_to_timestep({0.1, 0.5, 0.5}, 0.5) == 2.0);
+  CHECK(ddpm::sigma_to_timestep({0.1, 0.5, 0.5}, 0.7) == 2.0);
+  // Equal neighbours lower down are passed over (low is the last entry <= sigma).
+  CHECK(ddpm::sigma_to_timestep({0.5, 0.5, 1.0}, 0.5) == 1.0);
+  // Between distinct entries: log-linear interpolation, Eq. (S6): sqrt(0.1 * 1.0) lies half way.
+  CHECK(ddpm::sigma_to_timestep({0.1, 1.0}, std::sqrt(0.1)) == Approx(0.5).margin(1e-15));
 }
 
 TEST_CASE("exponential_sigmas and polyexponential_sigmas: the closed forms", "[samplers][timesteps]") {
