@@ -42,8 +42,8 @@ inline const char* spacing_name(TimestepSpacing spacing) {
 ///   linspace: round(linspace(0, T - 1, N))[::-1], rounded half to even like NumPy (N = 7, T = 1000 gives
 ///             999, 832, 666, 500, 333, 166, 0; std::round would give 833 and 167)
 /// steps_offset applies to leading only (diffusers ignores it for the other two).
-/// Throws ddpm::invalid_argument if T < 1, N is outside [1, T], steps_offset < 0, or (leading) the largest
-/// timestep (N - 1) * (T / N) + steps_offset is not below T.
+/// Throws ddpm::invalid_argument if T < 1, N is outside [1, T], steps_offset < 0, spacing is not one of the
+/// three enumerators, or (leading) the largest timestep (N - 1) * (T / N) + steps_offset is not below T.
 inline std::vector<int> inference_timesteps(int T, int N, TimestepSpacing spacing, int steps_offset = 0) {
   const std::string fn = "ddpm::inference_timesteps";
   if (T < 1) detail::throw_invalid_argument(fn + ": T is " + ddpm::detail::number_string(T) + ", but must be >= 1");
@@ -53,6 +53,12 @@ inline std::vector<int> inference_timesteps(int T, int N, TimestepSpacing spacin
   }
   if (steps_offset < 0) {
     detail::throw_invalid_argument(fn + ": steps_offset is " + ddpm::detail::number_string(steps_offset) + ", but must be >= 0");
+  }
+  if (spacing != TimestepSpacing::leading && spacing != TimestepSpacing::trailing &&
+      spacing != TimestepSpacing::linspace) {  // a value cast from an integer would leave every timestep 0
+    detail::throw_invalid_argument(fn + ": spacing is TimestepSpacing(" +
+                                   ddpm::detail::number_string(static_cast<int>(spacing)) +
+                                   "), but must be leading, trailing or linspace");
   }
   std::vector<int> ts(static_cast<std::size_t>(N));
   switch (spacing) {

@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "ddpm/sample.hpp"
@@ -177,6 +178,41 @@ TEST_CASE("make_grid rejects bad options, naming its caller", "[samplers][grid]"
                   invalid_argument);
   CHECK_NOTHROW(ddpm::DPMSolverMultistepSampler<double>(schedule, {.num_inference_steps = 5, .use_karras_sigmas = true,
                                                                    .sigma_spacing = SigmaSpacing::karras}));
+}
+
+TEST_CASE("Enumerator values cast from integers are refused, naming the value", "[samplers][grid][errors]") {
+  const auto schedule = ddpm::NoiseSchedule<double>::linear(100);
+  for (int bad : {3, -1, 42}) {
+    INFO("value " << bad);
+    const std::string shown = "(" + std::to_string(bad) + ")";
+    // TimestepSpacing: every timestep used to be 0 (the switch matched no case).
+    CHECK_THROWS_WITH(ddpm::inference_timesteps(100, 10, static_cast<TimestepSpacing>(bad)),
+                      Catch::Contains("ddpm::inference_timesteps") && Catch::Contains("TimestepSpacing" + shown));
+    CHECK_THROWS_WITH(ddpm::make_grid(schedule, {.num_inference_steps = 10,
+                                                 .timestep_spacing = static_cast<TimestepSpacing>(bad)}),
+                      Catch::Contains("TimestepSpacing" + shown));
+    CHECK_THROWS_AS(ddpm::DDIMSampler<double>(schedule, {.num_inference_steps = 10,
+                                                         .timestep_spacing = static_cast<TimestepSpacing>(bad)}),
+                    ddpm::invalid_argument);
+    // FinalSigma: anything but zero used to mean sigma_min.
+    CHECK_THROWS_WITH(ddpm::make_grid(schedule, {.num_inference_steps = 10,
+                                                 .final_sigma = static_cast<FinalSigma>(bad)}, "caller"),
+                      Catch::Contains("caller: final_sigma is FinalSigma" + shown));
+    CHECK_THROWS_AS(ddpm::EulerSampler<double>(schedule, {.num_inference_steps = 10,
+                                                          .final_sigma = static_cast<FinalSigma>(bad)}),
+                    ddpm::invalid_argument);
+    CHECK_THROWS_AS(ddpm::DPMSolverMultistepSampler<double>(schedule, {.num_inference_steps = 10,
+                                                                       .final_sigma = static_cast<FinalSigma>(bad)}),
+                    ddpm::invalid_argument);
+    CHECK_THROWS_WITH(ddpm::make_grid(schedule, {.num_inference_steps = 10,
+                                                 .sigma_spacing = SigmaSpacing::karras,
+                                                 .sigma_ends = static_cast<SigmaEnds>(bad)}),
+                      Catch::Contains("SigmaEnds" + shown));
+  }
+  // The enumerators themselves still pass, and their final sigmas are what they say.
+  CHECK(ddpm::make_grid(schedule, {.num_inference_steps = 10, .final_sigma = FinalSigma::zero}).sigmas.back() == 0.0);
+  CHECK(ddpm::make_grid(schedule, {.num_inference_steps = 10, .final_sigma = FinalSigma::sigma_min}).sigmas.back() ==
+        sigma_at(schedule, 0));
 }
 
 // A sampler's and the mixture oracle's num_steps() are kept for one release as deprecated aliases; used

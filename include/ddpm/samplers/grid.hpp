@@ -141,7 +141,8 @@ inline std::vector<double> sigma_ramp(SigmaSpacing spacing, double sigma_min, do
 /// of its sigma, round(sigma_to_timestep(...)). The final sigma (0 or sigma[0]) is appended. sigma[t] is
 /// Eq. (12) of docs/math.md in double, with alpha_bar = 0 (zero terminal SNR) replaced by 2^-24.
 /// `fn` names the caller in error messages.
-/// Throws ddpm::invalid_argument if N is outside [1, T] (when used), the spacing/offset or timestep list is
+/// Throws ddpm::invalid_argument if sigma_spacing, sigma_ends or final_sigma is not one of its enumerators
+/// (a value cast from an integer), N is outside [1, T] (when used), the spacing/offset or timestep list is
 /// bad (see inference_timesteps, checked_timesteps), a ramp is combined with a timestep list, a ramp or a
 /// sigma list needs T >= 2 and T is 1, rho is not finite and positive, the sigma list is combined with a
 /// timestep list or a ramp, or the sigmas are not positive, finite and strictly decreasing.
@@ -154,6 +155,17 @@ Grid make_grid(const NoiseSchedule<S>& schedule, const GridOptions& o, const cha
       o.sigma_spacing != SigmaSpacing::polyexponential) {
     detail::throw_invalid_argument(f + ": sigma_spacing is " + ddpm::detail::number_string(static_cast<int>(o.sigma_spacing)) +
                                    ", but must be a SigmaSpacing");
+  }
+  if (o.sigma_ends != SigmaEnds::training && o.sigma_ends != SigmaEnds::spaced) {
+    detail::throw_invalid_argument(f + ": sigma_ends is SigmaEnds(" +
+                                   ddpm::detail::number_string(static_cast<int>(o.sigma_ends)) +
+                                   "), but must be training or spaced");
+  }
+  if (o.final_sigma != FinalSigma::zero && o.final_sigma != FinalSigma::sigma_min) {
+    // A value cast from an integer used to mean sigma_min silently.
+    detail::throw_invalid_argument(f + ": final_sigma is FinalSigma(" +
+                                   ddpm::detail::number_string(static_cast<int>(o.final_sigma)) +
+                                   "), but must be zero or sigma_min");
   }
   const std::vector<double> table = detail::sigma_table(schedule);
   Grid g;
