@@ -8,7 +8,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -78,6 +80,57 @@ TEST_CASE("DDIMSampler with eta = 1 over every timestep is the DDPM posterior st
     const Tensor<double, 2> a = ddim.prev_sample(i, eps, x, z);
     const Tensor<double, 2> b = ddpm_s.prev_sample(i, eps, x, z);
     for (int k = 0; k < 12; ++k) CHECK(a.data()[k] == Approx(b.data()[k]).epsilon(1e-12).margin(1e-12));
+  }
+}
+
+TEMPLATE_TEST_CASE("DDIMSampler, eta = 1 at a zero-terminal-SNR step: x0 and noise only, to rounding",
+                   "[samplers][ddim][zero_snr]", float, double) {
+  // At alpha_bar[t] = 0 with eta = 1, sigma^2 = 1 - alpha_bar_prev, so the weight of eps,
+  // sqrt(1 - alpha_bar_prev - sigma^2), is 0 in exact arithmetic and in diffusers. Computed as that
+  // difference it was about 1e-17 (the square root of the rounding of sigma^2), which added 3.6e-9 eps to
+  // the step: 2.6e-7 relative error in double. The step must be sqrt(alpha_bar_prev) x0 + sigma z.
+  // Contraction: in the coefficient's form every term at alpha_bar = 0 is a product with alpha_bar or with
+  // 1 - eta^2 = 0 (also as fma(-eta, eta, 1)), so it is exactly 0 with or without FMA contraction; this
+  // test runs in the -march=native build (contracted) and in the sanitizer build (no FMA).
+  using S = TestType;
+  const auto schedule = ddpm::NoiseSchedule<S>::linear(1000).rescaled_zero_terminal_snr();
+  REQUIRE(schedule.alphas_cumprod_double().back() == 0.0);
+  Tensor<S, 3> x(2, 3, 5), v(2, 3, 5), z(2, 3, 5);
+  ddpm::NoiseSource rng(11);
+  rng(x);
+  rng(v);
+  rng(z);
+  for (int N : {2, 3, 7, 10, 25, 50, 100, 999}) {
+    INFO("N = " << N);
+    ddpm::DDIMSampler<S> sampler(schedule,
+                                 {.num_inference_steps = N, .timestep_spacing = ddpm::TimestepSpacing::trailing, .eta = 1.0});
+    REQUIRE(sampler.timesteps().front() == 999);
+    const auto k = sampler.coefficients(0);
+    REQUIRE(k.alpha_bar == 0.0);
+    CHECK(k.direction == 0.0);
+    CHECK(k.sigma == Approx(std::sqrt(1.0 - k.alpha_bar_prev)).epsilon(1e-15));
+    const Tensor<S, 3> next = sampler.prev_sample(0, v, x, z, Prediction::velocity);
+    // v-prediction at alpha_bar = 0: x0 = sqrt(alpha_bar) x - sqrt(1 - alpha_bar) v = -v.
+    const double c = std::sqrt(k.alpha_bar_prev);
+    const double u = std::numeric_limits<S>::epsilon();
+    for (Eigen::Index j = 0; j < x.size(); ++j) {
+      const double x0 = -static_cast<double>(v.data()[j]);
+      const double expected = c * x0 + k.sigma * static_cast<double>(z.data()[j]);
+      // Rounding of the coefficients to S, two products and a sum: 4 u of the terms' magnitudes.
+      const double tol = 4 * u * (std::abs(c * x0) + std::abs(k.sigma * z.data()[j]));
+      CHECK(std::abs(static_cast<double>(next.data()[j]) - expected) <= tol);
+    }
+  }
+  // Elsewhere the new form is the direct one up to rounding (no cancellation there: eta < 1, alpha_bar > 0).
+  const auto plain = ddpm::NoiseSchedule<double>::linear(1000);
+  for (double eta : {0.0, 0.3, 1.0}) {
+    ddpm::DDIMSampler<double> s(plain, {.num_inference_steps = 20, .eta = eta});
+    for (int i = 0; i < 20; ++i) {
+      const auto k = s.coefficients(i);
+      const double direct = std::sqrt(std::max(1.0 - k.alpha_bar_prev - k.sigma * k.sigma, 0.0));
+      CHECK(k.direction == Approx(direct).epsilon(1e-12).margin(1e-15));
+    }
+    CHECK(s.coefficients(19).direction == 0.0);  // alpha_bar_prev = 1
   }
 }
 

@@ -81,10 +81,16 @@ class DDIMSampler : public detail::SamplerBase<DDIMSampler<S>, S> {
   /// No history to forget; present so that every sampler can be reset.
   void reset() {}
 
-  /// The coefficients of step i, in double: alpha_bar[t], alpha_bar_prev and sigma (Eq. (S9)).
+  /// The coefficients of step i, in double: alpha_bar[t], alpha_bar_prev, sigma and the weight of eps,
+  /// direction = sqrt(1 - alpha_bar_prev - sigma^2) (Eq. (S9)), computed without the cancelling
+  /// subtraction as                                                         [docs/samplers.md, Eq. (S9)]
+  ///   direction^2 = (1 - alpha_bar_prev) ((1 - eta^2) + eta^2 alpha_bar (1 - alpha_bar_prev) /
+  ///                                                       (alpha_bar_prev (1 - alpha_bar)))
+  /// (a sum of non-negative terms), so it is exactly 0 where it vanishes in exact arithmetic (eta = 1 at a
+  /// zero-terminal-SNR step, alpha_bar = 0; or alpha_bar_prev = 1).
   /// Throws ddpm::invalid_argument if i is outside [0, num_inference_steps()).
   struct Coefficients {
-    double alpha_bar, alpha_bar_prev, sigma;
+    double alpha_bar, alpha_bar_prev, sigma, direction;
   };
   Coefficients coefficients(int i) const {
     detail::check_step_index("ddpm::DDIMSampler::coefficients", i, this->num_inference_steps());
@@ -94,7 +100,14 @@ class DDIMSampler : public detail::SamplerBase<DDIMSampler<S>, S> {
                               ? ab[static_cast<std::size_t>(this->timesteps_[static_cast<std::size_t>(i + 1)])]
                               : (options_.set_alpha_to_one ? 1.0 : ab[0]);
     const double variance = (1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev);
-    return {a, a_prev, options_.eta * std::sqrt(std::max(variance, 0.0))};
+    const double eta = options_.eta;
+    // 1 - a_prev - sigma^2 = (1 - a_prev) (1 - eta^2 (a_prev - a) / (a_prev (1 - a))), and
+    // a_prev (1 - a) - eta^2 (a_prev - a) = (1 - eta^2) a_prev (1 - a) + eta^2 a (1 - a_prev): no term is
+    // subtracted from another. The direct form left about 1e-17 where the result is 0 (a = 0, eta = 1),
+    // whose square root added 3.6e-9 eps to the sample (issue 13).
+    const double ratio = a * (1.0 - a_prev) / (a_prev * (1.0 - a));
+    const double direction = std::sqrt((1.0 - a_prev) * ((1.0 - eta * eta) + eta * eta * ratio));
+    return {a, a_prev, eta * std::sqrt(std::max(variance, 0.0)), direction};
   }
 
  private:
@@ -105,7 +118,7 @@ class DDIMSampler : public detail::SamplerBase<DDIMSampler<S>, S> {
     const Coefficients k = coefficients(i);
     detail::check_x0_defined(fn, kind, k.alpha_bar, this->timesteps_[static_cast<std::size_t>(i)]);
     const double c_x0 = std::sqrt(k.alpha_bar_prev);
-    const double dir = std::sqrt(std::max(1.0 - k.alpha_bar_prev - k.sigma * k.sigma, 0.0));
+    const double dir = k.direction;
     detail::StepPlan plan{x0_conversion(kind, k.alpha_bar)};
     plan.noise = k.sigma > 0.0;
     plan.noise_coef = k.sigma;
