@@ -7,8 +7,9 @@
 //   sample_unet --model DIR [--sampler ddim] [--steps 50] [--seed 0] [--batch 16] [--out grid.png]
 //
 // DIR is a folder as diffusers' save_pretrained writes it (config.json + diffusion_pytorch_model.safetensors),
-// e.g. the unet/ folder of google/ddpm-cifar10-32, or the pipeline folder holding unet/. The noise schedule
-// and the prediction type come from the pipeline's scheduler/scheduler_config.json (or DIR/scheduler_config.json)
+// e.g. google/ddpm-cifar10-32 itself (flat: config.json, diffusion_pytorch_model.safetensors and
+// scheduler_config.json at its root), a pipeline's unet/ folder, or the pipeline folder holding unet/. The noise
+// schedule and the prediction type come from DIR/scheduler_config.json (or the pipeline's scheduler/scheduler_config.json)
 // when there is one, else the DDPM defaults (linear betas 1e-4 .. 0.02, T = 1000, epsilon prediction).
 // A progress bar runs on stderr; the time of every step (the UNet's forward pass and the sampler's update) is
 // measured and summarised. Without --model, it says how to get a checkpoint and runs the small random-weight
@@ -61,7 +62,8 @@ struct ModelFiles {
 [[noreturn]] void fail(const std::string& message) { throw std::runtime_error(message); }
 
 // The UNet folder for --model DIR (DIR itself, or DIR/unet for a pipeline folder) and its scheduler config
-// (DIR/../scheduler/scheduler_config.json, as a diffusers pipeline has it, else DIR/scheduler_config.json).
+// (DIR/scheduler_config.json, as the flat google/ddpm-* repositories have it, else
+// DIR/../scheduler/scheduler_config.json, as a diffusers pipeline has it).
 ModelFiles locate_model(const std::string& arg) {
   const fs::path dir(arg);
   std::error_code ec;
@@ -92,7 +94,7 @@ ModelFiles locate_model(const std::string& arg) {
     fail("--model: \"" + files.unet_dir.string() + "\" has no diffusion_pytorch_model.safetensors");
   }
   for (const fs::path& candidate :
-       {files.unet_dir / ".." / "scheduler" / "scheduler_config.json", files.unet_dir / "scheduler_config.json"}) {
+       {files.unet_dir / "scheduler_config.json", files.unet_dir / ".." / "scheduler" / "scheduler_config.json"}) {
     if (fs::is_regular_file(candidate, ec)) {
       files.scheduler_config = candidate.lexically_normal();
       break;
@@ -323,11 +325,14 @@ ddpm::Image add_caption(const ddpm::Image& grid, const std::string& text) {
 
 const char* kHowToGetOne =
     "No --model given. To sample a real model, download a diffusers UNet2DModel checkpoint, e.g.\n"
-    "google/ddpm-cifar10-32 from the Hugging Face hub (its unet/ folder, and scheduler/ for the schedule):\n"
+    "google/ddpm-cifar10-32 from the Hugging Face hub (a flat repository: the UNet's config.json and weights\n"
+    "and the scheduler's scheduler_config.json at its root):\n"
     "\n"
-    "  huggingface-cli download google/ddpm-cifar10-32 unet/config.json \\\n"
-    "      unet/diffusion_pytorch_model.safetensors scheduler/scheduler_config.json --local-dir ddpm-cifar10-32\n"
-    "  sample_unet --model ddpm-cifar10-32/unet --sampler ddim --steps 50 --batch 16 --out grid.png\n"
+    "  huggingface-cli download google/ddpm-cifar10-32 config.json \\\n"
+    "      diffusion_pytorch_model.safetensors scheduler_config.json --local-dir ddpm-cifar10-32\n"
+    "  sample_unet --model ddpm-cifar10-32 --sampler ddim --steps 50 --batch 16 --out grid.png\n"
+    "\n"
+    "A pipeline repository with unet/ and scheduler/ folders works the same way (--model DIR or DIR/unet).\n"
     "\n"
     "A checkpoint with only diffusion_pytorch_model.bin converts to safetensors with PyTorch alone:\n"
     "\n"
@@ -344,10 +349,10 @@ int main(int argc, char** argv) {
         "sample_unet",
         "Samples images from a diffusers UNet2DModel checkpoint (config.json + diffusion_pytorch_model.\n"
         "safetensors) with one of the library's samplers and writes them as a PNG grid. The schedule and\n"
-        "prediction type come from scheduler/scheduler_config.json next to the UNet folder (or in it) if\n"
+        "prediction type come from scheduler_config.json in the model folder (or scheduler/ next to it) if\n"
         "present, else linear betas 1e-4 .. 0.02 over T = 1000 and epsilon prediction. Without --model it\n"
         "explains how to get a checkpoint and runs the repository's random-weight test model.");
-    cli.option("model", "DIR", "the UNet folder (or a pipeline folder holding unet/)", "");
+    cli.option("model", "DIR", "the model folder (flat, as google/ddpm-*; a UNet folder; or a pipeline holding unet/)", "");
     cli.option("sampler", "NAME", "ddpm, ddim, dpm++, euler or euler_a", "ddim");
     cli.option("steps", "N", "number of sampling steps (model calls), 1 to T", "50");
     cli.option("eta", "X", "DDIM's eta in [0, 1] (0: deterministic, 1: DDPM-like noise)", "0");
