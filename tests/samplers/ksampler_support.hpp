@@ -25,13 +25,15 @@ using namespace sampler_test;
 using ddpm::Prediction;
 using ddpm::Tensor;
 
-/// 1e-10 (double) and 1e-5 (float): the parity tolerance of a whole trajectory, relative to
+/// 1e-10 (double) and 3.5e-5 (float): the parity tolerance of a whole trajectory, relative to
 /// max(|expected|, 1) (the values are O(1)..O(10)). A k-diffusion run and ours compute the same sums in
-/// another order (ours in the variance-preserving variable): double rounding of ~1e-16 per operation over
-/// <= 40 model calls stays far below 1e-10; float's 6e-8 per operation, amplified by at most the ODE's
-/// growth of perturbations (< 20 over these runs), stays below 1e-5.
+/// another order (ours in the variance-preserving variable). double: rounding of ~1e-16 per operation over
+/// <= 19 model calls stays far below 1e-10. float: each model call and step rounds at 2^-24 = 6e-8 relative
+/// to values up to ~5, and the ODE amplifies a perturbation of x by up to 30 over these runs (measured by
+/// running k-diffusion itself from x_T rounded to float32: the end moves by up to 9.0e-7, lms with 10
+/// steps, for an input rounding of 3e-8); 19 calls x 30 x 6e-8 = 3.4e-5. Observed: <= 1.1e-5.
 template <class S>
-inline constexpr double traj_tol = std::is_same_v<S, float> ? 1e-5 : 1e-10;
+inline constexpr double traj_tol = std::is_same_v<S, float> ? 3.5e-5 : 1e-10;
 
 /// The fixture model: the mixture's E[eps | x] at training timestep t, given as the prediction of `kind`
 /// at alpha_bar[t] (sample: x0 = (x - sqrt(1 - ab) eps) / sqrt(ab); velocity: sqrt(ab) eps - sqrt(1 - ab) x0).
