@@ -24,6 +24,16 @@ add_test(NAME consumer_add_subdirectory
       -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER} -DCMAKE_BUILD_TYPE=Release
     --test-command consumer)
 
+# 2b. add_subdirectory in a project where nlohmann-json cannot be found: DDPM_IO then defaults to OFF and
+#     ddpm::ddpm alone configures, builds and runs (DDPM_IO defaulted to ON and failed at configure time).
+add_test(NAME consumer_add_subdirectory_without_io_dependencies
+  COMMAND ${CMAKE_CTEST_COMMAND} --build-and-test ${_consumer_src} ${_consumer_bin}/add_subdirectory_no_io
+    --build-generator ${CMAKE_GENERATOR} --build-noclean
+    --build-options -DDDPM_CONSUMER_MODE=add_subdirectory -DDDPM_SOURCE_DIR=${PROJECT_SOURCE_DIR}
+      -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON
+      -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER} -DCMAKE_BUILD_TYPE=Release
+    --test-command consumer)
+
 get_target_property(_eigen_dirs Eigen3::Eigen INTERFACE_INCLUDE_DIRECTORIES)
 list(GET _eigen_dirs 0 _eigen_dir)
 add_test(NAME consumer_plain_include
