@@ -43,6 +43,7 @@
 #include <utility>
 #include <vector>
 
+#include <Eigen/Core>
 #include <nlohmann/json.hpp>
 
 #include "ddpm/error.hpp"
@@ -147,65 +148,36 @@ namespace detail {
 inline constexpr std::uint64_t kMaxHeaderSize = 100'000'000;
 
 // ---- 16-bit floats ---------------------------------------------------------------------------------------
-// A binary floating-point format with `ExpBits` exponent bits (bias 2^(ExpBits-1) - 1) and `FracBits`
-// stored fraction bits: binary16 is <5, 10>, bfloat16 is <8, 7>.
+// Eigen::half (IEEE binary16) and Eigen::bfloat16 do the arithmetic: float -> 16 bits rounds to nearest,
+// ties to even, and 16 bits -> float is exact. A double goes through float with round-to-odd first
+// (truncate, then set the last bit if anything was cut off): float keeps at least two more bits than either
+// 16-bit format, so rounding that float to nearest gives the double rounded once, as IEEE asks (a plain
+// double -> float -> 16-bit cast would round twice: 1 + 2^-11 + 2^-40 would become 1, not 1 + 2^-10).
 
-/// The format's bit pattern nearest to x, ties to even (IEEE roundTiesToEven), computed from x's
-/// binary64 bits so that a double is rounded once (rounding through float first would round twice).
-/// Overflow gives infinity, underflow gives a subnormal or a signed zero, NaN gives a quiet NaN.
-template <int ExpBits, int FracBits>
-constexpr std::uint16_t round_to_small_float(double x) noexcept {
-  const auto bits = std::bit_cast<std::uint64_t>(x);
-  const auto sign = static_cast<std::uint16_t>((bits >> 63) << (ExpBits + FracBits));
-  const int exp64 = static_cast<int>((bits >> 52) & 0x7FF);
-  const std::uint64_t frac64 = bits & ((std::uint64_t{1} << 52) - 1);
-  constexpr std::uint32_t max_exp = (1u << ExpBits) - 1;
-  constexpr std::uint32_t inf_bits = max_exp << FracBits;
-  if (exp64 == 0x7FF) {  // infinity, or NaN (made quiet: the top fraction bit set)
-    return static_cast<std::uint16_t>(sign | inf_bits | (frac64 != 0 ? (1u << (FracBits - 1)) : 0u));
-  }
-  if (exp64 == 0) return sign;  // zero, or a binary64 subnormal: far below half the smallest subnormal here
-  constexpr int bias = (1 << (ExpBits - 1)) - 1;
-  // x = M * 2^(e - 52) with the 53-bit significand M; the target keeps FracBits + 1 significant bits when
-  // normal (biased exponent te >= 1) and fewer when subnormal.
-  const std::uint64_t significand = frac64 | (std::uint64_t{1} << 52);
-  const int te = exp64 - 1023 + bias;
-  const int shift = (52 - FracBits) + (te >= 1 ? 0 : 1 - te);
-  if (shift > 53) return sign;  // below half the smallest subnormal: rounds to zero
-  std::uint64_t kept = significand >> shift;
-  const std::uint64_t rest = significand & ((std::uint64_t{1} << shift) - 1);
-  const std::uint64_t half = std::uint64_t{1} << (shift - 1);
-  if (rest > half || (rest == half && (kept & 1) != 0)) ++kept;
-  // For a normal result, kept carries the implicit bit at FracBits; adding (te - 1) << FracBits sets the
-  // exponent, and a carry out of rounding moves into the exponent as it should. For a subnormal result kept
-  // is the pattern itself (a carry to 1 << FracBits is the smallest normal).
-  const std::uint64_t magnitude = te >= 1 ? (static_cast<std::uint64_t>(te - 1) << FracBits) + kept : kept;
-  if (magnitude >= inf_bits) return static_cast<std::uint16_t>(sign | inf_bits);
-  return static_cast<std::uint16_t>(sign | magnitude);
+/// x as a float rounded to odd: exact if x is a float, else x truncated toward zero with its last bit set.
+/// NaN stays NaN; beyond the float range, the largest float of x's sign (odd, so still above every
+/// 16-bit midpoint).
+inline float round_to_odd_float(double x) noexcept {
+  float f = static_cast<float>(x);
+  if (static_cast<double>(f) == x || std::isnan(x)) return f;
+  if (std::fabs(static_cast<double>(f)) > std::fabs(x)) f = std::nextafter(f, 0.0f);
+  return std::bit_cast<float>(std::bit_cast<std::uint32_t>(f) | 1u);
 }
 
-/// binary16 bits nearest to x (ties to even).
-constexpr std::uint16_t f16_bits(double x) noexcept { return round_to_small_float<5, 10>(x); }
+/// binary16 bits nearest to x (ties to even); overflow gives infinity, NaN a quiet NaN.
+inline std::uint16_t f16_bits(double x) noexcept {
+  return std::bit_cast<std::uint16_t>(Eigen::half(round_to_odd_float(x)));
+}
 /// bfloat16 bits nearest to x (ties to even).
-constexpr std::uint16_t bf16_bits(double x) noexcept { return round_to_small_float<8, 7>(x); }
+inline std::uint16_t bf16_bits(double x) noexcept {
+  return std::bit_cast<std::uint16_t>(Eigen::bfloat16(round_to_odd_float(x)));
+}
 
 /// The binary16 value of `h`, exactly (every binary16 value, subnormals included, is a float).
-constexpr float f16_value(std::uint16_t h) noexcept {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  const std::uint32_t exp = (h >> 10) & 0x1Fu;
-  const std::uint32_t frac = h & 0x3FFu;
-  if (exp == 0) {  // zero or subnormal: frac * 2^-24, a normal float
-    const float magnitude = static_cast<float>(frac) * 0x1p-24f;
-    return std::bit_cast<float>(sign | std::bit_cast<std::uint32_t>(magnitude));
-  }
-  if (exp == 0x1F) return std::bit_cast<float>(sign | 0x7F800000u | (frac << 13));  // inf, NaN (payload kept)
-  return std::bit_cast<float>(sign | ((exp - 15 + 127) << 23) | (frac << 13));
-}
+inline float f16_value(std::uint16_t h) noexcept { return static_cast<float>(std::bit_cast<Eigen::half>(h)); }
 
 /// The bfloat16 value of `b`, exactly: the upper half of a binary32.
-constexpr float bf16_value(std::uint16_t b) noexcept {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16);
-}
+inline float bf16_value(std::uint16_t b) noexcept { return static_cast<float>(std::bit_cast<Eigen::bfloat16>(b)); }
 
 /// Reads `n` little-endian elements of floating-point `dtype` from `src` (any alignment) into `out`.
 template <std::floating_point S>
