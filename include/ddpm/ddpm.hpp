@@ -25,6 +25,7 @@
 #include "ddpm/samplers/euler_ancestral.hpp"
 #include "ddpm/samplers/heun.hpp"
 #include "ddpm/samplers/lms.hpp"
+#include "ddpm/samplers/dpm2.hpp"
 #include "ddpm/sample.hpp"
 #include "ddpm/timestep_sampler.hpp"
 #include "ddpm/loss.hpp"

@@ -60,9 +60,11 @@ struct KindModel {
 /// against each checkpoint (x at the start of an interval, before its first model call) and the final x.
 /// `churn`: the stored draw k is the churn noise of interval k (k-diffusion draws one per interval), passed
 /// as a tensor to the step that ends interval k - 1; otherwise the draws are replayed in call order (the
-/// noise_sampler of the ancestral samplers) and the number of draws is checked.
+/// noise_sampler of the ancestral samplers) and the number of draws is checked: k-diffusion's count, or
+/// `draws_expected` when given (k-diffusion calls its noise sampler also where sigma_up = 0, e.g. eta = 0;
+/// ours draws only noise it adds).
 template <class S, class Sm>
-void check_trajectory(Sm& sampler, const json& c, const json& f, bool churn) {
+void check_trajectory(Sm& sampler, const json& c, const json& f, bool churn, Eigen::Index draws_expected = -1) {
   const Eigen::Index B = f.at("shape")[0], D = f.at("shape")[1], n = B * D;
   const std::array<Eigen::Index, 2> dims{B, D};
   const auto schedule = make_schedule<S>(f.at("schedule"));
@@ -94,7 +96,7 @@ void check_trajectory(Sm& sampler, const json& c, const json& f, bool churn) {
     }
   }
   CHECK(worst_error(x, numbers(c.at("x"))) <= traj_tol<S>);
-  if (!churn) CHECK(replay.calls == c.at("noise_used").get<Eigen::Index>());
+  if (!churn) CHECK(replay.calls == (draws_expected >= 0 ? draws_expected : c.at("noise_used").get<Eigen::Index>()));
 }
 
 /// A fixture case's grid options, by the names the fixture uses.
@@ -105,6 +107,21 @@ O grid_options(const json& o, O r = {}) {
   r.use_karras_sigmas = o.value("use_karras_sigmas", false);
   r.clipping = clipping_of(o);
   return r;
+}
+
+/// x after every model call but the last of a deterministic two-stage or multistep run over an explicit
+/// sigma list (final sigma 0): x at the list's last sigma, the mixture evaluated at each call's exact
+/// noise level (`levels`: step_sigmas(), or sigmas()).
+template <class Sm>
+Tensor<double, 2> run_but_last(Sm& sampler, const std::vector<double>& levels, const ddpm::NoiseSchedule<double>& schedule,
+                               const Tensor<double, 2>& x_T) {
+  const auto model = fixture_mixture<double>(schedule);
+  Tensor<double, 2> x = x_T, out(x.dimensions());
+  for (std::size_t i = 0; i + 1 < sampler.timesteps().size(); ++i) {
+    model.predict_at(1.0 / (1.0 + levels[i] * levels[i]), x, out);
+    sampler.step(static_cast<int>(i), out, x, ddpm::no_noise);
+  }
+  return x;
 }
 
 struct Allowance {
