@@ -26,6 +26,7 @@
 #include "ddpm/samplers/heun.hpp"
 #include "ddpm/samplers/lms.hpp"
 #include "ddpm/samplers/dpm2.hpp"
+#include "ddpm/samplers/dpmpp_2s_ancestral.hpp"
 #include "ddpm/sample.hpp"
 #include "ddpm/timestep_sampler.hpp"
 #include "ddpm/loss.hpp"
