@@ -12,6 +12,9 @@
 // rounding ((x + 1) * 127.5).clamp(0, 255).to(uint8)), which darkens every value by up to one level; we round,
 // as diffusers does.
 //
+// Namespace ddpm::io, with the other file formats (the former ddpm::Image, ddpm::read_png, ... remain as
+// using-declarations in ddpm for one release).
+//
 // Memory layouts: an Image holds interleaved rows (H, W, C), as PNG and stb do; tensors are planar
 // (C, H, W) or (N, C, H, W), as PyTorch is.
 
@@ -34,7 +37,7 @@
 #include "ddpm/error.hpp"
 #include "ddpm/tensor.hpp"
 
-namespace ddpm {
+namespace ddpm::io {
 
 namespace detail {
 // The PNG encoder (and decoder) index with int: rows of width * channels + 1 bytes, height rows.
@@ -42,15 +45,15 @@ inline constexpr long long kMaxImageBytes = INT_MAX / 2;
 
 inline void check_image_shape(const char* fn, const char* what, long long width, long long height, long long channels) {
   if (width < 1 || height < 1) {
-    throw_invalid_argument(std::string(fn) + ": " + what + " is " + ddpm::detail::number_string(width) + " x " +
+    ddpm::detail::throw_invalid_argument(std::string(fn) + ": " + what + " is " + ddpm::detail::number_string(width) + " x " +
                            ddpm::detail::number_string(height) + " pixels, but must be at least 1 x 1");
   }
   if (channels < 1 || channels > 4) {
-    throw_invalid_argument(std::string(fn) + ": " + what + " has " + ddpm::detail::number_string(channels) +
+    ddpm::detail::throw_invalid_argument(std::string(fn) + ": " + what + " has " + ddpm::detail::number_string(channels) +
                            " channels, but must have 1 (gray), 2 (gray, alpha), 3 (RGB) or 4 (RGBA)");
   }
   if (width > kMaxImageBytes || height > kMaxImageBytes || (width * channels + 1) * height > kMaxImageBytes) {
-    throw_invalid_argument(std::string(fn) + ": " + what + " is " + ddpm::detail::number_string(width) + " x " +
+    ddpm::detail::throw_invalid_argument(std::string(fn) + ": " + what + " is " + ddpm::detail::number_string(width) + " x " +
                            ddpm::detail::number_string(height) + " x " + ddpm::detail::number_string(channels) + ", but must hold at most " +
                            ddpm::detail::number_string(kMaxImageBytes) + " bytes");
   }
@@ -71,7 +74,7 @@ struct Image {
   /// A width x height image with every byte set to `fill`.
   /// Throws ddpm::invalid_argument unless width, height >= 1, channels is in [1, 4] and the image fits a PNG.
   Image(int w, int h, int c, std::uint8_t fill = 0) : width(w), height(h), channels(c) {
-    detail::check_image_shape("ddpm::Image", "the image", width, height, channels);
+    detail::check_image_shape("ddpm::io::Image", "the image", width, height, channels);
     pixels.assign(static_cast<std::size_t>(width) * height * channels, fill);
   }
 
@@ -95,7 +98,7 @@ inline void check_image(const char* fn, const char* name, const Image& image) {
   check_image_shape(fn, name, image.width, image.height, image.channels);
   const std::size_t expected = static_cast<std::size_t>(image.width) * image.height * image.channels;
   if (image.pixels.size() != expected) {
-    throw_invalid_argument(std::string(fn) + ": " + name + " holds " + ddpm::detail::number_string(image.pixels.size()) +
+    ddpm::detail::throw_invalid_argument(std::string(fn) + ": " + name + " holds " + ddpm::detail::number_string(image.pixels.size()) +
                            " bytes, but a " + ddpm::detail::number_string(image.width) + " x " + ddpm::detail::number_string(image.height) +
                            " x " + ddpm::detail::number_string(image.channels) + " image must hold " + ddpm::detail::number_string(expected));
   }
@@ -130,29 +133,29 @@ inline constexpr unsigned char kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\
 inline void check_png_container(const std::string& fn, const std::string& path, const std::vector<unsigned char>& b) {
   const std::string where = fn + ": \"" + path + "\"";
   if (b.size() < 8 || std::memcmp(b.data(), kPngSignature, 8) != 0) {
-    throw_format_error(where + " is not a PNG file (it does not start with the PNG signature)");
+    ddpm::detail::throw_format_error(where + " is not a PNG file (it does not start with the PNG signature)");
   }
   std::size_t pos = 8;
   bool first = true;
   while (true) {
     if (b.size() - pos < 12) {
-      throw_format_error(where + " is truncated: it ends at byte " + ddpm::detail::number_string(b.size()) +
+      ddpm::detail::throw_format_error(where + " is truncated: it ends at byte " + ddpm::detail::number_string(b.size()) +
                          " before the IEND chunk");
     }
     const std::uint32_t length = read_be32(&b[pos]);
     const std::string type(reinterpret_cast<const char*>(&b[pos + 4]), 4);
     if (length > 0x7FFFFFFFu || b.size() - pos - 12 < length) {
-      throw_format_error(where + " is truncated: chunk \"" + type + "\" at byte " + ddpm::detail::number_string(pos) + " declares " +
+      ddpm::detail::throw_format_error(where + " is truncated: chunk \"" + type + "\" at byte " + ddpm::detail::number_string(pos) + " declares " +
                          ddpm::detail::number_string(length) + " bytes of data, but the file ends at byte " +
                          ddpm::detail::number_string(b.size()));
     }
     if (first && type != "IHDR") {
-      throw_format_error(where + " is not a valid PNG file: its first chunk is \"" + type + "\", but must be IHDR");
+      ddpm::detail::throw_format_error(where + " is not a valid PNG file: its first chunk is \"" + type + "\", but must be IHDR");
     }
     first = false;
     const std::uint32_t stored = read_be32(&b[pos + 8 + length]);
     if (crc32(&b[pos + 4], 4 + std::size_t{length}) != stored) {
-      throw_format_error(where + " is corrupt: chunk \"" + type + "\" at byte " + ddpm::detail::number_string(pos) +
+      ddpm::detail::throw_format_error(where + " is corrupt: chunk \"" + type + "\" at byte " + ddpm::detail::number_string(pos) +
                          " fails its CRC check");
     }
     if (type == "IEND") return;
@@ -176,17 +179,17 @@ inline constexpr long long kDefaultPngPixelLimit = 1LL << 26;
 /// file, is truncated or corrupt (a chunk fails its CRC), declares more than max_pixels pixels, or stb cannot decode
 /// it; ddpm::invalid_argument if channels is outside [0, 4] or max_pixels < 1.
 inline Image read_png(const std::string& path, int channels = 0, long long max_pixels = kDefaultPngPixelLimit) {
-  const std::string fn = "ddpm::read_png";
+  const std::string fn = "ddpm::io::read_png";
   if (channels < 0 || channels > 4) {
-    detail::throw_invalid_argument(fn + ": channels is " + ddpm::detail::number_string(channels) +
+    ddpm::detail::throw_invalid_argument(fn + ": channels is " + ddpm::detail::number_string(channels) +
                                    ", but must be 0 (as stored) or in [1, 4]");
   }
   if (max_pixels < 1) {
-    detail::throw_invalid_argument(fn + ": max_pixels is " + ddpm::detail::number_string(max_pixels) + ", but must be >= 1");
+    ddpm::detail::throw_invalid_argument(fn + ": max_pixels is " + ddpm::detail::number_string(max_pixels) + ", but must be >= 1");
   }
   errno = 0;
   std::ifstream file(path, std::ios::binary);
-  if (!file) detail::throw_format_error(fn + ": cannot open \"" + path + "\": " + detail::errno_text());
+  if (!file) ddpm::detail::throw_format_error(fn + ": cannot open \"" + path + "\": " + detail::errno_text());
   std::vector<unsigned char> bytes;
   bool failed = false;
   try {  // libstdc++ reports a read error (a directory, an I/O error) by throwing from the stream buffer
@@ -194,9 +197,9 @@ inline Image read_png(const std::string& path, int channels = 0, long long max_p
   } catch (const std::ios_base::failure&) {
     failed = true;
   }
-  if (failed || file.bad()) detail::throw_format_error(fn + ": cannot read \"" + path + "\": " + detail::errno_text());
+  if (failed || file.bad()) ddpm::detail::throw_format_error(fn + ": cannot read \"" + path + "\": " + detail::errno_text());
   if (bytes.size() > static_cast<std::size_t>(INT_MAX)) {
-    detail::throw_format_error(fn + ": \"" + path + "\" has " + ddpm::detail::number_string(bytes.size()) + " bytes, but at most " +
+    ddpm::detail::throw_format_error(fn + ": \"" + path + "\" has " + ddpm::detail::number_string(bytes.size()) + " bytes, but at most " +
                                ddpm::detail::number_string(INT_MAX) + " can be decoded");
   }
   detail::check_png_container(fn, path, bytes);
@@ -204,10 +207,10 @@ inline Image read_png(const std::string& path, int channels = 0, long long max_p
   int width = 0, height = 0, stored_channels = 0;
   if (!stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &stored_channels)) {
     const char* reason = stbi_failure_reason();
-    detail::throw_format_error(fn + ": cannot decode \"" + path + "\": " + (reason ? reason : "unknown error"));
+    ddpm::detail::throw_format_error(fn + ": cannot decode \"" + path + "\": " + (reason ? reason : "unknown error"));
   }
   if (static_cast<long long>(width) * height > max_pixels) {
-    detail::throw_format_error(fn + ": \"" + path + "\" is " + ddpm::detail::number_string(width) + " x " + ddpm::detail::number_string(height) +
+    ddpm::detail::throw_format_error(fn + ": \"" + path + "\" is " + ddpm::detail::number_string(width) + " x " + ddpm::detail::number_string(height) +
                                " = " + ddpm::detail::number_string(static_cast<long long>(width) * height) +
                                " pixels, but max_pixels is " + ddpm::detail::number_string(max_pixels) +
                                " (pass a larger max_pixels to read it)");
@@ -216,7 +219,7 @@ inline Image read_png(const std::string& path, int channels = 0, long long max_p
       stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &stored_channels, channels);
   if (decoded == nullptr) {
     const char* reason = stbi_failure_reason();
-    detail::throw_format_error(fn + ": cannot decode \"" + path + "\": " + (reason ? reason : "unknown error"));
+    ddpm::detail::throw_format_error(fn + ": cannot decode \"" + path + "\": " + (reason ? reason : "unknown error"));
   }
   Image image;
   image.width = width;
@@ -237,7 +240,7 @@ inline Image read_png(const std::string& path, int channels = 0, long long max_p
 /// Throws ddpm::invalid_argument if the image is malformed (see Image); ddpm::format_error (naming the path
 /// and the reason) if the file cannot be written.
 inline void write_png(const std::string& path, const Image& image) {
-  const std::string fn = "ddpm::write_png";
+  const std::string fn = "ddpm::io::write_png";
   detail::check_image(fn.c_str(), "image", image);
   // The callback runs inside stb's C code, so it must not throw: an allocation failure is recorded instead.
   struct Sink {
@@ -256,14 +259,14 @@ inline void write_png(const std::string& path, const Image& image) {
   if (stbi_write_png_to_func(append, &sink, image.width, image.height, image.channels, image.pixels.data(),
                              image.width * image.channels) == 0 ||
       sink.failed) {
-    detail::throw_format_error(fn + ": stb could not encode the image for \"" + path + "\"");
+    ddpm::detail::throw_format_error(fn + ": stb could not encode the image for \"" + path + "\"");
   }
   errno = 0;
   std::ofstream file(path, std::ios::binary | std::ios::trunc);
-  if (!file) detail::throw_format_error(fn + ": cannot open \"" + path + "\" for writing: " + detail::errno_text());
+  if (!file) ddpm::detail::throw_format_error(fn + ": cannot open \"" + path + "\" for writing: " + detail::errno_text());
   file.write(reinterpret_cast<const char*>(sink.bytes.data()), static_cast<std::streamsize>(sink.bytes.size()));
   file.close();
-  if (!file) detail::throw_format_error(fn + ": cannot write \"" + path + "\": " + detail::errno_text());
+  if (!file) ddpm::detail::throw_format_error(fn + ": cannot write \"" + path + "\": " + detail::errno_text());
 }
 
 /// The model value of a byte.                                      x = byte / 127.5 - 1, in [-1, 1]
@@ -290,7 +293,7 @@ void check_finite(const char* fn, const char* name, const T& t) {
   const Eigen::Index n = t.size();
   for (Eigen::Index i = 0; i < n; ++i) {
     if (!std::isfinite(data[i])) {
-      throw_invalid_argument(std::string(fn) + ": " + name + " holds " + ddpm::detail::number_string(data[i]) + " at flat index " +
+      ddpm::detail::throw_invalid_argument(std::string(fn) + ": " + name + " holds " + ddpm::detail::number_string(data[i]) + " at flat index " +
                              ddpm::detail::number_string(i) + ", but every value must be finite");
     }
   }
@@ -332,7 +335,7 @@ void check_tensor_image_dims(const char* fn, const char* name, const T& t) {
 /// Throws ddpm::invalid_argument if the image is malformed (see Image).
 template <std::floating_point S = float>
 Tensor<S, 3> image_to_tensor(const Image& image) {
-  detail::check_image("ddpm::image_to_tensor", "image", image);
+  detail::check_image("ddpm::io::image_to_tensor", "image", image);
   Tensor<S, 3> out(image.channels, image.height, image.width);
   detail::image_to_planar(image, out.data());
   return out;
@@ -342,15 +345,15 @@ Tensor<S, 3> image_to_tensor(const Image& image) {
 /// Throws ddpm::invalid_argument if images is empty, an image is malformed, or the images differ in shape.
 template <std::floating_point S = float>
 Tensor<S, 4> images_to_tensor(std::span<const Image> images) {
-  const char* fn = "ddpm::images_to_tensor";
+  const char* fn = "ddpm::io::images_to_tensor";
   if (images.empty())
-    detail::throw_invalid_argument(std::string(fn) + ": images is empty, but must hold at least one image");
+    ddpm::detail::throw_invalid_argument(std::string(fn) + ": images is empty, but must hold at least one image");
   const Image& first = images.front();
   for (std::size_t i = 0; i < images.size(); ++i) {
     const std::string name = "images[" + ddpm::detail::number_string(i) + "]";
     detail::check_image(fn, name.c_str(), images[i]);
     if (images[i].width != first.width || images[i].height != first.height || images[i].channels != first.channels) {
-      detail::throw_invalid_argument(std::string(fn) + ": " + name + " is " + ddpm::detail::number_string(images[i].width) + " x " +
+      ddpm::detail::throw_invalid_argument(std::string(fn) + ": " + name + " is " + ddpm::detail::number_string(images[i].width) + " x " +
                                      ddpm::detail::number_string(images[i].height) + " x " + ddpm::detail::number_string(images[i].channels) +
                                      ", but must have the shape of images[0], " + ddpm::detail::number_string(first.width) + " x " +
                                      ddpm::detail::number_string(first.height) + " x " + ddpm::detail::number_string(first.channels));
@@ -367,7 +370,7 @@ Tensor<S, 4> images_to_tensor(std::span<const Image> images) {
 /// Throws ddpm::invalid_argument unless C is in [1, 4], H, W >= 1, and every value is finite.
 template <DenseTensor T>
 requires(rank_v<T> == 3) Image tensor_to_image(const T& x) {
-  const char* fn = "ddpm::tensor_to_image";
+  const char* fn = "ddpm::io::tensor_to_image";
   detail::check_tensor_image_dims(fn, "x", x);
   detail::check_finite(fn, "x", x);
   Image out(static_cast<int>(x.dimension(2)), static_cast<int>(x.dimension(1)), static_cast<int>(x.dimension(0)));
@@ -379,8 +382,8 @@ requires(rank_v<T> == 3) Image tensor_to_image(const T& x) {
 /// Throws ddpm::invalid_argument unless N >= 1, C is in [1, 4], H, W >= 1, and every value is finite.
 template <DenseTensor T>
 requires(rank_v<T> == 4) std::vector<Image> tensor_to_images(const T& x) {
-  const char* fn = "ddpm::tensor_to_images";
-  detail::require_nonempty(fn, "x", x);
+  const char* fn = "ddpm::io::tensor_to_images";
+  ddpm::detail::require_nonempty(fn, "x", x);
   detail::check_tensor_image_dims(fn, "x", x);
   detail::check_finite(fn, "x", x);
   const Eigen::Index per_image = x.dimension(1) * x.dimension(2) * x.dimension(3);
@@ -404,13 +407,13 @@ requires(rank_v<T> == 4) std::vector<Image> tensor_to_images(const T& x) {
 /// every value is finite and the grid fits a PNG.
 template <DenseTensor T>
 requires(rank_v<T> == 4) Image make_grid(const T& x, int columns = 8, int padding = 2, std::uint8_t pad_value = 0) {
-  const char* fn = "ddpm::make_grid";
-  detail::require_nonempty(fn, "x", x);
+  const char* fn = "ddpm::io::make_grid";
+  ddpm::detail::require_nonempty(fn, "x", x);
   detail::check_tensor_image_dims(fn, "x", x);
   if (columns < 1)
-    detail::throw_invalid_argument(std::string(fn) + ": columns is " + ddpm::detail::number_string(columns) + ", but must be >= 1");
+    ddpm::detail::throw_invalid_argument(std::string(fn) + ": columns is " + ddpm::detail::number_string(columns) + ", but must be >= 1");
   if (padding < 0)
-    detail::throw_invalid_argument(std::string(fn) + ": padding is " + ddpm::detail::number_string(padding) + ", but must be >= 0");
+    ddpm::detail::throw_invalid_argument(std::string(fn) + ": padding is " + ddpm::detail::number_string(padding) + ", but must be >= 0");
   const Eigen::Index n = x.dimension(0), c = x.dimension(1), h = x.dimension(2), w = x.dimension(3);
   const Eigen::Index cols = std::min<Eigen::Index>(columns, n);
   const Eigen::Index rows = (n + cols - 1) / cols;
@@ -427,4 +430,21 @@ requires(rank_v<T> == 4) Image make_grid(const T& x, int columns = 8, int paddin
   return out;
 }
 
+}  // namespace ddpm::io
+
+namespace ddpm {
+// The image functions lived in namespace ddpm before they joined the other file formats in ddpm::io; these
+// names keep code that spells them ddpm::Image, ddpm::read_png, ... compiling for one release. Deprecated:
+// write ddpm::io::... (they will be removed in the next minor version).
+using io::Image;
+using io::image_to_tensor;
+using io::images_to_tensor;
+using io::kDefaultPngPixelLimit;
+using io::make_grid;
+using io::pixel_to_value;
+using io::read_png;
+using io::tensor_to_image;
+using io::tensor_to_images;
+using io::value_to_pixel;
+using io::write_png;
 }  // namespace ddpm
