@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // Copyright (c) 2026 The ddpm authors
 
-#include <atomic>
+#include <algorithm>
 #include <limits>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -12,24 +13,39 @@
 #include "ddpm/nn/context.hpp"
 
 TEST_CASE("Context::parallel_for visits every index once, in contiguous ranges", "[nn][context]") {
+  // The workers only record what they were given (under a mutex); every assertion runs on the main thread,
+  // since Catch2 v2's assertion macros are not thread-safe (a failure on a worker would crash, not report).
+  struct Call {
+    Eigen::Index begin, end;
+    int thread;
+  };
   for (int threads : {1, 2, 3, 5}) {
     ddpm::nn::Context<float> ctx(threads);
     CHECK(ctx.num_threads() == threads);
     for (Eigen::Index count : {0, 1, 2, 7, 64, 1001}) {
-      std::vector<std::atomic<int>> seen(static_cast<std::size_t>(count));
-      std::atomic<int> calls{0};
-      std::vector<int> thread_seen(static_cast<std::size_t>(threads), 0);
+      INFO(threads << " threads, count " << count);
+      std::mutex mutex;
+      std::vector<Call> calls;
       ctx.parallel_for(count, [&](Eigen::Index begin, Eigen::Index end, int thread) {
-        REQUIRE(begin < end);
-        REQUIRE(thread >= 0);
-        REQUIRE(thread < threads);
-        thread_seen[static_cast<std::size_t>(thread)] += 1;
-        for (Eigen::Index i = begin; i < end; ++i) seen[static_cast<std::size_t>(i)] += 1;
-        calls += 1;
+        const std::lock_guard<std::mutex> lock(mutex);
+        calls.push_back({begin, end, thread});
       });
-      for (auto& s : seen) REQUIRE(s == 1);
-      CHECK(calls == std::min<Eigen::Index>(threads, count));
-      for (int s : thread_seen) CHECK(s <= 1);  // one range per thread
+      CHECK(static_cast<Eigen::Index>(calls.size()) == std::min<Eigen::Index>(threads, count));
+      std::vector<int> seen(static_cast<std::size_t>(count), 0);
+      std::vector<int> thread_seen(static_cast<std::size_t>(threads), 0);
+      for (const Call& c : calls) {
+        CHECK(c.begin < c.end);
+        CHECK(c.begin >= 0);
+        CHECK(c.end <= count);
+        REQUIRE(c.thread >= 0);
+        REQUIRE(c.thread < threads);
+        thread_seen[static_cast<std::size_t>(c.thread)] += 1;
+        for (Eigen::Index i = std::max<Eigen::Index>(c.begin, 0); i < std::min(c.end, count); ++i) {
+          seen[static_cast<std::size_t>(i)] += 1;
+        }
+      }
+      for (int v : seen) CHECK(v == 1);
+      for (int v : thread_seen) CHECK(v <= 1);  // one range per thread
     }
   }
 }
