@@ -6,7 +6,11 @@
 
 #include <catch2/catch.hpp>
 
+#include "ddpm/nn/conv2d.hpp"
+#include "ddpm/nn/downsample.hpp"
 #include "ddpm/nn/resnet_block.hpp"
+#include "ddpm/nn/unet_blocks.hpp"
+#include "ddpm/nn/upsample.hpp"
 #include "nn_reference.hpp"
 
 using nn_test::Index;
@@ -78,4 +82,36 @@ TEST_CASE("ResnetBlock2D rejects bad arguments", "[nn][resnet_block]") {
   REQUIRE_THROWS_AS(block.forward(ctx, in.cview(), wrong_temb, out.view()), ddpm::invalid_argument);
   ddpm::nn::Feature<float> wrong_out = ddpm::nn::make_feature(ctx, 4, 2, 3, 3);
   REQUIRE_THROWS_AS(block.forward(ctx, in.cview(), temb, wrong_out.view()), ddpm::invalid_argument);
+}
+
+TEST_CASE("nn messages name the shapes they got and the shapes they need", "[nn][resnet_block][errors]") {
+  // These used to say only "the shapes do not fit" / "out has the wrong shape" (issue 13).
+  using Catch::Contains;
+  ddpm::nn::Context<float> ctx;
+  ddpm::nn::ResnetBlock2D<float> block(4, 8, 16, 2, 1e-6);
+  ddpm::nn::Feature<float> in = ddpm::nn::make_feature(ctx, 4, 2, 3, 3);
+  ddpm::nn::Feature<float> wrong_out = ddpm::nn::make_feature(ctx, 4, 2, 3, 3);
+  ddpm::nn::ResnetBlock2D<float>::Matrix temb(2, 16);
+  temb.setZero();
+  CHECK_THROWS_WITH(block.forward(ctx, in.cview(), temb, wrong_out.view()),
+                    Contains("ResnetBlock2D::forward: out has shape [4, 2, 3, 3]") && Contains("must be [8, 2, 3, 3]"));
+  ddpm::nn::ResnetBlock2D<float>::Saved saved;
+  CHECK_THROWS_WITH(block.forward_train(ctx, in.cview(), temb, wrong_out.view(), saved),
+                    Contains("forward_train: x is [4, 2, 3, 3], out [4, 2, 3, 3]") && Contains("temb [2, 16]") &&
+                        Contains("[8, N, H, W]"));
+  ddpm::nn::Feature<float> a = ddpm::nn::make_feature(ctx, 3, 2, 4, 4);
+  ddpm::nn::Feature<float> b = ddpm::nn::make_feature(ctx, 5, 2, 4, 2);
+  CHECK_THROWS_WITH(ddpm::nn::concat_channels(ctx, a.cview(), b.cview()),
+                    Contains("concat_channels: a is [3, 2, 4, 4] and b [5, 2, 4, 2]"));
+  ddpm::nn::Downsample2D<float> pool(3, false);
+  ddpm::nn::Feature<float> pooled = ddpm::nn::make_feature(ctx, 3, 2, 4, 4);
+  CHECK_THROWS_WITH(pool.forward(ctx, a.cview(), pooled.view()),
+                    Contains("Downsample2D::forward: in is [3, 2, 4, 4] and out [3, 2, 4, 4]") &&
+                        Contains("[3, N, H / 2, W / 2]"));
+  ddpm::nn::Upsample2D<float> up(3, false);
+  CHECK_THROWS_WITH(up.forward(ctx, a.cview(), pooled.view()),
+                    Contains("Upsample2D::forward: in is [3, 2, 4, 4] and out [3, 2, 4, 4]") &&
+                        Contains("[3, N, 2 H, 2 W]"));
+  CHECK_THROWS_WITH(ddpm::nn::Conv2d<float>(3, 4, 3, 3, 1, ddpm::nn::Padding2d{1, -2, 1, 0}),
+                    Contains("padding (top, left, bottom, right) is (1, -2, 1, 0)"));
 }

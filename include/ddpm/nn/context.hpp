@@ -59,6 +59,13 @@ struct FeatureMap {
   }
 };
 
+/// "[C, N, H, W]": a feature map's shape (channels, batch, height, width) for messages.
+template <class S>
+std::string map_shape_string(const FeatureMap<S>& m) {
+  return "[" + ddpm::detail::number_string(m.channels) + ", " + ddpm::detail::number_string(m.batch) + ", " +
+         ddpm::detail::number_string(m.height) + ", " + ddpm::detail::number_string(m.width) + "]";
+}
+
 /// A channel-major batch that owns its storage (a buffer lent by a Workspace's pool).
 template <class S>
 struct Feature {

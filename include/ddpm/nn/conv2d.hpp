@@ -245,7 +245,10 @@ class Conv2d {
           " and " + ddpm::detail::number_string(stride) + ", but must all be >= 1");
     }
     if (padding.top < 0 || padding.left < 0 || padding.bottom < 0 || padding.right < 0) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::Conv2d: a padding is negative, but must be >= 0");
+      ddpm::detail::throw_invalid_argument(
+          "ddpm::nn::Conv2d: padding (top, left, bottom, right) is (" + ddpm::detail::number_string(padding.top) + ", " +
+          ddpm::detail::number_string(padding.left) + ", " + ddpm::detail::number_string(padding.bottom) + ", " +
+          ddpm::detail::number_string(padding.right) + "), but every side must be >= 0");
     }
     weight_ = Matrix::Zero(out_channels, in_channels * kernel_h * kernel_w);
     if (bias) bias_ = Vector::Zero(out_channels);

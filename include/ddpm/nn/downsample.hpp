@@ -67,7 +67,10 @@ class Downsample2D {
     }
     if (in.channels != channels_ || out.channels != channels_ || out.batch != in.batch ||
         out.height != in.height / 2 || out.width != in.width / 2) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::Downsample2D::forward: the shapes do not fit");
+      ddpm::detail::throw_invalid_argument("ddpm::nn::Downsample2D::forward: in is " + map_shape_string(in) + " and out " +
+                                           map_shape_string(out) + " [C, N, H, W], but must be [" +
+                                           ddpm::detail::number_string(channels_) + ", N, H, W] and [" +
+                                           ddpm::detail::number_string(channels_) + ", N, H / 2, W / 2]");
     }
     const Eigen::Index W = in.width, OH = out.height, OW = out.width;
     ctx.parallel_for(in.channels * in.batch, [&](Eigen::Index begin, Eigen::Index end, int) {

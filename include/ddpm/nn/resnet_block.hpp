@@ -115,7 +115,11 @@ class ResnetBlock2D {
                                            ", temb_channels = " + ddpm::detail::number_string(temb_channels()) + "]");
     }
     if (out.channels != out_channels() || out.batch != x.batch || out.height != x.height || out.width != x.width) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::ResnetBlock2D::forward: out has the wrong shape");
+      ddpm::detail::throw_invalid_argument("ddpm::nn::ResnetBlock2D::forward: out has shape " + map_shape_string(out) +
+                                           " [C, N, H, W], but must be [" + ddpm::detail::number_string(out_channels()) +
+                                           ", " + ddpm::detail::number_string(x.batch) + ", " +
+                                           ddpm::detail::number_string(x.height) + ", " +
+                                           ddpm::detail::number_string(x.width) + "] (out_channels, x's batch and size)");
     }
     const Eigen::Index B = x.batch, C = out_channels(), P = time_emb_proj_.out_features();
     // the time projection [B, P]
@@ -176,7 +180,12 @@ class ResnetBlock2D {
                      FeatureMap<S> out, Saved& saved, NoiseSource* noise = nullptr) const {
     if (temb_act.rows() != x.batch || temb_act.cols() != temb_channels() || x.channels != in_channels() ||
         out.channels != out_channels() || out.batch != x.batch || out.height != x.height || out.width != x.width) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::ResnetBlock2D::forward_train: the shapes do not fit");
+      ddpm::detail::throw_invalid_argument(
+          "ddpm::nn::ResnetBlock2D::forward_train: x is " + map_shape_string(x) + ", out " + map_shape_string(out) +
+          " [C, N, H, W] and temb [" + ddpm::detail::number_string(temb_act.rows()) + ", " +
+          ddpm::detail::number_string(temb_act.cols()) + "], but must be [" + ddpm::detail::number_string(in_channels()) +
+          ", N, H, W], [" + ddpm::detail::number_string(out_channels()) + ", N, H, W] and [N, " +
+          ddpm::detail::number_string(temb_channels()) + "]");
     }
     const Eigen::Index B = x.batch, C = out_channels(), P = time_emb_proj_.out_features();
     Matrix tproj = temb_act * time_emb_proj_.weight().transpose();

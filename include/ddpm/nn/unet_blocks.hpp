@@ -51,7 +51,8 @@ struct BlockOptions {
 template <class S>
 Feature<S> concat_channels(Workspace<S>& ctx, FeatureMap<const S> a, FeatureMap<const S> b) {
   if (a.batch != b.batch || a.height != b.height || a.width != b.width) {
-    ddpm::detail::throw_invalid_argument("ddpm::nn::concat_channels: the maps differ in batch or size");
+    ddpm::detail::throw_invalid_argument("ddpm::nn::concat_channels: a is " + map_shape_string(a) + " and b " +
+                                         map_shape_string(b) + " [C, N, H, W], but must agree in batch and size");
   }
   Feature<S> out = make_feature(ctx, a.channels + b.channels, a.batch, a.height, a.width);
   parallel_copy(ctx, a.data, a.size(), out.map.data);

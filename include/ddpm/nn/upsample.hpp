@@ -54,7 +54,10 @@ class Upsample2D {
   void forward(Workspace<S>& ctx, FeatureMap<const S> in, FeatureMap<S> out) const {
     if (in.channels != channels_ || out.channels != channels_ || out.batch != in.batch ||
         out.height != 2 * in.height || out.width != 2 * in.width) {
-      ddpm::detail::throw_invalid_argument("ddpm::nn::Upsample2D::forward: the shapes do not fit");
+      ddpm::detail::throw_invalid_argument("ddpm::nn::Upsample2D::forward: in is " + map_shape_string(in) + " and out " +
+                                           map_shape_string(out) + " [C, N, H, W], but must be [" +
+                                           ddpm::detail::number_string(channels_) + ", N, H, W] and [" +
+                                           ddpm::detail::number_string(channels_) + ", N, 2 H, 2 W]");
     }
     Feature<S> up;
     FeatureMap<S> target = out;
