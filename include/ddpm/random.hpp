@@ -4,8 +4,10 @@
 
 // Reproducible standard-normal noise from a counter-based generator.          [docs/math.md, Eq. (19)]
 //
-// The stream (seed, n) -> z_n is a pure function: normal n of a seed comes from Philox4x32-10 block n / 4
-// (counter = the 64-bit block index in its two low words, key = the seed's low and high 32-bit halves).
+// The stream (seed, stream, n) -> z_n is a pure function: normal n of a seed comes from Philox4x32-10 block
+// n / 4 (counter = the 64-bit block index in its two low words and the 64-bit stream index in its two high
+// words, key = the seed's low and high 32-bit halves). NoiseSource draws stream 0; PerImageNoiseSource gives
+// image i of a batch stream i (docs/reproducibility.md).
 // Each block's four words w0..w3 become four uniforms and, by Box-Muller, four normals:
 //   u_k = (w_k + 1/2) * 2^-32, in (0, 1), never 0 or 1
 //   z_{4b+0} = r0 cos(2 pi u1),  z_{4b+1} = r0 sin(2 pi u1),  r0 = sqrt(-2 ln u0)
@@ -92,13 +94,16 @@ struct alignas(64) ChunkWords {
   std::uint32_t angle[kChunkPairs];
 };
 
-/// The words of chunk `chunk` (blocks 64 * chunk .. 64 * chunk + 63), one block at a time.
-inline void philox_chunk_portable(std::uint64_t chunk, Philox4x32::Key key, ChunkWords& words) noexcept {
+/// The words of chunk `chunk` (blocks 64 * chunk .. 64 * chunk + 63) of stream `stream`, one block at a time:
+/// block k has the counter (k mod 2^32, k / 2^32, stream mod 2^32, stream / 2^32).
+inline void philox_chunk_portable(std::uint64_t chunk, Philox4x32::Key key, ChunkWords& words,
+                                  std::uint64_t stream = 0) noexcept {
   const std::uint64_t first = chunk * kChunkBlocks;
+  const auto s0 = static_cast<std::uint32_t>(stream), s1 = static_cast<std::uint32_t>(stream >> 32);
   for (std::size_t j = 0; j < kChunkBlocks; ++j) {
     const std::uint64_t block = first + j;
     const Philox4x32::Counter x =
-        Philox4x32::generate({static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), 0u, 0u}, key);
+        Philox4x32::generate({static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), s0, s1}, key);
     words.radius[2 * j] = x[0];
     words.angle[2 * j] = x[1];
     words.radius[2 * j + 1] = x[2];
@@ -112,7 +117,8 @@ inline void philox_chunk_portable(std::uint64_t chunk, Philox4x32::Key key, Chun
 // 32 bits, and only the low 32 bits are stored. The block index of lane l is first + base + l with no
 // carry out of the low word, because `first` is a multiple of 64.
 #if defined(__AVX512F__)
-inline void philox_chunk_avx512(std::uint64_t chunk, Philox4x32::Key key, ChunkWords& words) noexcept {
+inline void philox_chunk_avx512(std::uint64_t chunk, Philox4x32::Key key, ChunkWords& words,
+                                std::uint64_t stream) noexcept {
   constexpr int kGroups = 4;  // independent groups of 8 blocks in flight, to hide the multiply latency
   // The zero-masking forms with every lane selected compile to the plain instructions; the plain
   // intrinsics' "undefined" pass-through trips GCC 12's -Wuninitialized (GCC PR 105593).
@@ -121,6 +127,8 @@ inline void philox_chunk_avx512(std::uint64_t chunk, Philox4x32::Key key, ChunkW
   const __m512i m0 = _mm512_set1_epi64(Philox4x32::kMultiplier0);
   const __m512i m1 = _mm512_set1_epi64(Philox4x32::kMultiplier1);
   const __m512i high = _mm512_set1_epi64(static_cast<long long>(first >> 32));
+  const __m512i stream_low = _mm512_set1_epi64(static_cast<long long>(stream & 0xFFFFFFFFu));
+  const __m512i stream_high = _mm512_set1_epi64(static_cast<long long>(stream >> 32));
   const __m512i lanes = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
   for (std::size_t base = 0; base < kChunkBlocks; base += 8 * kGroups) {
     __m512i c0[kGroups], c1[kGroups], c2[kGroups], c3[kGroups];
@@ -128,8 +136,8 @@ inline void philox_chunk_avx512(std::uint64_t chunk, Philox4x32::Key key, ChunkW
       const auto low = static_cast<std::uint32_t>(first) + static_cast<std::uint32_t>(base + 8 * g);
       c0[g] = _mm512_add_epi64(_mm512_set1_epi64(low), lanes);
       c1[g] = high;
-      c2[g] = _mm512_setzero_si512();
-      c3[g] = _mm512_setzero_si512();
+      c2[g] = stream_low;
+      c3[g] = stream_high;
     }
     std::uint32_t k0 = key[0], k1 = key[1];
     for (int round = 0; round < Philox4x32::kRounds; ++round) {
@@ -158,12 +166,15 @@ inline void philox_chunk_avx512(std::uint64_t chunk, Philox4x32::Key key, ChunkW
 #endif
 
 #if defined(__AVX2__)
-inline void philox_chunk_avx2(std::uint64_t chunk, Philox4x32::Key key, ChunkWords& words) noexcept {
+inline void philox_chunk_avx2(std::uint64_t chunk, Philox4x32::Key key, ChunkWords& words,
+                              std::uint64_t stream) noexcept {
   constexpr int kGroups = 2;  // groups of 4 blocks in flight (16 ymm registers)
   const std::uint64_t first = chunk * kChunkBlocks;
   const __m256i m0 = _mm256_set1_epi64x(Philox4x32::kMultiplier0);
   const __m256i m1 = _mm256_set1_epi64x(Philox4x32::kMultiplier1);
   const __m256i high = _mm256_set1_epi64x(static_cast<long long>(first >> 32));
+  const __m256i stream_low = _mm256_set1_epi64x(static_cast<long long>(stream & 0xFFFFFFFFu));
+  const __m256i stream_high = _mm256_set1_epi64x(static_cast<long long>(stream >> 32));
   const __m256i lanes = _mm256_set_epi64x(3, 2, 1, 0);
   for (std::size_t base = 0; base < kChunkBlocks; base += 4 * kGroups) {
     __m256i c0[kGroups], c1[kGroups], c2[kGroups], c3[kGroups];
@@ -171,8 +182,8 @@ inline void philox_chunk_avx2(std::uint64_t chunk, Philox4x32::Key key, ChunkWor
       const auto low = static_cast<std::uint32_t>(first) + static_cast<std::uint32_t>(base + 4 * g);
       c0[g] = _mm256_add_epi64(_mm256_set1_epi64x(low), lanes);
       c1[g] = high;
-      c2[g] = _mm256_setzero_si256();
-      c3[g] = _mm256_setzero_si256();
+      c2[g] = stream_low;
+      c3[g] = stream_high;
     }
     std::uint32_t k0 = key[0], k1 = key[1];
     for (int round = 0; round < Philox4x32::kRounds; ++round) {
@@ -200,13 +211,14 @@ inline void philox_chunk_avx2(std::uint64_t chunk, Philox4x32::Key key, ChunkWor
 #endif
 
 /// The words of one chunk, by the fastest path the compiler targets (all paths give the same words).
-[[gnu::noinline]] inline void philox_chunk(std::uint64_t chunk, Philox4x32::Key key, ChunkWords& words) noexcept {
+[[gnu::noinline]] inline void philox_chunk(std::uint64_t chunk, Philox4x32::Key key, ChunkWords& words,
+                                           std::uint64_t stream = 0) noexcept {
 #if defined(__AVX512F__)
-  philox_chunk_avx512(chunk, key, words);
+  philox_chunk_avx512(chunk, key, words, stream);
 #elif defined(__AVX2__)
-  philox_chunk_avx2(chunk, key, words);
+  philox_chunk_avx2(chunk, key, words, stream);
 #else
-  philox_chunk_portable(chunk, key, words);
+  philox_chunk_portable(chunk, key, words, stream);
 #endif
 }
 
@@ -374,14 +386,14 @@ inline void sqrt_in_place(S* x) noexcept {
 #endif
 }
 
-/// Normals 256 * chunk .. 256 * chunk + 255 of the stream with this key, into a 64-byte aligned buffer:
+/// Normals 256 * chunk .. 256 * chunk + 255 of stream `stream` with this key, into a 64-byte aligned buffer:
 /// normal 2p is r cos(2 pi u_angle), normal 2p + 1 is r sin(2 pi u_angle), r = sqrt(-2 ln u_radius),
 /// from the words of pair p (Box-Muller). Every number is always computed at the same place of this one
 /// out-of-line function, so its value cannot depend on how a caller's loop was vectorised, inlined or split.
 template <class S>
-[[gnu::noinline]] void normal_chunk(std::uint64_t chunk, Philox4x32::Key key, S* out) noexcept {
+[[gnu::noinline]] void normal_chunk(std::uint64_t chunk, Philox4x32::Key key, S* out, std::uint64_t stream = 0) noexcept {
   ChunkWords words;
-  philox_chunk(chunk, key, words);
+  philox_chunk(chunk, key, words, stream);
   alignas(64) S radius[kChunkPairs];
   for (std::size_t p = 0; p < kChunkPairs; ++p) radius[p] = minus_two_log_uniform<S>(words.radius[p]);
   sqrt_in_place(radius);
@@ -406,13 +418,21 @@ inline void check_stream_range(const char* fn, std::uint64_t offset, std::uint64
   }
 }
 
-/// Calls visit(buffer, first, last) for every chunk overlapping stream positions [offset, offset + n):
-/// buffer holds the chunk's 256 normals, [first, last) is the part inside the range, given as positions
-/// relative to `offset`. Chunks are visited on OpenMP threads for large ranges (when compiled with
-/// OpenMP); visit must then only write the elements of its own range. Precondition: n > 0 and the range
+/// Calls visit(buffer, first, last) for every chunk overlapping positions [offset, offset + n) of stream
+/// `stream` of the seed: buffer holds the part of the chunk's 256 normals inside the range, [first, last)
+/// its positions relative to `offset`. Chunks are visited on OpenMP threads for large ranges (when compiled
+/// with OpenMP); visit must then only write the elements of its own range. Precondition: n > 0 and the range
 /// fits in the stream (check_stream_range).
+// GCC 12 at -O3, with a constant offset near 2^64 propagated from a caller, warns that some iteration of
+// the chunk loop would overflow the caller's pointer (-Waggressive-loop-optimizations); the loop runs only
+// after check_stream_range has bounded offset + n, so no such iteration exists.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Waggressive-loop-optimizations"
+#endif
 template <class S, class Visit>
-void for_each_normal_chunk(std::uint64_t seed, std::uint64_t offset, std::uint64_t n, Visit&& visit) {
+void for_each_normal_chunk(std::uint64_t seed, std::uint64_t offset, std::uint64_t n, Visit&& visit,
+                           std::uint64_t stream = 0) {
   const Philox4x32::Key key = philox_key(seed);
   const std::uint64_t last = offset + (n - 1);  // inclusive, so that the stream's last index does not overflow
   const std::uint64_t chunk_begin = offset / kNormalChunk;
@@ -420,7 +440,7 @@ void for_each_normal_chunk(std::uint64_t seed, std::uint64_t offset, std::uint64
   auto run = [&](std::uint64_t k) {
     alignas(64) S buffer[kNormalChunk];
     const std::uint64_t chunk = chunk_begin + k;
-    normal_chunk<S>(chunk, key, buffer);
+    normal_chunk<S>(chunk, key, buffer, stream);
     const std::uint64_t start = chunk * kNormalChunk;
     const std::uint64_t lo = std::max(start, offset) - offset;
     const std::uint64_t hi = std::min(start + (kNormalChunk - 1), last) - offset + 1;
@@ -436,6 +456,44 @@ void for_each_normal_chunk(std::uint64_t seed, std::uint64_t offset, std::uint64
   }
 #endif
   for (std::uint64_t k = 0; k < chunks; ++k) run(k);
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+/// The per-image form of for_each_normal_chunk: for a batch-first buffer of `batch` images of per_sample
+/// values each, element b * per_sample + k is number offset + k of stream first_index + b. Calls
+/// visit(buffer, first, last) for every (image, chunk) pair, with [first, last) the positions in the whole
+/// buffer (never crossing an image). Pairs are visited on OpenMP threads for large batches (when compiled
+/// with OpenMP); visit must then only write the elements of its own range. Preconditions: batch > 0,
+/// per_sample > 0, the range fits in each stream and first_index + batch - 1 <= 2^64 - 1.
+template <class S, class Visit>
+void for_each_image_normal_chunk(std::uint64_t seed, std::uint64_t first_index, std::uint64_t offset,
+                                 std::uint64_t batch, std::uint64_t per_sample, Visit&& visit) {
+  const Philox4x32::Key key = philox_key(seed);
+  const std::uint64_t last = offset + (per_sample - 1);
+  const std::uint64_t chunk_begin = offset / kNormalChunk;
+  const std::uint64_t chunks = last / kNormalChunk - chunk_begin + 1;  // per image
+  auto run = [&](std::uint64_t k) {
+    const std::uint64_t b = k / chunks, chunk = chunk_begin + k % chunks;
+    alignas(64) S buffer[kNormalChunk];
+    normal_chunk<S>(chunk, key, buffer, first_index + b);
+    const std::uint64_t start = chunk * kNormalChunk;
+    const std::uint64_t lo = std::max(start, offset) - offset;
+    const std::uint64_t hi = std::min(start + (kNormalChunk - 1), last) - offset + 1;
+    visit(static_cast<const S*>(buffer) + (offset + lo - start), static_cast<std::size_t>(b * per_sample + lo),
+          static_cast<std::size_t>(b * per_sample + hi));
+  };
+  const std::uint64_t pairs = batch * chunks;
+#ifdef _OPENMP
+  if (batch * per_sample >= kParallelNormals) {
+    const auto count = static_cast<std::int64_t>(pairs);
+#pragma omp parallel for schedule(static)
+    for (std::int64_t k = 0; k < count; ++k) run(static_cast<std::uint64_t>(k));
+    return;
+  }
+#endif
+  for (std::uint64_t k = 0; k < pairs; ++k) run(k);
 }
 
 /// out[i] = a[b] * x[i] + c[b] * z[offset + i] for i in [0, batch * per_sample), b = i / per_sample, where z is
@@ -472,26 +530,28 @@ void lincomb2_normal_per_sample(S* out, PerSample<S> a, const S* x, PerSample<S>
 
 }  // namespace detail
 
-/// Fills `out` with standard-normal numbers: out[i] is number offset + i of the stream of `seed`
+/// Fills `out` with standard-normal numbers: out[i] is number offset + i of stream `stream` of `seed`
 /// (Philox4x32-10 and Box-Muller, see the top of this header), so any split of a fill, any chunking and
 /// any thread count give the same values. Float and double streams share their uniforms and differ only
-/// by rounding.                                                              [docs/math.md, Eq. (19)]
+/// by rounding. NoiseSource draws stream 0; PerImageNoiseSource draws stream i for image i.
+///                                                                           [docs/math.md, Eq. (19)]
 /// Throws ddpm::invalid_argument if offset + out.size() exceeds 2^64 - 1 (the stream's length).
 template <std::floating_point S>
-void fill_normal(std::span<S> out, std::uint64_t seed, std::uint64_t offset = 0) {
+void fill_normal(std::span<S> out, std::uint64_t seed, std::uint64_t offset = 0, std::uint64_t stream = 0) {
   static_assert(detail::is_generated_scalar_v<S>, "ddpm::fill_normal: float and double only");
   detail::check_stream_range("ddpm::fill_normal", offset, out.size());
   if (out.empty()) return;
   S* const data = out.data();
-  detail::for_each_normal_chunk<S>(seed, offset, out.size(), [data](const S* z, std::size_t first, std::size_t last) {
-    std::memcpy(data + first, z, (last - first) * sizeof(S));
-  });
+  detail::for_each_normal_chunk<S>(
+      seed, offset, out.size(),
+      [data](const S* z, std::size_t first, std::size_t last) { std::memcpy(data + first, z, (last - first) * sizeof(S)); },
+      stream);
 }
 
 /// Fills a Tensor, TensorMap or any MutableDenseTensor in memory order (see the span overload).
 template <MutableDenseTensor T>
-void fill_normal(T&& out, std::uint64_t seed, std::uint64_t offset = 0) {
-  fill_normal(std::span<scalar_t<T>>(out.data(), static_cast<std::size_t>(out.size())), seed, offset);
+void fill_normal(T&& out, std::uint64_t seed, std::uint64_t offset = 0, std::uint64_t stream = 0) {
+  fill_normal(std::span<scalar_t<T>>(out.data(), static_cast<std::size_t>(out.size())), seed, offset, stream);
 }
 
 /// A seeded standard-normal stream that remembers where it is: each call continues where the last
@@ -535,6 +595,74 @@ class NoiseSource {
 
  private:
   std::uint64_t seed_;
+  std::uint64_t offset_;
+};
+
+/// A seeded standard-normal source with one stream per image: image b of a batch-first tensor is image
+/// first_index() + b, whose numbers are stream first_index() + b of the seed (fill_normal's `stream`), and
+/// every draw continues each image's stream where the last ended. So whatever an image draws (x_T, each
+/// step's noise) depends only on (seed, image index): an image is the same sampled alone, in any batch, at
+/// any position, on any thread count or MPI rank, provided its model output does not depend on its batch
+/// mates. A draw of a batch of B images of P values each takes numbers offset() .. offset() + P - 1 of
+/// streams first_index() .. first_index() + B - 1, then advances offset() by P.  [docs/reproducibility.md]
+///   PerImageNoiseSource noise(42, 100);  noise(x_T);  // x_T[b] = numbers 0 .. P-1 of stream 100 + b
+/// A batch of one image with first_index 0 draws what NoiseSource(seed, offset) draws.
+class PerImageNoiseSource {
+ public:
+  explicit PerImageNoiseSource(std::uint64_t seed, std::uint64_t first_index = 0, std::uint64_t offset = 0) noexcept
+      : seed_(seed), first_index_(first_index), offset_(offset) {}
+
+  /// Fills out (batch-first: dimension 0 is the batch) with each image's next numbers.
+  /// Throws ddpm::invalid_argument (and draws nothing) as check_draw.
+  template <MutableDenseTensor T>
+  void operator()(T&& out) {
+    const auto batch = static_cast<std::size_t>(out.dimension(0));
+    fill(std::span<scalar_t<T>>(out.data(), static_cast<std::size_t>(out.size())), batch);
+  }
+
+  /// Fills a raw span of `batch` images of out.size() / batch values each (batch-first).
+  /// Throws ddpm::invalid_argument (and draws nothing) as check_draw, or if batch does not divide out.size().
+  template <std::floating_point S>
+  void fill(std::span<S> out, std::size_t batch) {
+    static_assert(detail::is_generated_scalar_v<S>, "ddpm::PerImageNoiseSource: float and double only");
+    const char* fn = "ddpm::PerImageNoiseSource";
+    if (batch == 0 ? !out.empty() : out.size() % batch != 0) {
+      detail::throw_invalid_argument(std::string(fn) + ": " + detail::number_string(out.size()) + " values cannot be split into " +
+                                     detail::number_string(batch) + " images of equal size");
+    }
+    if (out.empty()) return;
+    const std::size_t per_sample = out.size() / batch;
+    check_draw(fn, batch, per_sample);
+    S* const data = out.data();
+    detail::for_each_image_normal_chunk<S>(
+        seed_, first_index_, offset_, batch, per_sample,
+        [data](const S* z, std::size_t first, std::size_t last) { std::memcpy(data + first, z, (last - first) * sizeof(S)); });
+    offset_ += per_sample;
+  }
+
+  /// Throws ddpm::invalid_argument unless a draw of `batch` images of per_sample numbers fits: the image
+  /// indices first_index() .. first_index() + batch - 1 do not pass 2^64 - 1, and offset() + per_sample does
+  /// not run past the end of a stream. fn names the caller in the message.
+  void check_draw(const char* fn, std::uint64_t batch, std::uint64_t per_sample) const {
+    if (batch > 0 && batch - 1 > std::numeric_limits<std::uint64_t>::max() - first_index_) {
+      detail::throw_invalid_argument(std::string(fn) + ": a batch of " + detail::number_string(batch) +
+                                     " images from first_index " + detail::number_string(first_index_) +
+                                     " runs past the last image index (2^64 - 1)");
+    }
+    detail::check_stream_range(fn, offset_, per_sample);
+  }
+
+  std::uint64_t seed() const noexcept { return seed_; }
+  /// The image index of batch element 0 (for sharding: a worker sampling images k .. k + B - 1 uses k).
+  std::uint64_t first_index() const noexcept { return first_index_; }
+  void set_first_index(std::uint64_t first_index) noexcept { first_index_ = first_index; }
+  /// The position in each image's stream of the next number drawn.
+  std::uint64_t offset() const noexcept { return offset_; }
+  void set_offset(std::uint64_t offset) noexcept { offset_ = offset; }
+
+ private:
+  std::uint64_t seed_;
+  std::uint64_t first_index_;
   std::uint64_t offset_;
 };
 

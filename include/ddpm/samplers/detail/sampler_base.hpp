@@ -149,8 +149,18 @@ void check_noise(const char* fn, const N& noise, const X& x) {
   }
 }
 
+/// The dimensions as "[d0, d1, ...]".
+template <int R>
+std::string dims_string(const Eigen::DSizes<Eigen::Index, R>& dims) {
+  std::string s = "[";
+  for (int d = 0; d < R; ++d) s += (d > 0 ? ", " : "") + number_string(dims[d]);
+  return s + "]";
+}
+
 /// The noise for this step: a tensor's data, or a fresh draw from a source into the workspace.
-/// Throws ddpm::invalid_argument for no_noise (the step needs noise).
+/// Throws ddpm::invalid_argument for no_noise (the step needs noise), and if a source left the workspace
+/// tensor with another shape than it was handed (a source must fill, not resize: the step reads x.size()
+/// values from it).
 template <class S, int R, class N>
 const S* draw_noise(const char* fn, N& noise, const Eigen::DSizes<Eigen::Index, R>& dims, Workspace<S>& ws) {
   if constexpr (is_no_noise_v<N>) {
@@ -163,6 +173,14 @@ const S* draw_noise(const char* fn, N& noise, const Eigen::DSizes<Eigen::Index, 
   } else {
     Tensor<S, R>& out = ws.template noise<R>(dims);
     noise(out);
+    bool same = true;
+    for (int d = 0; d < R; ++d) same = same && out.dimension(d) == dims[d];
+    if (!same) {
+      const Eigen::DSizes<Eigen::Index, R> got = out.dimensions();
+      out.resize(dims);  // the workspace keeps the step's shape for the next call
+      throw_invalid_argument(std::string(fn) + ": the noise source resized the noise tensor from " + dims_string(dims) +
+                             " to " + dims_string(got) + ", but must fill it in its shape (that of x)");
+    }
     return out.data();
   }
 }
@@ -254,8 +272,8 @@ class SamplerBase {
   /// Runs the step of plan `p` on x in place (see StepPlan), in one pass unless dynamic thresholding needs
   /// x0 whole first; stores x0 into x0_out when it is not null. kHistory / kNoise say whether the sampler
   /// can use a history (then `history` holds x.size() values) and noise, so that only those kernels are
-  /// compiled. Noise from a ddpm::NoiseSource is made a chunk at a time inside the pass and never stored:
-  /// the result equals drawing it into a tensor first, bit for bit.
+  /// compiled. Noise from a ddpm::NoiseSource or ddpm::PerImageNoiseSource is made a chunk at a time inside
+  /// the pass and never stored: the result equals drawing it into a tensor first, bit for bit.
   template <bool kHistory, bool kNoise, DenseTensor M, MutableDenseTensor X, class N>
   void run_step(const char* fn, const StepPlan& p, const M& output, Eigen::Index stride, X& x, N& noise, S* x0_out,
                 const Clipping& clipping, S* history = nullptr) {
@@ -305,6 +323,17 @@ class SamplerBase {
                                          kernel(static_cast<Eigen::Index>(first), static_cast<Eigen::Index>(last), z);
                                        });
               noise.set_offset(noise.offset() + static_cast<std::uint64_t>(total));
+            } else if constexpr (std::is_same_v<std::remove_cvref_t<N>, PerImageNoiseSource>) {
+              // Each image's normals, from its own stream, a chunk at a time inside the pass.
+              const auto batch = static_cast<std::uint64_t>(x.dimension(0));
+              const auto ps = static_cast<std::uint64_t>(per_sample_size(x));
+              noise.check_draw(fn, batch, ps);
+              for_each_image_normal_chunk<S>(noise.seed(), noise.first_index(), noise.offset(), batch, ps,
+                                             [&kernel](const S* z, std::size_t first, std::size_t last) {
+                                               kernel(static_cast<Eigen::Index>(first),
+                                                      static_cast<Eigen::Index>(last), z);
+                                             });
+              noise.set_offset(noise.offset() + ps);
             } else {
               run_ranges(total, kernel, draw_noise<S, rank_v<X>>(fn, noise, x.dimensions(), workspace_));
             }
