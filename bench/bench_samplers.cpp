@@ -111,6 +111,13 @@ void BM_DDIM_Eta1_Step(benchmark::State& state) {
   time_steps(state, sampler, noise, 3);
 }
 
+// DDIM with eta = 1, the noise from a PerImageNoiseSource (one stream per image, also fused into the pass).
+void BM_DDIM_Eta1_Step_PerImage(benchmark::State& state) {
+  ddpm::DDIMSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps, .eta = 1.0});
+  ddpm::PerImageNoiseSource noise(7);
+  time_steps(state, sampler, noise, 3);
+}
+
 // DPM-Solver++(2M), midpoint: also reads the previous x0 and keeps this one.
 void BM_DPMSolver2M_Step(benchmark::State& state) {
   ddpm::DPMSolverMultistepSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
@@ -208,6 +215,7 @@ BENCHMARK(BM_DDPM_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_DDIM_Eta0_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_DDIM_Eta0_StepWithX0)->Apply(sampler_shapes);
 BENCHMARK(BM_DDIM_Eta1_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_DDIM_Eta1_Step_PerImage)->Apply(sampler_shapes);
 BENCHMARK(BM_DPMSolver2M_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_Euler_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_EulerAncestral_Step)->Apply(sampler_shapes);
