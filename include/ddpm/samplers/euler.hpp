@@ -51,6 +51,9 @@ struct EulerOptions {
   double s_tmin = 0.0;
   double s_tmax = std::numeric_limits<double>::infinity();
   double s_noise = 1.0;
+  /// EulerAncestralSampler only: k-diffusion's eta of Eq. (S20) (1, the default: the full ancestral step;
+  /// 0: deterministic); s_noise above then scales its noise.
+  double eta = 1.0;
 
   /// The grid fields as GridOptions, with EulerDiscreteScheduler's semantics (ramps between the sigmas of
   /// the spaced timesteps).
@@ -104,6 +107,9 @@ class EulerSampler : public detail::SamplerBase<EulerSampler<S>, S> {
     if (std::isnan(options_.s_tmin) || std::isnan(options_.s_tmax) || options_.s_tmin > options_.s_tmax) {
       fail("s_tmin is " + ddpm::detail::number_string(options_.s_tmin) + " and s_tmax " + ddpm::detail::number_string(options_.s_tmax) +
            ", but they must be numbers with s_tmin <= s_tmax");
+    }
+    if (options_.eta != 1.0) {
+      fail("eta is " + ddpm::detail::number_string(options_.eta) + ", but must be 1: eta is an option of EulerAncestralSampler");
     }
     if (options_.s_churn > 0.0 && options_.clipping.mode == Clipping::Mode::dynamic_threshold) {
       fail("s_churn is " + ddpm::detail::number_string(options_.s_churn) +

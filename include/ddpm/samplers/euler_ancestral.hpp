@@ -14,6 +14,7 @@
 
 #include "ddpm/predictor.hpp"
 #include "ddpm/samplers/detail/sampler_base.hpp"
+#include "ddpm/samplers/detail/two_stage.hpp"
 #include "ddpm/samplers/sampler.hpp"
 #include "ddpm/samplers/euler.hpp"
 #include "ddpm/samplers/grid.hpp"
@@ -23,13 +24,16 @@
 
 namespace ddpm {
 
-/// The Euler ancestral sampler.                                                [docs/samplers.md, Eq. (S14)]
+/// The Euler ancestral sampler.                                   [docs/samplers.md, Eqs. (S14), (S20)]
 /// With sigma_i as in EulerSampler (same grid, same options):
 ///   sigma_up = sqrt(sigma_{i+1}^2 (sigma_i^2 - sigma_{i+1}^2) / sigma_i^2),  sigma_down = sigma_{i+1}^2 / sigma_i
 ///   x_ve = sqrt(1 + sigma_i^2) x,  x_ve <- x_ve + (sigma_down - sigma_i) (x_ve - x0) / sigma_i + sigma_up z,
 ///   x <- x_ve / sqrt(1 + sigma_{i+1}^2)
-/// (sigma_down^2 + sigma_up^2 = sigma_{i+1}^2). Noise is drawn at every step with sigma_up > 0, i.e. all but
-/// the last when the final sigma is 0. Differences from diffusers as for EulerSampler.
+/// (sigma_down^2 + sigma_up^2 = sigma_{i+1}^2). With k-diffusion's options eta and s_noise (EulerOptions;
+/// sample_euler_ancestral's arguments) other than 1, (sigma_down, sigma_up) are those of Eq. (S20) for eta
+/// and the noise is s_noise sigma_up z (at eta = s_noise = 1 the same values, computed as above).
+/// Noise is drawn at every step with sigma_up > 0, i.e. all but the last when the final sigma is 0 (none
+/// at eta = 0). Differences from diffusers as for EulerSampler.
 template <std::floating_point S>
 class EulerAncestralSampler : public detail::SamplerBase<EulerAncestralSampler<S>, S> {
   using Base = detail::SamplerBase<EulerAncestralSampler<S>, S>;
@@ -47,6 +51,7 @@ class EulerAncestralSampler : public detail::SamplerBase<EulerAncestralSampler<S
       detail::throw_invalid_argument("ddpm::EulerAncestralSampler: s_churn is " + ddpm::detail::number_string(options_.s_churn) +
                                      ", but must be 0: churn is an option of EulerSampler only");
     }
+    detail::check_ancestral(fn, options_.eta, options_.s_noise);
     this->timesteps_ = std::move(grid.timesteps);
     sigmas_ = std::move(grid.sigmas);
   }
@@ -63,8 +68,13 @@ class EulerAncestralSampler : public detail::SamplerBase<EulerAncestralSampler<S
     const char* fn = "ddpm::EulerAncestralSampler::step";
     const auto target = this->begin_step(fn, i, output, x, noise, x0_out, kind);
     const double s0 = sigmas_[static_cast<std::size_t>(i)], s1 = sigmas_[static_cast<std::size_t>(i + 1)];
-    const double up = std::sqrt(std::max(s1 * s1 * (s0 * s0 - s1 * s1) / (s0 * s0), 0.0));
-    const double down = s1 * s1 / s0;
+    double up = std::sqrt(std::max(s1 * s1 * (s0 * s0 - s1 * s1) / (s0 * s0), 0.0));
+    double down = s1 * s1 / s0;
+    if (options_.eta != 1.0 || options_.s_noise != 1.0) {  // Eq. (S20); the default keeps the form above
+      const detail::AncestralStep a = detail::ancestral_step(s0, s1, options_.eta);
+      down = a.down;
+      up = options_.s_noise * a.up;
+    }
     const double inv = 1.0 / std::sqrt(1.0 + s1 * s1);
     const double ratio = down / s0;
     detail::StepPlan plan{x0_conversion(kind, 1.0 / (1.0 + s0 * s0))};

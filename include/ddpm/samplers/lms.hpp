@@ -108,7 +108,7 @@ class LMSSampler : public detail::SamplerBase<LMSSampler<S>, S> {
       : Base(std::move(schedule)), options_(std::move(options)) {
     const char* fn = "ddpm::LMSSampler";
     if (options_.order < 1 || options_.order > 6) {
-      detail::throw_invalid_argument(std::string(fn) + ": order is " + std::to_string(options_.order) +
+      detail::throw_invalid_argument(std::string(fn) + ": order is " + ddpm::detail::number_string(options_.order) +
                                      ", but must be in [1, 6]");
     }
     detail::check_clipping(fn, options_.clipping);

@@ -113,11 +113,11 @@ class MidpointSampler : public SamplerBase<MidpointSampler<S, kMethod>, S> {
     check_churn(fn, options_.s_churn, options_.s_tmin, options_.s_tmax, options_.s_noise);
     check_ancestral(fn, options_.eta, options_.s_noise);
     if (kAncestral && options_.s_churn != 0.0) {
-      throw_invalid_argument(std::string(fn) + ": s_churn is " + std::to_string(options_.s_churn) +
+      throw_invalid_argument(std::string(fn) + ": s_churn is " + ddpm::detail::number_string(options_.s_churn) +
                              ", but must be 0: churn is an option of DPM2Sampler (and HeunSampler)");
     }
     if (!kAncestral && options_.eta != 1.0) {
-      throw_invalid_argument(std::string(fn) + ": eta is " + std::to_string(options_.eta) +
+      throw_invalid_argument(std::string(fn) + ": eta is " + ddpm::detail::number_string(options_.eta) +
                              ", but must be 1: eta is an option of the ancestral samplers");
     }
     Grid grid = make_grid(this->schedule_, options_.grid(), fn);

@@ -41,13 +41,13 @@ inline int nearest_timestep(const std::vector<double>& table, double sigma, int 
 template <DenseTensor X>
 void check_in_order(const char* fn, int i, int next_step, const X& x, std::size_t elements) {
   if (i != 0 && i != next_step) {
-    throw_invalid_argument(std::string(fn) + ": step index i is " + std::to_string(i) + ", but must be " +
-                           std::to_string(next_step) +
+    throw_invalid_argument(std::string(fn) + ": step index i is " + ddpm::detail::number_string(i) + ", but must be " +
+                           ddpm::detail::number_string(next_step) +
                            " (this sampler keeps state between its steps; step 0 or reset() starts a new run)");
   }
   if (i != 0 && static_cast<std::size_t>(x.size()) != elements) {
     throw_invalid_argument(std::string(fn) + ": x has shape " + shape_string(x) +
-                           ", but the run began with another shape (" + std::to_string(elements) +
+                           ", but the run began with another shape (" + ddpm::detail::number_string(elements) +
                            " elements); start a new run with step 0");
   }
 }
@@ -56,13 +56,13 @@ void check_in_order(const char* fn, int i, int next_step, const X& x, std::size_
 inline void check_churn(const char* fn, double s_churn, double s_tmin, double s_tmax, double s_noise) {
   const std::string f = fn;
   if (!(std::isfinite(s_churn) && s_churn >= 0.0)) {
-    throw_invalid_argument(f + ": s_churn is " + std::to_string(s_churn) + ", but must be finite and >= 0");
+    throw_invalid_argument(f + ": s_churn is " + ddpm::detail::number_string(s_churn) + ", but must be finite and >= 0");
   }
   if (!(std::isfinite(s_noise) && s_noise >= 0.0)) {
-    throw_invalid_argument(f + ": s_noise is " + std::to_string(s_noise) + ", but must be finite and >= 0");
+    throw_invalid_argument(f + ": s_noise is " + ddpm::detail::number_string(s_noise) + ", but must be finite and >= 0");
   }
   if (std::isnan(s_tmin) || std::isnan(s_tmax) || s_tmin > s_tmax) {
-    throw_invalid_argument(f + ": s_tmin is " + std::to_string(s_tmin) + " and s_tmax " + std::to_string(s_tmax) +
+    throw_invalid_argument(f + ": s_tmin is " + ddpm::detail::number_string(s_tmin) + " and s_tmax " + ddpm::detail::number_string(s_tmax) +
                            ", but they must be numbers with s_tmin <= s_tmax");
   }
 }
@@ -71,10 +71,10 @@ inline void check_churn(const char* fn, double s_churn, double s_tmin, double s_
 inline void check_ancestral(const char* fn, double eta, double s_noise) {
   const std::string f = fn;
   if (!(std::isfinite(eta) && eta >= 0.0)) {
-    throw_invalid_argument(f + ": eta is " + std::to_string(eta) + ", but must be finite and >= 0");
+    throw_invalid_argument(f + ": eta is " + ddpm::detail::number_string(eta) + ", but must be finite and >= 0");
   }
   if (!(std::isfinite(s_noise) && s_noise >= 0.0)) {
-    throw_invalid_argument(f + ": s_noise is " + std::to_string(s_noise) + ", but must be finite and >= 0");
+    throw_invalid_argument(f + ": s_noise is " + ddpm::detail::number_string(s_noise) + ", but must be finite and >= 0");
   }
 }
 
