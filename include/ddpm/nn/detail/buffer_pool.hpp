@@ -14,6 +14,8 @@
 
 #include <Eigen/Core>
 
+#include "ddpm/tensor.hpp"
+
 namespace ddpm::nn::detail {
 
 template <class S>
@@ -79,6 +81,7 @@ class BufferPool {
     if (best == blocks_.size()) {
       const Eigen::Index capacity = (n + kPad - 1) / kPad * kPad;
       void* p = ::operator new(static_cast<std::size_t>(capacity) * sizeof(S), std::align_val_t{kAlignment});
+      ddpm::advise_huge_pages(p, static_cast<std::size_t>(capacity) * sizeof(S));  // before the first touch
       blocks_.push_back(Block{static_cast<S*>(p), capacity, false});
       ++allocations_;
     }
