@@ -209,7 +209,7 @@ Run exact_run(const Mixture& target, Eigen::Index n, ddpm::NoiseSource noise) {
   return Run{"exact sample", 0, std::chrono::duration<double>(Clock::now() - start).count(), std::move(x)};
 }
 
-// One sampling run from x_T with a progress bar; noise is a NoiseSource, or ddpm::no_noise for the
+// One sampling run from x_T with a progress bar; noise is a noise source, or ddpm::no_noise for the
 // deterministic samplers.
 template <class Sampler, class Noise>
 Run run_sampler(const std::string& name, Sampler&& sampler, const ddpm::GaussianMixturePredictor<float>& model,
@@ -378,11 +378,13 @@ int main(int argc, char** argv) {
     const Mixture target = ring();
     const ddpm::GaussianMixturePredictor<float> model(schedule, target.weights, target.means, target.stddevs);
 
-    // x_T ~ N(0, I): numbers 0 .. 2n - 1 of the seed's stream, shared by every sampler.
+    // x_T ~ N(0, I): point i is numbers 0, 1 of the seed's per-image stream i, shared by every sampler; the
+    // noisy samplers' step noise continues each point's stream from kStepNoiseOffset, so that a point's
+    // path does not depend on how many points are sampled with it (docs/reproducibility.md).
     Points x_T(n, 2);
-    ddpm::NoiseSource initial_noise(seed);
+    ddpm::PerImageNoiseSource initial_noise(seed);
     initial_noise(x_T);
-    const ddpm::NoiseSource step_noise(seed, kStepNoiseOffset);  // copied: each noisy run draws the same stream
+    const ddpm::PerImageNoiseSource step_noise(seed, 0, kStepNoiseOffset);  // copied: each noisy run draws the same
 
     std::printf("gmm2d: %lld points per sampler, seed %llu\n", static_cast<long long>(n),
                 static_cast<unsigned long long>(seed));
@@ -390,7 +392,7 @@ int main(int argc, char** argv) {
     std::vector<Run> runs;
     runs.push_back(exact_run(target, n, ddpm::NoiseSource(seed, kExactOffset)));
     runs.push_back(
-        run_sampler("DDPM", ddpm::DDPMSampler<float>(schedule, {}), model, x_T, ddpm::NoiseSource(step_noise)));
+        run_sampler("DDPM", ddpm::DDPMSampler<float>(schedule, {}), model, x_T, ddpm::PerImageNoiseSource(step_noise)));
     runs.push_back(run_sampler("DDIM", ddpm::DDIMSampler<float>(schedule, {.num_inference_steps = 50}), model, x_T,
                                ddpm::no_noise));
     runs.push_back(run_sampler("DDIM", ddpm::DDIMSampler<float>(schedule, {.num_inference_steps = 10}), model, x_T,
@@ -405,7 +407,7 @@ int main(int argc, char** argv) {
                                ddpm::no_noise));
     runs.push_back(run_sampler("Euler ancestral",
                                ddpm::EulerAncestralSampler<float>(schedule, {.num_inference_steps = 50}), model, x_T,
-                               ddpm::NoiseSource(step_noise)));
+                               ddpm::PerImageNoiseSource(step_noise)));
 
     // Score every run against one fresh exact sample, stratified over the components (exactly n w_k
     // points from component k, within 1) so that its own component counts add no noise.

@@ -45,8 +45,10 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using Batch = ddpm::Tensor<float, 4>;  // NCHW
 
-// x_T is numbers 0 .. n-1 of the seed's Philox stream; the noisy samplers' per-step noise starts here, far
-// beyond (as in gmm2d), so that x_T is the same for every sampler and step count.
+// Per-image streams (ddpm::PerImageNoiseSource): image i's x_T is numbers 0 .. P-1 of the seed's stream i (i
+// counted from --first-index); the noisy samplers' per-step noise continues that stream from here, far beyond
+// (as in gmm2d), so that x_T is the same for every sampler and step count, and an image is the same whatever
+// the batch it is sampled in (examples/sample_mpi.cpp uses the same convention).
 constexpr std::uint64_t kStepNoiseOffset = std::uint64_t{1} << 40;
 
 constexpr const char* kTestModel = "tests/data/unet/tiny";
@@ -244,7 +246,7 @@ struct StepTiming {
 // Runs `sampler` from x_T with a progress bar, timing every step.
 template <class Sampler>
 Batch run_sampler(Sampler& sampler, ddpm::nn::UNet2D<float>& unet, ddpm::Prediction kind, Batch x_T,
-                  ddpm::NoiseSource noise, const std::string& label, StepTiming& timing) {
+                  ddpm::PerImageNoiseSource noise, const std::string& label, StepTiming& timing) {
   const int n = sampler.num_inference_steps();
   timing.step_ms.assign(static_cast<std::size_t>(n), 0.0);
   timing.model_ms.assign(static_cast<std::size_t>(n), 0.0);
@@ -365,6 +367,7 @@ int main(int argc, char** argv) {
                "else on), on or off",
                "auto");
     cli.option("seed", "N", "seed of x_T and of the samplers' noise", "0");
+    cli.option("first-index", "N", "index of the first image (image i's noise depends only on seed and i)", "0");
     cli.option("batch", "N", "number of images (default 16; 8 for the smoke demo)", "");
     cli.option("size", "N", "image height and width (default: the config's sample_size)", "");
     cli.option("threads", "N", "threads of the UNet's forward pass (0: all cores)", "0");
@@ -391,6 +394,7 @@ int main(int argc, char** argv) {
       throw examples::UsageError("--clip is \"" + clip_mode + "\", but must be auto, on or off");
     }
     const std::uint64_t seed = cli.get_u64("seed");
+    const std::uint64_t first_index = cli.get_u64("first-index");
     const bool demo = !cli.has("model");
     const Eigen::Index batch = cli.has("batch") ? cli.get_integer("batch", 1, 4096) : (demo ? 8 : 16);
     const int threads_option = static_cast<int>(cli.get_integer("threads", 0, 1024));
@@ -477,9 +481,9 @@ int main(int argc, char** argv) {
 
     // x_T ~ N(0, I).
     Batch x_T(batch, channels, height, width);
-    ddpm::NoiseSource initial_noise(seed);
+    ddpm::PerImageNoiseSource initial_noise(seed, first_index);
     initial_noise(x_T);
-    const ddpm::NoiseSource step_noise(seed, kStepNoiseOffset);
+    const ddpm::PerImageNoiseSource step_noise(seed, first_index, kStepNoiseOffset);
 
     StepTiming timing;
     std::vector<int> timesteps;

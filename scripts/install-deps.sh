@@ -3,7 +3,8 @@
 # Usage: scripts/install-deps.sh [extra packages...]   (as root, or with sudo available)
 set -euo pipefail
 
-packages=(cmake make g++ pkg-config libeigen3-dev catch2 libbenchmark-dev nlohmann-json3-dev libstb-dev zlib1g-dev "$@")
+packages=(cmake make g++ pkg-config libeigen3-dev catch2 libbenchmark-dev nlohmann-json3-dev libstb-dev zlib1g-dev
+          libopenmpi-dev openmpi-bin "$@")  # OpenMPI: the optional examples/sample_mpi and its ctest runs
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the whole ddpm test suite: the Release build (unit tests, packaging consumers, benchmarks
 # and examples compile), the same tests under AddressSanitizer + UndefinedBehaviorSanitizer, and the
-# safetensors fuzzer for a bounded time. Installs missing Debian packages first.
+# safetensors fuzzer for a bounded time. Installs missing Debian packages first (scripts/install-deps.sh, which
+# includes OpenMPI, so that examples/sample_mpi is built and ctest runs it over 1, 2 and 3 ranks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
