@@ -29,6 +29,10 @@
 #include "ddpm/samplers/dpm_solver.hpp"
 #include "ddpm/samplers/euler.hpp"
 #include "ddpm/samplers/euler_ancestral.hpp"
+#include "ddpm/samplers/dpm2.hpp"
+#include "ddpm/samplers/dpmpp_2s_ancestral.hpp"
+#include "ddpm/samplers/heun.hpp"
+#include "ddpm/samplers/lms.hpp"
 
 namespace {
 
@@ -136,6 +140,39 @@ void BM_EulerAncestral_Step(benchmark::State& state) {
   time_steps(state, sampler, noise, 3);
 }
 
+// Heun: each step is one stage (two per interval, alternating); reads x, the output and the stage-1 x0,
+// writes x and x0 (the history), as DPM-Solver++(2M).
+void BM_Heun_Step(benchmark::State& state) {
+  ddpm::HeunSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  time_steps(state, sampler, ddpm::no_noise, 5);
+}
+
+// LMS, order 4: x read and written, the output, x0 written and read back, three derivatives read, one written
+// (two passes: x0 first, then the combination).
+void BM_LMS_Step(benchmark::State& state) {
+  ddpm::LMSSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  time_steps(state, sampler, ddpm::no_noise, 9);
+}
+
+// DPM2 (stages alternate, as Heun).
+void BM_DPM2_Step(benchmark::State& state) {
+  ddpm::DPM2Sampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  time_steps(state, sampler, ddpm::no_noise, 5);
+}
+
+// DPM2 ancestral and DPM++ 2S ancestral: stage 2 also draws the noise from a NoiseSource.
+void BM_DPM2Ancestral_Step(benchmark::State& state) {
+  ddpm::DPM2AncestralSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::NoiseSource noise(7);
+  time_steps(state, sampler, noise, 5);
+}
+
+void BM_DPMPP2SAncestral_Step(benchmark::State& state) {
+  ddpm::DPMPP2SAncestralSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::NoiseSource noise(7);
+  time_steps(state, sampler, noise, 5);
+}
+
 // For reference: the triad itself, and the normal generator alone (writes one tensor; its bytes/s are
 // those of that one tensor), on the same shapes.
 using ddpm_bench::BM_Triad;
@@ -219,6 +256,11 @@ BENCHMARK(BM_DDIM_Eta1_Step_PerImage)->Apply(sampler_shapes);
 BENCHMARK(BM_DPMSolver2M_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_Euler_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_EulerAncestral_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_Heun_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_LMS_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_DPM2_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_DPM2Ancestral_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_DPMPP2SAncestral_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_SampleLoop_Overhead)->Apply(sampler_shapes);
 BENCHMARK(BM_SampleLoop_ByHand)->Apply(sampler_shapes);
 BENCHMARK(BM_SampleLoop_StepsOnly)->Apply(sampler_shapes);

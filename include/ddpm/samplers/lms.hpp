@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstddef>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -185,14 +186,27 @@ class LMSSampler : public detail::SamplerBase<LMSSampler<S>, S> {
       cs[j] = c[static_cast<std::size_t>(j)];
       hs[j] = history_[static_cast<std::size_t>(j - 1)].data();
     }
-    S* xs = x.data();
-    for (std::size_t e = 0; e < total; ++e) {
-      const double x_ve = scale * static_cast<double>(xs[e]);
-      const double d = (x_ve - static_cast<double>(x0[e])) * inv_s0;
-      double v = x_ve + c0 * d;
-      for (int j = 1; j < q; ++j) v += cs[j] * static_cast<double>(hs[j][e]);
-      if (d_new != nullptr) d_new[e] = static_cast<S>(d);
-      xs[e] = static_cast<S>(v * inv);
+    S* __restrict xs = x.data();
+    const S* __restrict x0s = x0;
+    // One loop per q, so that the sum over the derivatives is unrolled and the loop vectorises.
+    auto combine = [&](auto q_constant) {
+      constexpr int kQ = decltype(q_constant)::value;
+      for (std::size_t e = 0; e < total; ++e) {
+        const double x_ve = scale * static_cast<double>(xs[e]);
+        const double d = (x_ve - static_cast<double>(x0s[e])) * inv_s0;
+        double v = x_ve + c0 * d;
+        for (int j = 1; j < kQ; ++j) v += cs[j] * static_cast<double>(hs[j][e]);
+        if (d_new != nullptr) d_new[e] = static_cast<S>(d);
+        xs[e] = static_cast<S>(v * inv);
+      }
+    };
+    switch (q) {
+      case 1: combine(std::integral_constant<int, 1>{}); break;
+      case 2: combine(std::integral_constant<int, 2>{}); break;
+      case 3: combine(std::integral_constant<int, 3>{}); break;
+      case 4: combine(std::integral_constant<int, 4>{}); break;
+      case 5: combine(std::integral_constant<int, 5>{}); break;
+      default: combine(std::integral_constant<int, 6>{}); break;
     }
     if (keep > 0) {
       std::vector<S> oldest = std::move(history_.back());
