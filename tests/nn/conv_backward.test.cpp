@@ -14,6 +14,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "ddpm/nn/conv2d.hpp"
@@ -509,10 +510,102 @@ TEMPLATE_TEST_CASE("Winograd training path: forward_train and d_x equal the im2c
         const auto want = run(reference, 1, accumulate, scale);
         const auto one = run(p.conv, 1, accumulate, scale);
         CHECK(max_diff(one[0], want[0]) <= tol * max_abs(want[0]));
-        CHECK(one[1] == want[1]);  // d_W and d_b take the im2col path in both
+        // d_W: the im2col path in the reference, the direct 3x3 kernel (float on AVX-512) or im2col in p.conv
+        CHECK(max_diff(one[1], want[1]) <= tol * max_abs(want[1]));
         CHECK(one[2] == want[2]);
         for (int threads : {2, 3}) CHECK(run(p.conv, threads, accumulate, scale) == one);
       }
     }
   }
+}
+
+TEST_CASE("Direct 3x3 kernel: forward, d_x and d_W within the float error bound of double, same bits on 1-3 threads",
+          "[nn][conv_backward][direct3x3]") {
+  // nn/detail/direct_conv3x3.hpp runs float 3x3 convolutions of stride 1 and padding 1 on AVX-512 builds for
+  // image widths 4, 8, 16, 32 and 64. Each value is a sum of n products (n = in * 9 for the output, out * 9 for
+  // d_x, batch * h * w for d_W), so whatever the summation order |float - exact| <= gamma_n * B, gamma_n =
+  // n u / (1 - n u), u = 2^-24, B the same sum of absolute values (the double kernel run on |x|, |W|, |d_out|;
+  // its own error is far below). The shapes cover every width, channel counts that leave remainders in the
+  // kernel's 8-channel blocks (11 = 8 + 2 + 1, 5 = 4 + 1) and vector tiles (3 per tile), images whose rows a
+  // vector splits (w = 32, 64) or several of which one vector holds (w = 4, 8), and batches of 1 and 3.
+  const Shape shapes[] = {
+      {5, 11, 3, 3, 1, Padding2d::same(1), 3, 4, 4},   {6, 5, 3, 3, 1, Padding2d::same(1), 3, 6, 8},
+      {7, 13, 3, 3, 1, Padding2d::same(1), 2, 5, 16},  {3, 9, 3, 3, 1, Padding2d::same(1), 1, 3, 32},
+      {4, 3, 3, 3, 1, Padding2d::same(1), 2, 2, 64},   {32, 24, 3, 3, 1, Padding2d::same(1), 3, 16, 16},
+  };
+  std::uint64_t seed = 9300;
+  for (const Shape& shape : shapes) {
+    INFO("shape " << shape.in << "->" << shape.out << ", " << shape.n << " images of " << shape.h << " x " << shape.w);
+    Problem<float> pf(shape, Epilogue::all_pointers, true, seed += 10);
+#ifdef DDPM_NN_DIRECT_CONV3X3
+    REQUIRE(pf.conv.uses_direct3x3(shape.h, shape.w));  // the kernel under test runs
+#endif
+    Problem<double> pd(shape, Epilogue::all_pointers, true, seed);
+    for (std::size_t i = 0; i < pf.x.size(); ++i) pd.x[i] = pf.x[i];
+    for (std::size_t i = 0; i < pf.w.size(); ++i) pd.w[i] = pf.w[i];
+    for (Index i = 0; i < pf.conv.weight().size(); ++i) pd.conv.weight().data()[i] = pf.conv.weight().data()[i];
+    for (Index i = 0; i < shape.out; ++i) pd.conv.bias()[i] = pf.conv.bias()[i];
+    pd.scale = pf.scale;
+    const double u = 0x1.0p-24;
+    auto gamma = [u](double n) { return n * u / (1 - n * u); };
+    auto within = [](const std::vector<double>& f, const std::vector<double>& d, const std::vector<double>& b,
+                     double g) {
+      double worst = 0.0;
+      for (std::size_t i = 0; i < f.size(); ++i) worst = std::max(worst, std::abs(f[i] - d[i]) - g * b[i]);
+      return worst;
+    };
+    // forward_train: out = scale * (residual + conv + bias + batch_bias), the epilogue adding 3 more terms
+    auto forward = [&](auto& p, int threads) {
+      using S = typename std::remove_reference_t<decltype(p.x)>::value_type;
+      ConvEpilogue<S> epi;
+      epi.residual = p.residual.data();
+      epi.batch_bias = p.batch_bias.data();
+      epi.scale = p.scale;
+      std::vector<S> out(p.w.size());
+      Context<S> ctx(threads);
+      p.conv.forward_train(ctx, p.xmap(), map_of(out, shape.out, shape.n, p.oh, p.ow), epi);
+      return std::vector<double>(out.begin(), out.end());
+    };
+    const std::vector<double> yf = forward(pf, 1), yd = forward(pd, 1);
+    for (int threads : {2, 3}) CHECK(forward(pf, threads) == yf);
+    const Grads gf = analytic(pf, 1);
+    for (int threads : {2, 3}) {
+      const Grads many = analytic(pf, threads);
+      CHECK(many.dx == gf.dx);
+      CHECK(many.dw == gf.dw);
+    }
+    const Grads gd = analytic(pd, 1);
+    for (double& v : pd.x) v = std::abs(v);
+    for (double& v : pd.w) v = std::abs(v);
+    for (double& v : pd.residual) v = std::abs(v);
+    for (double& v : pd.batch_bias) v = std::abs(v);
+    for (Index i = 0; i < pd.conv.weight().size(); ++i) pd.conv.weight().data()[i] = std::abs(pd.conv.weight().data()[i]);
+    for (Index i = 0; i < shape.out; ++i) pd.conv.bias()[i] = std::abs(pd.conv.bias()[i]);
+    const std::vector<double> yb = forward(pd, 1);
+    const Grads bound = analytic(pd, 1);
+    CHECK(within(yf, yd, yb, gamma(double(shape.in * 9 + 5))) <= 0.0);
+    CHECK(within(gf.dx, gd.dx, bound.dx, gamma(double(shape.out * 9 + 2))) <= 0.0);
+    CHECK(within(gf.dw, gd.dw, bound.dw, gamma(double(shape.n * shape.h * shape.w + 2))) <= 0.0);
+  }
+}
+
+TEST_CASE("Direct 3x3 kernel: accumulating into d_x adds the scaled input gradient", "[nn][conv_backward][direct3x3]") {
+  const Shape shape{6, 10, 3, 3, 1, Padding2d::same(1), 2, 8, 8};
+  Problem<float> p(shape, Epilogue::all_pointers, true, 9400);
+  const std::vector<float> prior = random_vector<float>(static_cast<Index>(p.x.size()), 9401);
+  auto run = [&](bool accumulate) {
+    Context<float> ctx(2);
+    std::vector<float> dx = prior;
+    ddpm::nn::detail::conv2d_backward(ctx, p.conv, p.xmap(), p.dout(), p.scale,
+                                      map_of(dx, shape.in, shape.n, shape.h, shape.w), accumulate, ConvGrads<float>{});
+    return dx;
+  };
+  const std::vector<float> written = run(false), added = run(true);
+  // added = prior + written up to one rounding of the sum (|written| + |prior| bounds it)
+  double worst = 0.0;
+  for (std::size_t i = 0; i < prior.size(); ++i) {
+    const double want = double(prior[i]) + double(written[i]);
+    worst = std::max(worst, std::abs(double(added[i]) - want) - 0x1.0p-23 * (std::abs(double(prior[i])) + std::abs(double(written[i]))));
+  }
+  CHECK(worst <= 0.0);
 }

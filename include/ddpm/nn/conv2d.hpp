@@ -29,6 +29,7 @@
 
 #include "ddpm/error.hpp"
 #include "ddpm/nn/context.hpp"
+#include "ddpm/nn/detail/direct_conv3x3.hpp"
 #include "ddpm/nn/detail/gemm.hpp"
 #include "ddpm/nn/detail/winograd.hpp"
 #include "ddpm/nn/feature_map.hpp"
@@ -310,6 +311,14 @@ class Conv2d {
            batch * h * w >= kWinogradMinPixels;
   }
 
+  /// Whether the convolution of h x w images runs the direct 3x3 kernel (nn/detail/direct_conv3x3.hpp) where
+  /// it does not run Winograd, forward and backward: a 3x3 kernel of stride 1 and padding 1, float, the
+  /// automatic algorithm, compiled for AVX-512, and images that detail::direct3x3_applies accepts (w one of
+  /// 4, 8, 16, 32, 64; h * w a multiple of 16 up to 4096 pixels). Elsewhere im2col + GEMM.
+  bool uses_direct3x3(Eigen::Index h, Eigen::Index w) const {
+    return winograd_possible() && algorithm_ == ConvAlgorithm::automatic && detail::direct3x3_applies<S>(h, w);
+  }
+
   /// Output size along an axis of input size n:  (n + pad_before + pad_after - kernel) / stride + 1.
   Eigen::Index output_height(Eigen::Index h) const { return (h + pad_.top + pad_.bottom - kh_) / stride_ + 1; }
   Eigen::Index output_width(Eigen::Index w) const { return (w + pad_.left + pad_.right - kw_) / stride_ + 1; }
@@ -434,6 +443,18 @@ class Conv2d {
       }
       return;
     }
+#ifdef DDPM_NN_DIRECT_CONV3X3
+    if (uses_direct3x3(in.height, in.width)) {
+      // 3x3, stride 1, padding 1 on AVX-512 (nn/detail/direct_conv3x3.hpp): no im2col, no packing.
+      if constexpr (std::is_same_v<S, float>) {
+        typename Workspace<S>::Buffer wt = ctx.acquire(9 * in_ * M);
+        detail::direct3x3_weights(ctx, weight_.data(), M, in_, false, wt.data());
+        detail::direct3x3_forward(ctx, in, wt.data(), out, epi.accumulate, 1.0f,
+                                  [&](Eigen::Index p0, Eigen::Index p1) { finish(out, epi, 0, M, p0, p1); });
+        return;
+      }
+    }
+#endif
     const Eigen::Index rows = out.batch * OH;  // output rows (image, y); a block of columns is whole rows
     if (threads > 1 && (P < M || P < kMinColumnsPerThread * threads)) {
       // Few columns: one im2col, and the threads share out the output channels, so that each packs only

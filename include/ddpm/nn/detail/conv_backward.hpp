@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <concepts>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include <Eigen/Core>
@@ -37,6 +38,7 @@
 #include "ddpm/error.hpp"
 #include "ddpm/nn/context.hpp"
 #include "ddpm/nn/conv2d.hpp"
+#include "ddpm/nn/detail/direct_conv3x3.hpp"
 #include "ddpm/nn/detail/gemm.hpp"
 #include "ddpm/nn/feature_map.hpp"
 
@@ -312,7 +314,7 @@ void check_conv2d_backward(const ConvGeometry& g, const S* weight, FeatureMap<co
 template <std::floating_point S>
 void conv2d_backward(Workspace<S>& ctx, const ConvGeometry& g, const S* weight, FeatureMap<const S> x,
                      FeatureMap<const S> d_out, S scale, FeatureMap<S> d_x, bool accumulate_d_x,
-                     const ConvGrads<S>& grads) {
+                     const ConvGrads<S>& grads, bool allow_direct = true) {
   check_conv2d_backward(g, weight, x, d_out, d_x);
   conv2d_bias_backward(ctx, d_out, scale, grads.d_bias, grads.d_batch_bias);
   S* d_weight = grads.d_weight;
@@ -322,6 +324,25 @@ void conv2d_backward(Workspace<S>& ctx, const ConvGeometry& g, const S* weight, 
   const Eigen::Index OH = d_out.height, OW = d_out.width, P = d_out.plane();
   const S* dy = d_out.data;
   const int threads = ctx.num_threads();
+
+  if constexpr (std::is_same_v<S, float>) {
+#ifdef DDPM_NN_DIRECT_CONV3X3
+    // 3x3, stride 1, padding 1 on AVX-512: d_x is the direct forward kernel over d_out with the adjoint
+    // weights, d_W the direct weight-gradient kernel (nn/detail/direct_conv3x3.hpp).
+    if (allow_direct && g.kernel_h == 3 && g.kernel_w == 3 && g.stride == 1 && g.padding == Padding2d::same(1) &&
+        direct3x3_applies<S>(x.height, x.width)) {
+      if (want_dx) {
+        typename Workspace<S>::Buffer wt = ctx.acquire(9 * I * M);
+        direct3x3_weights(ctx, weight, M, I, true, wt.data());
+        direct3x3_forward(ctx, d_out, static_cast<const S*>(wt.data()), d_x, accumulate_d_x, scale,
+                          [](Eigen::Index, Eigen::Index) {});
+      }
+      if (d_weight != nullptr) direct3x3_weight_grad(ctx, x, d_out, scale, d_weight);
+      return;
+    }
+#endif
+  }
+  (void)allow_direct;
 
   if (g.pointwise()) {
     // d_W += scale dy x^T and d_x = scale W^T dy directly on the channel-major rows: no im2col, no col2im.
@@ -410,10 +431,12 @@ void conv2d_backward(Workspace<S>& ctx, const Conv2d<S>& conv, FeatureMap<const 
     winograd_conv_blocks(ctx, d_out, d_x, u, true, static_cast<const S*>(nullptr), epi);
     transform = {};
     const FeatureMap<S> no_dx{nullptr, x.channels, x.batch, x.height, x.width};
-    conv2d_backward(ctx, g, conv.weight().data(), x, d_out, scale, no_dx, false, grads);
+    conv2d_backward(ctx, g, conv.weight().data(), x, d_out, scale, no_dx, false, grads,
+                    conv.uses_direct3x3(x.height, x.width));
     return;
   }
-  conv2d_backward(ctx, g, conv.weight().data(), x, d_out, scale, d_x, accumulate_d_x, grads);
+  conv2d_backward(ctx, g, conv.weight().data(), x, d_out, scale, d_x, accumulate_d_x, grads,
+                  conv.uses_direct3x3(x.height, x.width));
 }
 
 }  // namespace ddpm::nn::detail
