@@ -13,6 +13,11 @@ tensors, the Euler samplers' scale_model_input included since ddpm's Euler steps
     DPM-Solver++2M  x0 = (x - sigma_t eps) / alpha_t; lambdas, h, r0; x' = (s_t/s_s0) x - a_t (e^-h - 1)(D0 + D1/2)
     Euler           x / sqrt(sigma^2 + 1); x0 = x - sigma eps; d = (x - x0) / sigma; x + d dt
     Euler ancestral as Euler with sigma_up / sigma_down, + randn * sigma_up
+    Heun, DPM2,     HeunDiscreteScheduler / KDPM2(Ancestral)DiscreteScheduler.step, their first and second
+    DPM2 ancestral  stages alternating from call to call (ddpm's two-stage samplers alternate too)
+    LMS             LMSDiscreteScheduler.step at order 4: x0, the derivative, sum of 4 coefficient x derivative
+                    (the coefficients given: diffusers integrates them with scipy on every step, not timed)
+    DPM++ 2S a      k-diffusion's sample_dpmpp_2s_ancestral, stages alternating (no diffusers scheduler)
 under torch.no_grad, each timed as the best mean over batches of calls. It then runs the ddpm binary with
 --benchmark_format=json and --benchmark_repetitions (the best repetition counts) and prints Markdown tables:
 per shape and sampler the two times and their ratio (PyTorch / ddpm), and the per-step overhead of
@@ -44,6 +49,11 @@ SAMPLERS = [
     ("BM_DPMSolver2M_Step", "DPM-Solver++ 2M"),
     ("BM_Euler_Step", "Euler"),
     ("BM_EulerAncestral_Step", "Euler ancestral"),
+    ("BM_Heun_Step", "Heun"),
+    ("BM_LMS_Step", "LMS (order 4)"),
+    ("BM_DPM2_Step", "DPM2"),
+    ("BM_DPM2Ancestral_Step", "DPM2 ancestral"),
+    ("BM_DPMPP2SAncestral_Step", "DPM++ 2S ancestral"),
 ]
 T = 1000          # training timesteps
 N = 1000          # steps of the run (as in bench_samplers)
@@ -230,7 +240,89 @@ def make_steps(torch):
             return prev_sample
         return step
 
+    def two_stage(first, second):
+        # a step() that runs the first and the second stage of an interval in turn, as a pipeline calls them
+        def factory(eps, x):
+            state = {"second": False, "kept": None}
+
+            def step():
+                fn = second if state["second"] else first
+                state["second"] = not state["second"]
+                return fn(eps, x, state)
+            return step
+        return factory
+
+    sigma, sigma_next = sigmas[MIDDLE], sigmas[MIDDLE + 1]
+    sigma_mid = sigma.log().lerp(sigma_next.log(), 0.5).exp()
+
+    def heun_first(eps, x, state):
+        sample = x * (sigma ** 2 + 1) ** 0.5                       # x_ve (scale_model_input folded in)
+        pred_original_sample = sample - sigma * eps
+        derivative = (sample - pred_original_sample) / sigma
+        dt = sigma_next - sigma
+        state["kept"] = (derivative, dt, sample)                   # prev_derivative, dt, sample
+        return sample + derivative * dt
+
+    def heun_second(eps, x, state):
+        sample = x * (sigma_next ** 2 + 1) ** 0.5
+        pred_original_sample = sample - sigma_next * eps
+        derivative = (sample - pred_original_sample) / sigma_next
+        prev_derivative, dt, sample0 = state["kept"]
+        derivative = (prev_derivative + derivative) / 2
+        return sample0 + derivative * dt
+
+    def kdpm2_first(eps, x, state):
+        sample = x * (sigma ** 2 + 1) ** 0.5
+        pred_original_sample = sample - sigma * eps
+        derivative = (sample - pred_original_sample) / sigma
+        state["kept"] = sample
+        return sample + derivative * (sigma_mid - sigma)
+
+    def kdpm2_second(eps, x, state, noise=False):
+        sample = x * (sigma_mid ** 2 + 1) ** 0.5
+        pred_original_sample = sample - sigma_mid * eps
+        derivative = (sample - pred_original_sample) / sigma_mid
+        prev = state["kept"] + derivative * (sigma_next - sigma)
+        if noise:
+            prev = prev + torch.randn(eps.shape, dtype=eps.dtype) * sigma_next * 0.5
+        return prev
+
+    def lms(eps, x):
+        x_ve = x * (sigma ** 2 + 1) ** 0.5
+        derivatives = [eps * 0.9, eps * 0.95, eps * 0.98]          # the three previous derivatives
+        coeffs = [0.5, -0.25, 0.125, -0.0625]
+
+        def step():
+            sample = x_ve.to(torch.float32)
+            pred_original_sample = sample - sigma * eps
+            derivative = (sample - pred_original_sample) / sigma
+            ds = derivatives[-3:] + [derivative]
+            return sample + sum(c * d for c, d in zip(coeffs, reversed(ds)))
+        return step
+
+    def dpmpp_first(eps, x, state):
+        x_ve = x * (sigma ** 2 + 1) ** 0.5
+        denoised = x_ve - sigma * eps
+        t, t_next = sigma.log().neg(), sigma_next.log().neg()
+        h = t_next - t
+        s_ = t + 0.5 * h
+        state["kept"] = x_ve
+        return (s_.neg().exp() / t.neg().exp()) * x_ve - (-h * 0.5).expm1() * denoised
+
+    def dpmpp_second(eps, x, state):
+        x_2 = x * (sigma_mid ** 2 + 1) ** 0.5
+        denoised_2 = x_2 - sigma_mid * eps
+        t, t_next = sigma.log().neg(), sigma_next.log().neg()
+        h = t_next - t
+        out = (t_next.neg().exp() / t.neg().exp()) * state["kept"] - (-h).expm1() * denoised_2
+        return out + torch.randn(eps.shape, dtype=eps.dtype) * sigma_next * 0.5
+
     return {
+        "BM_Heun_Step": two_stage(heun_first, heun_second),
+        "BM_LMS_Step": lms,
+        "BM_DPM2_Step": two_stage(kdpm2_first, kdpm2_second),
+        "BM_DPM2Ancestral_Step": two_stage(kdpm2_first, lambda e, x, st: kdpm2_second(e, x, st, noise=True)),
+        "BM_DPMPP2SAncestral_Step": two_stage(dpmpp_first, dpmpp_second),
         "BM_DDPM_Step": ddpm,
         "BM_DDIM_Eta0_Step": ddim(0.0),
         "BM_DDIM_Eta1_Step": ddim(1.0),
@@ -261,7 +353,7 @@ def torch_times(threads, min_time, clock):
 def ddpm_times(bench, threads, min_time, repetitions, clock):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     cmd = [bench, "--benchmark_format=json", f"--benchmark_min_time={min_time}",
-           f"--benchmark_repetitions={repetitions}", "--benchmark_filter=^BM_(DDPM|DDIM|DPMSolver|Euler|SampleLoop)"]
+           f"--benchmark_repetitions={repetitions}", "--benchmark_filter=^BM_(DDPM|DDIM|DPMSolver|Euler|SampleLoop|Heun|LMS|DPM2|DPMPP2S)"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     key = "cpu_time" if clock == "cpu" else "real_time"
     result = {}
