@@ -406,6 +406,32 @@ template <class S>
   }
 }
 
+/// Normals 4 * first_block .. 4 * (first_block + count) - 1 of stream `stream`, block by block with the
+/// portable Philox rounds and the same per-number functions as normal_chunk, into out[0 .. 4 count): the
+/// same values as the corresponding part of normal_chunk's output (IEEE operations on single values: a
+/// vector lane and a scalar give the same result; tests/samplers/per_image_noise.test.cpp compares them).
+/// For draws that need a few numbers of a chunk (2-D points), where a whole chunk would make 256.
+template <class S>
+[[gnu::noinline]] void normal_blocks(std::uint64_t first_block, std::size_t count, Philox4x32::Key key, S* out,
+                                     std::uint64_t stream = 0) noexcept {
+  const auto s0 = static_cast<std::uint32_t>(stream), s1 = static_cast<std::uint32_t>(stream >> 32);
+  for (std::size_t j = 0; j < count; ++j) {
+    const std::uint64_t block = first_block + j;
+    const Philox4x32::Counter w =
+        Philox4x32::generate({static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), s0, s1}, key);
+    for (std::size_t h = 0; h < 2; ++h) {
+      const S r = std::sqrt(minus_two_log_uniform<S>(w[2 * h]));
+      S sin_value, cos_value;
+      sincos_two_pi(unit_uniform<S>(w[2 * h + 1]), sin_value, cos_value);
+      out[4 * j + 2 * h] = r * cos_value;
+      out[4 * j + 2 * h + 1] = r * sin_value;
+    }
+  }
+}
+
+/// Draws of at most this many numbers of a chunk are made block by block (normal_blocks), not as a chunk.
+inline constexpr std::uint64_t kSmallDraw = 16;
+
 template <class S>
 inline constexpr bool is_generated_scalar_v = std::is_same_v<S, float> || std::is_same_v<S, double>;
 
@@ -477,12 +503,19 @@ void for_each_image_normal_chunk(std::uint64_t seed, std::uint64_t first_index, 
   auto run = [&](std::uint64_t k) {
     const std::uint64_t b = k / chunks, chunk = chunk_begin + k % chunks;
     alignas(64) S buffer[kNormalChunk];
-    normal_chunk<S>(chunk, key, buffer, first_index + b);
     const std::uint64_t start = chunk * kNormalChunk;
     const std::uint64_t lo = std::max(start, offset) - offset;
     const std::uint64_t hi = std::min(start + (kNormalChunk - 1), last) - offset + 1;
-    visit(static_cast<const S*>(buffer) + (offset + lo - start), static_cast<std::size_t>(b * per_sample + lo),
-          static_cast<std::size_t>(b * per_sample + hi));
+    const S* z;
+    if (hi - lo <= kSmallDraw) {  // a few numbers (e.g. a 2-D point): only the blocks holding them
+      const std::uint64_t first_block = (offset + lo) / 4, end_block = (offset + hi - 1) / 4 + 1;
+      normal_blocks<S>(first_block, static_cast<std::size_t>(end_block - first_block), key, buffer, first_index + b);
+      z = buffer + (offset + lo - 4 * first_block);
+    } else {
+      normal_chunk<S>(chunk, key, buffer, first_index + b);
+      z = buffer + (offset + lo - start);
+    }
+    visit(z, static_cast<std::size_t>(b * per_sample + lo), static_cast<std::size_t>(b * per_sample + hi));
   };
   const std::uint64_t pairs = batch * chunks;
 #ifdef _OPENMP

@@ -219,6 +219,42 @@ TEST_CASE("PerImageNoiseSource: image b draws stream first_index + b, continuing
   }
 }
 
+TEST_CASE("PerImageNoiseSource: small draws made block by block equal the chunked numbers", "[per_image_noise]") {
+  // Draws of at most 16 numbers of a chunk come from normal_blocks (only the Philox blocks holding them),
+  // larger ones from normal_chunk: both must give every number's bits. First the two functions directly,
+  // every block of two chunks of three streams, then 2-D points (2 numbers per draw, some draws crossing a
+  // block) through the source against fill_normal's chunked fill.
+  for (std::uint64_t stream : {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{0x123456789ABCull}}) {
+    const ddpm::Philox4x32::Key key = ddpm::detail::philox_key(kSeed);
+    for (std::uint64_t chunk : {std::uint64_t{0}, std::uint64_t{1} << 33}) {
+      alignas(64) float whole_f[256];
+      alignas(64) double whole_d[256];
+      ddpm::detail::normal_chunk<float>(chunk, key, whole_f, stream);
+      ddpm::detail::normal_chunk<double>(chunk, key, whole_d, stream);
+      float blocks_f[256];
+      double blocks_d[256];
+      ddpm::detail::normal_blocks<float>(chunk * 64, 64, key, blocks_f, stream);
+      ddpm::detail::normal_blocks<double>(chunk * 64, 64, key, blocks_d, stream);
+      CHECK(std::memcmp(whole_f, blocks_f, sizeof(whole_f)) == 0);
+      CHECK(std::memcmp(whole_d, blocks_d, sizeof(whole_d)) == 0);
+    }
+  }
+  PerImageNoiseSource points(kSeed, 3, 1);  // offset 1: the draws of 2 numbers straddle blocks
+  Tensor<float, 2> p(5, 2);
+  std::vector<float> expected(2 * 200);
+  std::vector<Tensor<float, 2>> draws;
+  for (int draw = 0; draw < 200; ++draw) {  // 401 numbers per stream: chunks 0 and 1
+    points(p);
+    draws.push_back(p);
+  }
+  for (Eigen::Index b = 0; b < 5; ++b) {
+    ddpm::fill_normal(std::span<float>(expected), kSeed, 1, 3 + static_cast<std::uint64_t>(b));
+    for (int draw = 0; draw < 200; ++draw) {
+      CHECK(std::memcmp(&draws[static_cast<std::size_t>(draw)](b, 0), expected.data() + 2 * draw, 2 * sizeof(float)) == 0);
+    }
+  }
+}
+
 TEST_CASE("PerImageNoiseSource: streams are standard normal and uncorrelated", "[per_image_noise]") {
   // 64 images of 4096 numbers: mean and variance of all 262144 numbers, and the correlation of each pair of
   // neighbouring images. For independent N(0, 1): sd of the mean 1/sqrt(n) = 0.002, of the variance
