@@ -318,8 +318,7 @@ void conv2d_backward(Workspace<S>& ctx, const ConvGeometry& g, const S* weight, 
   check_conv2d_backward(g, weight, x, d_out, d_x);
   conv2d_bias_backward(ctx, d_out, scale, grads.d_bias, grads.d_batch_bias);
   S* d_weight = grads.d_weight;
-  const bool want_dx = d_x.data != nullptr;
-  if (d_weight == nullptr && !want_dx) return;
+  if (d_weight == nullptr && d_x.data == nullptr) return;
   const Eigen::Index M = g.out_channels, I = g.in_channels, kk = g.kernel_h * g.kernel_w, K = I * kk;
   const Eigen::Index OH = d_out.height, OW = d_out.width, P = d_out.plane();
   const S* dy = d_out.data;
@@ -329,20 +328,27 @@ void conv2d_backward(Workspace<S>& ctx, const ConvGeometry& g, const S* weight, 
 #ifdef DDPM_NN_DIRECT_CONV3X3
     // 3x3, stride 1, padding 1 on AVX-512: d_x is the direct forward kernel over d_out with the adjoint
     // weights, d_W the direct weight-gradient kernel (nn/detail/direct_conv3x3.hpp).
+    // Each where its channel bound holds (kDirectMaxChannelProduct, kDirectGradMaxChannelProduct); what is
+    // left takes the paths below.
     if (allow_direct && g.kernel_h == 3 && g.kernel_w == 3 && g.stride == 1 && g.padding == Padding2d::same(1) &&
         direct3x3_applies<S>(x.height, x.width)) {
-      if (want_dx) {
+      if (d_x.data != nullptr && I * M <= kDirectMaxChannelProduct) {
         typename Workspace<S>::Buffer wt = ctx.acquire(9 * I * M);
         direct3x3_weights(ctx, weight, M, I, true, wt.data());
         direct3x3_forward(ctx, d_out, static_cast<const S*>(wt.data()), d_x, accumulate_d_x, scale,
                           [](Eigen::Index, Eigen::Index) {});
+        d_x.data = nullptr;
       }
-      if (d_weight != nullptr) direct3x3_weight_grad(ctx, x, d_out, scale, d_weight);
-      return;
+      if (d_weight != nullptr && I * M <= kDirectGradMaxChannelProduct) {
+        direct3x3_weight_grad(ctx, x, d_out, scale, d_weight);
+        d_weight = nullptr;
+      }
+      if (d_weight == nullptr && d_x.data == nullptr) return;
     }
 #endif
   }
   (void)allow_direct;
+  const bool want_dx = d_x.data != nullptr;
 
   if (g.pointwise()) {
     // d_W += scale dy x^T and d_x = scale W^T dy directly on the channel-major rows: no im2col, no col2im.

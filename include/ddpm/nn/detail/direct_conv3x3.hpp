@@ -42,8 +42,17 @@ namespace ddpm::nn::detail {
 /// The largest image (pixels) of the direct kernels: their lane masks (9 per vector of an image) live on the
 /// stack.
 inline constexpr Eigen::Index kDirectMaxPixels = 4096;
-/// Vectors (of 16 pixels) per chunk of the weight gradient: each chunk's sums are added to d_W once.
+/// Vectors (of 16 pixels) per chunk of the weight gradient, in whole images (at least one): each chunk's
+/// sums are added to d_W once.
 inline constexpr Eigen::Index kDirectGradChunk = 128;
+/// The largest in_channels * out_channels for which the convolution and its input gradient take the direct
+/// kernel: with more, the weights no longer stay in cache across a tile's output channels and im2col + GEMM
+/// (or Winograd) is faster (measured on Emerald Rapids: 256 -> 256 on 16 x 16 or smaller images 0.3-0.6x of
+/// im2col's speed, 128 -> 128 0.97-1.03x, 64 -> 64 1.3-1.9x, 32 -> 32 1.7x, 128 -> 3 5.8x).
+inline constexpr Eigen::Index kDirectMaxChannelProduct = 128 * 128;
+/// The same bound for the weight gradient (measured: 32 -> 32 on 16 x 16 1.6x, 64 -> 64 on 8 x 8 1.0x,
+/// 128 -> 128 and wider 0.2-0.8x of im2col's speed).
+inline constexpr Eigen::Index kDirectGradMaxChannelProduct = 64 * 64;
 
 /// Whether the direct kernels compute a 3x3, stride-1, padding-1 convolution of scalar S on h x w images:
 /// float, compiled for AVX-512, w one of 4, 8, 16, 32, 64 (each a compiled kernel: the taps' offsets are
@@ -209,38 +218,42 @@ inline void direct3x3_column(const float* in, Eigen::Index plane, Eigen::Index c
   run(std::false_type{});
 }
 
-/// The weight gradient of CB output channels and one input channel over global vectors [j0, j1):
-/// d_w[c * K + t] += alpha * sum_j dy[c, j] * (x shifted by tap t, masked)[j].
+/// The weight gradient of CB output channels and one input channel over images [n0, n1):
+/// d_w[c * K + t] += alpha * sum_j dy[c, j] * (x shifted by tap t, masked)[j], visiting the vectors by their
+/// place in the image first and by image second, so that the masks stay the same along the inner loop.
 template <int W, int CB>
 inline void direct3x3_grad_tile(const float* dy, Eigen::Index plane, const float* x, const Direct3x3Taps& taps,
-                                Eigen::Index j0, Eigen::Index j1, float* d_w, Eigen::Index K, float alpha) {
+                                Eigen::Index n0, Eigen::Index n1, float* d_w, Eigen::Index K, float alpha) {
   __m512 acc[CB][9];
   DDPM_DIRECT_UNROLL
   for (int c = 0; c < CB; ++c) {
     for (int t = 0; t < 9; ++t) acc[c][t] = _mm512_setzero_ps();
   }
-  // One vector's products; Interior: with the constant masks of Direct3x3Taps::column_mask.
-  auto body = [&](Eigen::Index j, const std::uint16_t* m, auto inside) {
+  // The products of vector `local` of images [n0, n1); Interior: with the constant masks of column_mask.
+  auto run = [&](Eigen::Index local, auto inside) {
     constexpr bool I = decltype(inside)::value;
-    __m512 d[CB];
+    const std::uint16_t* m = taps.mask.data() + local * 9;
+    std::uint16_t mask[9];
     DDPM_DIRECT_UNROLL
-    for (int c = 0; c < CB; ++c) d[c] = _mm512_loadu_ps(dy + c * plane + 16 * j);
-    DDPM_DIRECT_UNROLL
-    for (int t = 0; t < 9; ++t) {
-      const __m512 v = direct_load(x, 16 * j + tap_shift<W>(t), I ? Direct3x3Taps::column_mask(W, t) : m[t]);
+    for (int t = 0; t < 9; ++t) mask[t] = I ? Direct3x3Taps::column_mask(W, t) : m[t];
+    for (Eigen::Index n = n0; n < n1; ++n) {
+      const Eigen::Index j = n * taps.vectors + local;
+      __m512 d[CB];
       DDPM_DIRECT_UNROLL
-      for (int c = 0; c < CB; ++c) acc[c][t] = _mm512_fmadd_ps(d[c], v, acc[c][t]);
+      for (int c = 0; c < CB; ++c) d[c] = _mm512_loadu_ps(dy + c * plane + 16 * j);
+      DDPM_DIRECT_UNROLL
+      for (int t = 0; t < 9; ++t) {
+        const __m512 v = direct_load(x, 16 * j + tap_shift<W>(t), mask[t]);
+        DDPM_DIRECT_UNROLL
+        for (int c = 0; c < CB; ++c) acc[c][t] = _mm512_fmadd_ps(d[c], v, acc[c][t]);
+      }
     }
   };
-  Eigen::Index local = j0 % taps.vectors;
-  for (Eigen::Index j = j0; j < j1; ++j) {
-    const std::uint16_t* m = taps.mask.data() + local * 9;
-    const bool inside = W <= 16 && taps.interior[static_cast<std::size_t>(local)];
-    if (++local == taps.vectors) local = 0;
-    if (inside) {
-      body(j, m, std::true_type{});
+  for (Eigen::Index local = 0; local < taps.vectors; ++local) {
+    if (W <= 16 && taps.interior[static_cast<std::size_t>(local)]) {
+      run(local, std::true_type{});
     } else {
-      body(j, m, std::false_type{});
+      run(local, std::false_type{});
     }
   }
   DDPM_DIRECT_UNROLL
@@ -290,27 +303,27 @@ void direct3x3_forward(Workspace<float>& ctx, FeatureMap<const float> in, const 
 
 /// d_w[o, i * 9 + t] += alpha * sum_p dy[o, p] x[i, p + shift(t)] (masked): the weight gradient of the
 /// convolution above, d_w laid out as Conv2d's weights [out, in * 9]. The threads share out the output
-/// channels; each value is summed over chunks of kDirectGradChunk vectors in order.
+/// channels; each value is summed over chunks of whole images (about kDirectGradChunk vectors) in order.
 /// Precondition: direct3x3_applies<float>(x.height, x.width), dy of x's batch and image size.
 inline void direct3x3_weight_grad(Workspace<float>& ctx, FeatureMap<const float> x, FeatureMap<const float> dy,
                                   float alpha, float* d_w) {
   with_direct_width(x.width, [&](auto width) {
     constexpr int W = decltype(width)::value;
     const Direct3x3Taps taps(x.height, W);
-    const Eigen::Index plane = x.plane(), vectors = plane / 16, I = x.channels, M = dy.channels, K = 9 * I;
-    const Eigen::Index pairs = (M + 1) / 2;
+    const Eigen::Index plane = x.plane(), I = x.channels, M = dy.channels, K = 9 * I;
+    const Eigen::Index pairs = (M + 1) / 2, images = std::max<Eigen::Index>(1, kDirectGradChunk / taps.vectors);
     ctx.parallel_for(pairs, [&](Eigen::Index begin, Eigen::Index end, int) {
       const Eigen::Index m0 = 2 * begin, m1 = std::min(M, 2 * end);
-      for (Eigen::Index j0 = 0; j0 < vectors; j0 += kDirectGradChunk) {
-        const Eigen::Index j1 = std::min(vectors, j0 + kDirectGradChunk);
+      for (Eigen::Index n0 = 0; n0 < x.batch; n0 += images) {
+        const Eigen::Index n1 = std::min(x.batch, n0 + images);
         for (Eigen::Index i = 0; i < I; ++i) {
           const float* xi = x.data + i * plane;
           float* dwi = d_w + 9 * i;
           Eigen::Index m = m0;
           for (; m + 2 <= m1; m += 2) {
-            direct3x3_grad_tile<W, 2>(dy.data + m * plane, plane, xi, taps, j0, j1, dwi + m * K, K, alpha);
+            direct3x3_grad_tile<W, 2>(dy.data + m * plane, plane, xi, taps, n0, n1, dwi + m * K, K, alpha);
           }
-          if (m < m1) direct3x3_grad_tile<W, 1>(dy.data + m * plane, plane, xi, taps, j0, j1, dwi + m * K, K, alpha);
+          if (m < m1) direct3x3_grad_tile<W, 1>(dy.data + m * plane, plane, xi, taps, n0, n1, dwi + m * K, K, alpha);
         }
       }
     });
