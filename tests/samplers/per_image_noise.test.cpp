@@ -27,10 +27,13 @@
 #include "ddpm/sample.hpp"
 #include "ddpm/samplers/ddim.hpp"
 #include "ddpm/samplers/ddpm.hpp"
+#include "ddpm/samplers/dpm2.hpp"
 #include "ddpm/samplers/dpm_solver.hpp"
+#include "ddpm/samplers/dpmpp_2s_ancestral.hpp"
 #include "ddpm/samplers/euler.hpp"
 #include "ddpm/samplers/euler_ancestral.hpp"
 #include "ddpm/samplers/heun.hpp"
+#include "ddpm/samplers/lms.hpp"
 #include "ddpm/schedule.hpp"
 
 using ddpm::PerImageNoiseSource;
@@ -129,6 +132,12 @@ std::vector<SamplerCase<S>> sampler_cases() {
       make_case<S>("Heun", [](const Sch& s) { return ddpm::HeunSampler<S>(s, {.num_inference_steps = 5}); }),
       make_case<S>("Heun with churn",
                    [](const Sch& s) { return ddpm::HeunSampler<S>(s, {.num_inference_steps = 5, .s_churn = 2.0}); }),
+      make_case<S>("LMS", [](const Sch& s) { return ddpm::LMSSampler<S>(s, {.num_inference_steps = 8}); }),
+      make_case<S>("DPM2", [](const Sch& s) { return ddpm::DPM2Sampler<S>(s, {.num_inference_steps = 5}); }),
+      make_case<S>("DPM2 ancestral",
+                   [](const Sch& s) { return ddpm::DPM2AncestralSampler<S>(s, {.num_inference_steps = 5}); }),
+      make_case<S>("DPM++ 2S ancestral",
+                   [](const Sch& s) { return ddpm::DPMPP2SAncestralSampler<S>(s, {.num_inference_steps = 5}); }),
   };
 }
 
