@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "ddpm/error.hpp"
+
 namespace ddpm::nn {
 
 template <class S>
