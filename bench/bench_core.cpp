@@ -63,6 +63,16 @@ void BM_QSample_GivenNoise_Returning(benchmark::State& state) {
   report(state, x0.size(), 3.0 * sizeof(float) * x0.size());
 }
 
+// The returning form after ddpm::retain_freed_memory() (process-wide, so registered last): the fresh result
+// reuses the heap block the previous one freed instead of a new mapping.
+void BM_QSample_GivenNoise_Returning_Retained(benchmark::State& state) {
+  if (!ddpm::retain_freed_memory()) {
+    state.SkipWithError("retain_freed_memory is not available here (needs glibc)");
+    return;
+  }
+  BM_QSample_GivenNoise_Returning(state);
+}
+
 // q_sample drawing its own noise (Philox + Box-Muller fused into the pass): reads one tensor, writes one.
 void BM_QSample_DrawNoise(benchmark::State& state) {
   const Shape s = shape_of(state);
@@ -109,6 +119,7 @@ BENCHMARK(BM_QSample_GivenNoise_Returning)->Apply(tensor_shapes);
 BENCHMARK(BM_QSample_PerSampleT)->Apply(tensor_shapes);
 BENCHMARK(BM_QSample_DrawNoise)->Apply(tensor_shapes);
 BENCHMARK(BM_FillNormal)->Apply(tensor_shapes);
+BENCHMARK(BM_QSample_GivenNoise_Returning_Retained)->Apply(tensor_shapes);  // last: it changes malloc's settings
 
 }  // namespace
 

@@ -24,6 +24,9 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace ddpm {
 
@@ -158,6 +161,37 @@ template <DenseTensor T>
 void advise_huge_pages(T& tensor) noexcept {
   advise_huge_pages(const_cast<void*>(static_cast<const void*>(tensor.data())),
                     static_cast<std::size_t>(tensor.size()) * sizeof(scalar_t<T>));
+}
+
+/// The largest block retain_freed_memory accepts (glibc's mallopt takes an int).
+inline constexpr std::size_t kMaxRetainedBlockBytes = std::size_t{1} << 30;
+
+/// Process-wide opt-in (glibc only): keep freed blocks of up to `max_block_bytes` in the heap for reuse
+/// instead of returning them to the kernel. By default glibc serves every allocation above 32 MiB with a
+/// fresh mapping and unmaps it on free, so a loop that receives a fresh large result per call (`x =
+/// q_sample(...)`, a returning sampler step) pays the kernel's zeroing of every page of it on each call:
+/// (64,3,256,256) q_sample returning took 1.4-1.65x the time of the same kernel into a caller's tensor even
+/// with huge pages (docs/benchmarks.md). After this call such blocks come from the heap (mallopt's
+/// M_MMAP_THRESHOLD) and the heap's top is trimmed only beyond the same size (M_TRIM_THRESHOLD), so the next
+/// result of the same size reuses pages that are already mapped. This is what PyTorch's benchmarks get from
+/// MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_; the price is that freed memory stays with the process
+/// (its RSS does not shrink after a large result is freed). It changes malloc for the whole process, so
+/// the library never calls it itself. Returns whether it was applied (false on systems without glibc, or
+/// when the allocator refuses, as under AddressSanitizer).
+/// Throws ddpm::invalid_argument if max_block_bytes is outside [kHugePageBytes, kMaxRetainedBlockBytes].
+inline bool retain_freed_memory(std::size_t max_block_bytes = std::size_t{256} << 20) {
+  if (max_block_bytes < kHugePageBytes || max_block_bytes > kMaxRetainedBlockBytes) {
+    detail::throw_invalid_argument("ddpm::retain_freed_memory: max_block_bytes is " +
+                                   detail::number_string(static_cast<unsigned long long>(max_block_bytes)) +
+                                   ", but must be in [" + detail::number_string(static_cast<unsigned long long>(kHugePageBytes)) +
+                                   ", " + detail::number_string(static_cast<unsigned long long>(kMaxRetainedBlockBytes)) + "]");
+  }
+#if defined(__GLIBC__)
+  const int bytes = static_cast<int>(max_block_bytes);
+  return ::mallopt(M_MMAP_THRESHOLD, bytes) == 1 && ::mallopt(M_TRIM_THRESHOLD, bytes) == 1;
+#else
+  return false;
+#endif
 }
 
 namespace detail {

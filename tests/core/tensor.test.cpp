@@ -19,6 +19,10 @@
 #include "ddpm/schedule.hpp"
 #include "ddpm/tensor.hpp"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 namespace {
 
 // Whether the mapping of /proc/self/smaps that holds `address` has the VmFlags "hg" (MADV_HUGEPAGE).
@@ -102,4 +106,38 @@ TEST_CASE("Returned tensors of the library carry the huge-page advice", "[tensor
   ddpm::Tensor<float, 4> tiny(1, 1, 4, 4);
   tiny.setZero();
   CHECK_NOTHROW(ddpm::advise_huge_pages(tiny));
+}
+
+// retain_freed_memory: after the opt-in, a 48 MiB result (above glibc's default 32 MiB mmap threshold) comes
+// from the heap instead of a fresh mapping, so freeing it and asking again reuses mapped pages. glibc's
+// mallinfo2().hblkhd (bytes in mmapped blocks) shows which: it grows by the block before the opt-in (the
+// control, so the check after it can fail) and not after.
+TEST_CASE("retain_freed_memory keeps large freed blocks in the heap, and refuses absurd sizes", "[tensor][hugepage]") {
+  CHECK_THROWS_WITH(ddpm::retain_freed_memory(4096),
+                    Catch::Contains("max_block_bytes is 4096") && Catch::Contains("must be in [2097152, 1073741824]"));
+  CHECK_THROWS_AS(ddpm::retain_freed_memory(std::size_t{1} << 31), ddpm::invalid_argument);
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+  constexpr std::size_t block = std::size_t{48} << 20;
+  const auto mapped = [] { return static_cast<std::size_t>(::mallinfo2().hblkhd); };
+  const std::size_t before = mapped();
+  {
+    ddpm::Tensor<float, 1> x0(static_cast<Eigen::Index>(block / sizeof(float))), eps(x0.dimension(0));
+    x0.setConstant(1.0f);
+    eps.setZero();
+    // x0 and eps are 48 MiB each: mapped blocks before the opt-in.
+    CHECK(mapped() >= before + 2 * block);
+  }
+  REQUIRE(ddpm::retain_freed_memory(std::size_t{256} << 20));
+  const std::size_t after_opt_in = mapped();
+  ddpm::Tensor<float, 1> a(static_cast<Eigen::Index>(block / sizeof(float)));
+  a.setConstant(2.0f);
+  CHECK(mapped() == after_opt_in);  // from the heap
+  a = ddpm::Tensor<float, 1>();  // freed into the heap
+  ddpm::Tensor<float, 1> b(static_cast<Eigen::Index>(block / sizeof(float)));
+  b.setConstant(3.0f);
+  CHECK(mapped() == after_opt_in);
+  CHECK(b(0) == 3.0f);
+#else
+  WARN("not glibc, or under AddressSanitizer (its allocator ignores mallopt): only the argument checks ran");
+#endif
 }
