@@ -16,6 +16,7 @@
 
 #include "ddpm/samplers/ddim.hpp"
 #include "ddpm/samplers/ddpm.hpp"
+#include "ksampler_support.hpp"
 #include "sampler_support.hpp"
 
 using ddpm::Prediction;
@@ -190,4 +191,82 @@ TEST_CASE("DDIMSampler rejects bad input", "[samplers][ddim]") {
   CHECK_THROWS_AS(s.step(10, out, x, ddpm::no_noise), invalid_argument);
   CHECK_THROWS_AS(s.step(0, bad, x, ddpm::no_noise), invalid_argument);
   CHECK_THROWS_AS(s.step(0, out, x, bad), invalid_argument);
+}
+
+TEMPLATE_TEST_CASE("DDIMSampler with PreviousTimestep::diffusers follows diffusers' DDIMScheduler",
+                   "[samplers][ddim][diffusers]", float, double) {
+  // Whole trajectories of diffusers' DDIMScheduler itself (tests/data/samplers/pndm.json, made by
+  // tests/reference/make_pndm_fixtures.py): trailing and linspace spacing with N not dividing T (where it
+  // steps to t - T / N, not to the next listed timestep), eta 0, 0.5, 1 with the stored noise of each step,
+  // set_alpha_to_one false, steps_offset 1, epsilon and v_prediction.            [docs/samplers.md, (S33)]
+  // Tolerance relative to max(|expected|, 1): double 1e-10 (the same sums in another order); float: about
+  // 3 roundings of 2^-24 per step (|x| <= 4), a perturbation amplified by at most 8.4 over these runs
+  // (measured by running diffusers from x_T perturbed by 1e-7), 10 steps: 1.5e-5, so 2e-5. Observed: 6.1e-7
+  // (float), below 1e-14 (double).
+  using S = TestType;
+  const double tol = std::is_same_v<S, float> ? 2e-5 : 1e-10;
+  const json& f = fixture("pndm.json");
+  const Eigen::Index B = f.at("shape")[0], D = f.at("shape")[1];
+  const std::array<Eigen::Index, 2> dims{B, D};
+  const auto draws = numbers(f.at("noises"));
+  int n = 0;
+  for (const json& c : f.at("cases")) {
+    if (c.at("sampler") != "ddim") continue;
+    INFO("case " << c.at("options").dump() << " kind " << c.at("kind").get<std::string>());
+    const auto schedule = make_schedule<S>(c.at("schedule"));
+    ddpm::DDIMOptions o = ddim_options(c.at("options"));
+    o.previous_timestep = ddpm::PreviousTimestep::diffusers;
+    ddpm::DDIMSampler<S> sampler(schedule, o);
+    REQUIRE(sampler.timesteps() == c.at("timesteps").get<std::vector<int>>());
+    const Prediction kind = kind_of(c.at("kind"));
+    const ksampler_test::KindModel<S> model{fixture_mixture<S>(schedule), schedule.alphas_cumprod_double(), kind};
+    Tensor<S, 2> x = tensor<S, 2>(numbers(f.at("x_T")), dims), z(dims);
+    for (int i = 0; i < sampler.num_inference_steps(); ++i) {
+      const Tensor<S, 2> out = model(x, sampler.timesteps()[static_cast<std::size_t>(i)]);
+      for (Eigen::Index j = 0; j < B * D; ++j) z.data()[j] = static_cast<S>(draws[static_cast<std::size_t>(i * B * D + j)]);
+      sampler.step(i, out, x, z, kind);
+      INFO("after step " << i);
+      CHECK(worst_error(x, numbers(c.at("xs")[static_cast<std::size_t>(i)])) <= tol);
+    }
+    ++n;
+  }
+  CHECK(n == 5);
+}
+
+TEST_CASE("DDIMSampler: PreviousTimestep::diffusers equals listed for leading spacing, and t - T / N otherwise",
+          "[samplers][ddim][diffusers]") {
+  const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
+  const std::vector<double>& ab = schedule.alphas_cumprod_double();
+  for (int N : {1, 7, 10, 50, 333}) {
+    for (int offset : {0, 1}) {
+      ddpm::DDIMSampler<double> a(schedule, {.num_inference_steps = N, .steps_offset = offset, .eta = 0.5});
+      ddpm::DDIMSampler<double> b(schedule, {.num_inference_steps = N, .steps_offset = offset, .eta = 0.5,
+                                             .previous_timestep = ddpm::PreviousTimestep::diffusers});
+      for (int i = 0; i < N; ++i) {
+        CHECK(a.coefficients(i).alpha_bar_prev == b.coefficients(i).alpha_bar_prev);
+        CHECK(a.coefficients(i).sigma == b.coefficients(i).sigma);
+      }
+    }
+  }
+  // trailing, N = 7: 999 -> 857 (the list says 856); the last step 142 -> 0 goes to alpha_bar[0], not 1.
+  ddpm::DDIMSampler<double> t(schedule, {.num_inference_steps = 7,
+                                         .timestep_spacing = ddpm::TimestepSpacing::trailing,
+                                         .previous_timestep = ddpm::PreviousTimestep::diffusers});
+  CHECK(t.coefficients(0).alpha_bar_prev == ab[857]);
+  CHECK(t.coefficients(6).alpha_bar_prev == ab[0]);
+  // linspace, N = 8: 143 -> 18, then 0 -> -125: below 0, the final alpha_bar (1, or alpha_bar[0]).
+  ddpm::DDIMSampler<double> l(schedule, {.num_inference_steps = 8,
+                                         .timestep_spacing = ddpm::TimestepSpacing::linspace,
+                                         .previous_timestep = ddpm::PreviousTimestep::diffusers});
+  CHECK(l.coefficients(6).alpha_bar_prev == ab[18]);
+  CHECK(l.coefficients(7).alpha_bar_prev == 1.0);
+}
+
+TEST_CASE("DDIMSampler rejects a bad previous_timestep", "[samplers][ddim][diffusers]") {
+  const auto schedule = ddpm::NoiseSchedule<double>::linear(100);
+  CHECK_THROWS_WITH(ddpm::DDIMSampler<double>(schedule, {.previous_timestep = static_cast<ddpm::PreviousTimestep>(5)}),
+                    Catch::Contains("previous_timestep is PreviousTimestep(5)"));
+  CHECK_THROWS_WITH(ddpm::DDIMSampler<double>(schedule, {.timesteps = {90, 50, 10},
+                                                         .previous_timestep = ddpm::PreviousTimestep::diffusers}),
+                    Catch::Contains("previous_timestep is diffusers"));
 }

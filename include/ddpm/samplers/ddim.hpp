@@ -22,6 +22,16 @@
 
 namespace ddpm {
 
+/// Which alpha_bar a DDIM step goes to (a' of Eqs. (S9), (S10)):          [docs/samplers.md, Eq. (S33)]
+///   listed:    alpha_bar of the next entry of timesteps(); after the last step 1 or alpha_bar[0]
+///              (set_alpha_to_one). The default.
+///   diffusers: alpha_bar[t - T / N] (integer division), or 1 / alpha_bar[0] where t - T / N < 0, as
+///              diffusers' DDIMScheduler.step computes it. The same as listed for leading spacing (any
+///              steps_offset); for trailing and linspace spacing where N does not divide T it steps to a
+///              timestep the model is not called at (diffusers issue 12633), and a trailing run's last
+///              step goes to alpha_bar[0] even with set_alpha_to_one.
+enum class PreviousTimestep { listed, diffusers };
+
 /// Options of DDIMSampler (diffusers' DDIMScheduler config, set_timesteps and step arguments).
 struct DDIMOptions {
   /// The timestep choice of GridOptions (Eq. (S4)): N, spacing, offset, or an explicit list.
@@ -38,6 +48,9 @@ struct DDIMOptions {
   /// With bounds, re-derive eps from the bounded x0 (improved-diffusion always does; diffusers' step
   /// argument of the same name defaults to false). No effect without bounds.
   bool use_clipped_model_output = true;
+  /// The alpha_bar each step goes to (Eq. (S33)): the next listed timestep's, or diffusers' t - T / N
+  /// (not with an explicit timestep list, which diffusers' DDIMScheduler does not take).
+  PreviousTimestep previous_timestep = PreviousTimestep::listed;
 
   /// The grid fields as GridOptions.
   GridOptions grid() const {
@@ -57,21 +70,35 @@ struct DDIMOptions {
 ///   x    <- sqrt(alpha_bar_prev) x0 + sqrt(1 - alpha_bar_prev - sigma^2) eps + sigma z
 /// The previous alpha_bar is that of the next timestep in the list, not of t - T / N as in diffusers (wrong
 /// for trailing and linspace spacing when N does not divide T, diffusers issue 12633); the two agree
-/// wherever diffusers is right. Noise is drawn only when sigma > 0.
+/// wherever diffusers is right. previous_timestep = PreviousTimestep::diffusers gives diffusers' choice
+/// exactly (Eq. (S33)). Noise is drawn only when sigma > 0.
 template <std::floating_point S>
 class DDIMSampler : public detail::SamplerBase<DDIMSampler<S>, S> {
   using Base = detail::SamplerBase<DDIMSampler<S>, S>;
   friend Base;
 
  public:
-  /// Throws ddpm::invalid_argument if eta is outside [0, 1], N is outside [1, T], or the spacing/offset,
-  /// timestep list or clipping options are bad.
+  /// Throws ddpm::invalid_argument if eta is outside [0, 1], N is outside [1, T], the spacing/offset,
+  /// timestep list or clipping options are bad, previous_timestep is not a PreviousTimestep, or it is
+  /// diffusers together with a timestep list.
   explicit DDIMSampler(NoiseSchedule<S> schedule, DDIMOptions options = {})
       : Base(std::move(schedule)), options_(std::move(options)) {
     const char* fn = "ddpm::DDIMSampler";
     if (!(options_.eta >= 0.0 && options_.eta <= 1.0)) {
       detail::throw_invalid_argument(std::string(fn) + ": eta is " + ddpm::detail::number_string(options_.eta) +
                                      ", but must be in [0, 1]");
+    }
+    if (options_.previous_timestep != PreviousTimestep::listed &&
+        options_.previous_timestep != PreviousTimestep::diffusers) {
+      detail::throw_invalid_argument(std::string(fn) + ": previous_timestep is PreviousTimestep(" +
+                                     ddpm::detail::number_string(static_cast<int>(options_.previous_timestep)) +
+                                     "), but must be listed or diffusers");
+    }
+    if (options_.previous_timestep == PreviousTimestep::diffusers && !options_.timesteps.empty()) {
+      detail::throw_invalid_argument(std::string(fn) + ": previous_timestep is diffusers and timesteps has " +
+                                     ddpm::detail::number_string(options_.timesteps.size()) +
+                                     " entries, but diffusers' t - T / N needs the spaced timesteps (timesteps "
+                                     "empty); use PreviousTimestep::listed with a list");
     }
     this->timesteps_ = make_grid(this->schedule_, options_.grid(), fn).timesteps;
     detail::check_clipping(fn, options_.clipping);
@@ -96,9 +123,16 @@ class DDIMSampler : public detail::SamplerBase<DDIMSampler<S>, S> {
     detail::check_step_index("ddpm::DDIMSampler::coefficients", i, this->num_inference_steps());
     const std::vector<double>& ab = this->schedule_.alphas_cumprod_double();
     const double a = ab[static_cast<std::size_t>(this->timesteps_[static_cast<std::size_t>(i)])];
-    const double a_prev = i + 1 < this->num_inference_steps()
-                              ? ab[static_cast<std::size_t>(this->timesteps_[static_cast<std::size_t>(i + 1)])]
-                              : (options_.set_alpha_to_one ? 1.0 : ab[0]);
+    double a_prev = 0.0;
+    if (options_.previous_timestep == PreviousTimestep::diffusers) {
+      const int prev = this->timesteps_[static_cast<std::size_t>(i)] -
+                       this->schedule_.num_train_timesteps() / this->num_inference_steps();
+      a_prev = prev >= 0 ? ab[static_cast<std::size_t>(prev)] : (options_.set_alpha_to_one ? 1.0 : ab[0]);
+    } else {
+      a_prev = i + 1 < this->num_inference_steps()
+                   ? ab[static_cast<std::size_t>(this->timesteps_[static_cast<std::size_t>(i + 1)])]
+                   : (options_.set_alpha_to_one ? 1.0 : ab[0]);
+    }
     const double variance = (1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev);
     const double eta = options_.eta;
     // 1 - a_prev - sigma^2 = (1 - a_prev) (1 - eta^2 (a_prev - a) / (a_prev (1 - a))), and
