@@ -311,23 +311,22 @@ inline void direct3x3_weight_grad(Workspace<float>& ctx, FeatureMap<const float>
     constexpr int W = decltype(width)::value;
     const Direct3x3Taps taps(x.height, W);
     const Eigen::Index plane = x.plane(), I = x.channels, M = dy.channels, K = 9 * I;
-    const Eigen::Index triples = (M + 2) / 3, images = std::max<Eigen::Index>(1, kDirectGradChunk / taps.vectors);
-    ctx.parallel_for(triples, [&](Eigen::Index begin, Eigen::Index end, int) {
-      const Eigen::Index m0 = 3 * begin, m1 = std::min(M, 3 * end);
+    const Eigen::Index images = std::max<Eigen::Index>(1, kDirectGradChunk / taps.vectors);
+    // Each thread takes an even share of the output channels, in tiles of 3 (a remainder of 1 as 2 + 2).
+    ctx.parallel_for(M, [&](Eigen::Index m0, Eigen::Index m1, int) {
       for (Eigen::Index n0 = 0; n0 < x.batch; n0 += images) {
         const Eigen::Index n1 = std::min(x.batch, n0 + images);
         for (Eigen::Index i = 0; i < I; ++i) {
           const float* xi = x.data + i * plane;
           float* dwi = d_w + 9 * i;
           Eigen::Index m = m0;
-          for (; m + 3 <= m1; m += 3) {
+          for (; m1 - m >= 5 || m1 - m == 3; m += 3) {
             direct3x3_grad_tile<W, 3>(dy.data + m * plane, plane, xi, taps, n0, n1, dwi + m * K, K, alpha);
           }
-          if (m + 2 == m1) {
+          for (; m + 2 <= m1; m += 2) {
             direct3x3_grad_tile<W, 2>(dy.data + m * plane, plane, xi, taps, n0, n1, dwi + m * K, K, alpha);
-          } else if (m + 1 == m1) {
-            direct3x3_grad_tile<W, 1>(dy.data + m * plane, plane, xi, taps, n0, n1, dwi + m * K, K, alpha);
           }
+          if (m < m1) direct3x3_grad_tile<W, 1>(dy.data + m * plane, plane, xi, taps, n0, n1, dwi + m * K, K, alpha);
         }
       }
     });
