@@ -33,6 +33,7 @@
 #include "ddpm/samplers/dpmpp_2s_ancestral.hpp"
 #include "ddpm/samplers/heun.hpp"
 #include "ddpm/samplers/lms.hpp"
+#include "ddpm/samplers/pndm.hpp"
 
 namespace {
 
@@ -154,6 +155,13 @@ void BM_LMS_Step(benchmark::State& state) {
   time_steps(state, sampler, ddpm::no_noise, 9);
 }
 
+// PLMS (PNDM with skip_prk_steps, as Stable Diffusion): all but the first two steps are fourth-order
+// Adams-Bashforth: x read and written, the output read and kept (copied), three earlier outputs read.
+void BM_PLMS_Step(benchmark::State& state) {
+  ddpm::PNDMSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps, .skip_prk_steps = true});
+  time_steps(state, sampler, ddpm::no_noise, 7);
+}
+
 // DPM2 (stages alternate, as Heun).
 void BM_DPM2_Step(benchmark::State& state) {
   ddpm::DPM2Sampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
@@ -258,6 +266,7 @@ BENCHMARK(BM_Euler_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_EulerAncestral_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_Heun_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_LMS_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_PLMS_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_DPM2_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_DPM2Ancestral_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_DPMPP2SAncestral_Step)->Apply(sampler_shapes);

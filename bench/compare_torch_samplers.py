@@ -17,6 +17,8 @@ tensors, the Euler samplers' scale_model_input included since ddpm's Euler steps
     DPM2 ancestral  stages alternating from call to call (ddpm's two-stage samplers alternate too)
     LMS             LMSDiscreteScheduler.step at order 4: x0, the derivative, sum of 4 coefficient x derivative
                     (the coefficients given: diffusers integrates them with scipy on every step, not timed)
+    PLMS            PNDMScheduler.step_plms (skip_prk_steps) with four outputs: the Adams-Bashforth sum, then
+                    _get_prev_sample's transfer (Eq. (9) of the PNDM paper)
     DPM++ 2S a      k-diffusion's sample_dpmpp_2s_ancestral, stages alternating (no diffusers scheduler)
 under torch.no_grad, each timed as the best mean over batches of calls. It then runs the ddpm binary with
 --benchmark_format=json and --benchmark_repetitions (the best repetition counts) and prints Markdown tables:
@@ -51,6 +53,7 @@ SAMPLERS = [
     ("BM_EulerAncestral_Step", "Euler ancestral"),
     ("BM_Heun_Step", "Heun"),
     ("BM_LMS_Step", "LMS (order 4)"),
+    ("BM_PLMS_Step", "PLMS (PNDM)"),
     ("BM_DPM2_Step", "DPM2"),
     ("BM_DPM2Ancestral_Step", "DPM2 ancestral"),
     ("BM_DPMPP2SAncestral_Step", "DPM++ 2S ancestral"),
@@ -300,6 +303,22 @@ def make_steps(torch):
             return sample + sum(c * d for c, d in zip(coeffs, reversed(ds)))
         return step
 
+    def plms(eps, x):
+        ets = [eps * 0.9, eps * 0.95, eps * 0.98]  # the three previous outputs (the scheduler's ets)
+
+        def step():
+            e = ets[-3:] + [eps]
+            model_output = (1 / 24) * (55 * e[-1] - 59 * e[-2] + 37 * e[-3] - 9 * e[-4])
+            prev_timestep = t - T // N
+            alpha_prod_t = alphas_cumprod[t]
+            alpha_prod_t_prev = alphas_cumprod[prev_timestep] if prev_timestep >= 0 else alphas_cumprod[0]
+            beta_prod_t = 1 - alpha_prod_t
+            beta_prod_t_prev = 1 - alpha_prod_t_prev
+            sample_coeff = (alpha_prod_t_prev / alpha_prod_t) ** 0.5
+            denom = alpha_prod_t * beta_prod_t_prev ** 0.5 + (alpha_prod_t * beta_prod_t * alpha_prod_t_prev) ** 0.5
+            return sample_coeff * x - (alpha_prod_t_prev - alpha_prod_t) * model_output / denom
+        return step
+
     def dpmpp_first(eps, x, state):
         x_ve = x * (sigma ** 2 + 1) ** 0.5
         denoised = x_ve - sigma * eps
@@ -320,6 +339,7 @@ def make_steps(torch):
     return {
         "BM_Heun_Step": two_stage(heun_first, heun_second),
         "BM_LMS_Step": lms,
+        "BM_PLMS_Step": plms,
         "BM_DPM2_Step": two_stage(kdpm2_first, kdpm2_second),
         "BM_DPM2Ancestral_Step": two_stage(kdpm2_first, lambda e, x, st: kdpm2_second(e, x, st, noise=True)),
         "BM_DPMPP2SAncestral_Step": two_stage(dpmpp_first, dpmpp_second),
@@ -353,7 +373,7 @@ def torch_times(threads, min_time, clock):
 def ddpm_times(bench, threads, min_time, repetitions, clock):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     cmd = [bench, "--benchmark_format=json", f"--benchmark_min_time={min_time}",
-           f"--benchmark_repetitions={repetitions}", "--benchmark_filter=^BM_(DDPM|DDIM|DPMSolver|Euler|SampleLoop|Heun|LMS|DPM2|DPMPP2S)"]
+           f"--benchmark_repetitions={repetitions}", "--benchmark_filter=^BM_(DDPM|DDIM|DPMSolver|Euler|SampleLoop|Heun|LMS|PLMS|DPM2|DPMPP2S)"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     key = "cpu_time" if clock == "cpu" else "real_time"
     result = {}
