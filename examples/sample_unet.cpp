@@ -4,13 +4,15 @@
 // sample_unet: samples images from a diffusers UNet2DModel checkpoint with any sampler of the library and
 // writes them as one PNG grid.
 //
-//   sample_unet --model DIR [--sampler ddim] [--steps 50] [--seed 0] [--batch 16] [--out grid.png]
+//   sample_unet --model DIR [--sampler ddim|config|...] [--steps 50] [--seed 0] [--batch 16] [--out grid.png]
 //
 // DIR is a folder as diffusers' save_pretrained writes it (config.json + diffusion_pytorch_model.safetensors),
 // e.g. google/ddpm-cifar10-32 itself (flat: config.json, diffusion_pytorch_model.safetensors and
 // scheduler_config.json at its root), a pipeline's unet/ folder, or the pipeline folder holding unet/. The noise
-// schedule and the prediction type come from DIR/scheduler_config.json (or the pipeline's scheduler/scheduler_config.json)
-// when there is one, else the DDPM defaults (linear betas 1e-4 .. 0.02, T = 1000, epsilon prediction).
+// schedule, the prediction type and the sampler's options come from DIR/scheduler_config.json (or the pipeline's
+// scheduler/scheduler_config.json) when there is one, read by ddpm::io::DiffusersSchedulerConfig as the class
+// --sampler names (as diffusers' OtherScheduler.from_config(config) does; --sampler config keeps the file's own
+// class), else the class's defaults with the DDPM schedule (linear betas 1e-4 .. 0.02, T = 1000, epsilon).
 // A progress bar runs on stderr; the time of every step (the UNet's forward pass and the sampler's update) is
 // measured and summarised. Without --model, it says how to get a checkpoint and runs the small random-weight
 // test model of the repository (tests/data/unet/tiny) as a smoke demo: its images are noise by design.
@@ -21,22 +23,21 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
+#include <variant>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/cli.hpp"
 #include "common/draw.hpp"
 #include "common/progress.hpp"
 #include "ddpm/ddpm.hpp"
 #include "ddpm/io/image.hpp"
+#include "ddpm/io/scheduler_config.hpp"
 #include "ddpm/nn/unet2d.hpp"
 
 namespace {
@@ -129,101 +130,68 @@ fs::path find_test_model(const char* argv0) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// The scheduler config: the few fields of diffusers' scheduler_config.json that decide the process.
+// The scheduler: diffusers' scheduler_config.json read by ddpm::io::DiffusersSchedulerConfig, for the class
+// --sampler names (diffusers' `OtherScheduler.from_config(config)`) or the file's own (--sampler config).
 
-struct SchedulerConfig {
-  std::string source = "defaults (no scheduler_config.json)";
-  int num_train_timesteps = 1000;
-  std::string beta_schedule = "linear";
-  double beta_start = 1e-4, beta_end = 0.02;
-  std::vector<double> trained_betas;
-  std::string prediction_type = "epsilon";
-  std::optional<bool> clip_sample;
-  double clip_sample_range = 1.0;
-  bool rescale_betas_zero_snr = false;
-  std::string variance_type = "fixed_small";  // DDPM only
-  std::optional<std::string> timestep_spacing;
-  int steps_offset = 0;
+struct SamplerChoice {
+  const char* option;         // --sampler NAME
+  const char* diffusers_class;  // "" for the config's own class
+  const char* label;
 };
 
-SchedulerConfig read_scheduler_config(const fs::path& path) {
-  SchedulerConfig c;
-  if (path.empty()) return c;
-  c.source = path.string();
-  std::ifstream in(path);
-  if (!in) fail(path.string() + ": cannot be read");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail(path.string() + ": not valid JSON (" + e.what() + ")");
+constexpr SamplerChoice kSamplers[] = {
+    {"config", "", ""},
+    {"ddpm", "DDPMScheduler", "DDPM"},
+    {"ddim", "DDIMScheduler", "DDIM"},
+    {"dpm++", "DPMSolverMultistepScheduler", "DPM-Solver++"},
+    {"euler", "EulerDiscreteScheduler", "Euler"},
+    {"euler_a", "EulerAncestralDiscreteScheduler", "Euler ancestral"},
+    {"heun", "HeunDiscreteScheduler", "Heun"},
+    {"lms", "LMSDiscreteScheduler", "LMS"},
+    {"dpm2", "KDPM2DiscreteScheduler", "DPM2"},
+    {"dpm2_a", "KDPM2AncestralDiscreteScheduler", "DPM2 ancestral"},
+};
+
+std::string sampler_names() {
+  std::string list;
+  for (const SamplerChoice& c : kSamplers) list += (list.empty() ? "" : ", ") + std::string(c.option);
+  return list;
+}
+
+const SamplerChoice* find_sampler(const std::string& name) {
+  for (const SamplerChoice& c : kSamplers) {
+    if (name == c.option) return &c;
   }
-  if (!j.is_object()) fail(path.string() + ": not a JSON object");
-  // Reads j[key] into out if it is present and not null; a value of the wrong type is an error.
-  auto read = [&](const char* key, auto& out) {
-    const auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return;
-    try {
-      using T = std::remove_cvref_t<decltype(out)>;
-      if constexpr (std::is_same_v<T, std::optional<bool>>) {
-        out = it->template get<bool>();
-      } else if constexpr (std::is_same_v<T, std::optional<std::string>>) {
-        out = it->template get<std::string>();
-      } else if constexpr (std::is_same_v<T, int> || std::is_same_v<T, double>) {
-        if (!it->is_number()) throw std::invalid_argument("not a number");
-        out = it->template get<T>();
-      } else {
-        out = it->template get<T>();
-      }
-    } catch (const std::exception&) {
-      fail(path.string() + ": \"" + key + "\" is " + it->dump() + ", which is not of the expected type");
-    }
-  };
-  read("num_train_timesteps", c.num_train_timesteps);
-  read("beta_schedule", c.beta_schedule);
-  read("beta_start", c.beta_start);
-  read("beta_end", c.beta_end);
-  read("trained_betas", c.trained_betas);
-  read("prediction_type", c.prediction_type);
-  read("clip_sample", c.clip_sample);
-  read("clip_sample_range", c.clip_sample_range);
-  read("rescale_betas_zero_snr", c.rescale_betas_zero_snr);
-  read("variance_type", c.variance_type);
-  read("timestep_spacing", c.timestep_spacing);
-  read("steps_offset", c.steps_offset);
+  return nullptr;
+}
+
+// The config for the chosen class: the file read as that class, or without a file the class's diffusers
+// defaults with the DDPM schedule (linear betas 1e-4 .. 0.02, T = 1000, epsilon prediction).
+ddpm::io::DiffusersSchedulerConfig read_scheduler(const fs::path& path, const SamplerChoice& choice) {
+  if (!path.empty()) return ddpm::io::DiffusersSchedulerConfig::from_file(path.string(), choice.diffusers_class);
+  ddpm::io::DiffusersSchedulerConfig c = ddpm::io::DiffusersSchedulerConfig::defaults(
+      *choice.diffusers_class != '\0' ? choice.diffusers_class : "DDPMScheduler");
+  c.beta_schedule = "linear";
+  c.beta_start = 1e-4;
+  c.beta_end = 0.02;
   return c;
 }
 
-ddpm::NoiseSchedule<float> make_schedule(const SchedulerConfig& c) {
-  ddpm::NoiseSchedule<float> schedule = [&] {
-    if (!c.trained_betas.empty()) return ddpm::NoiseSchedule<float>::from_betas(c.trained_betas);
-    const int T = c.num_train_timesteps;
-    if (c.beta_schedule == "linear") return ddpm::NoiseSchedule<float>::linear(T, c.beta_start, c.beta_end);
-    if (c.beta_schedule == "scaled_linear") {
-      return ddpm::NoiseSchedule<float>::scaled_linear(T, c.beta_start, c.beta_end);
-    }
-    if (c.beta_schedule == "squaredcos_cap_v2") return ddpm::NoiseSchedule<float>::cosine(T);
-    if (c.beta_schedule == "sigmoid") return ddpm::NoiseSchedule<float>::sigmoid(T, c.beta_start, c.beta_end);
-    fail(c.source + ": beta_schedule is \"" + c.beta_schedule +
-         "\", but must be linear, scaled_linear, squaredcos_cap_v2 or sigmoid");
-  }();
-  return c.rescale_betas_zero_snr ? schedule.rescaled_zero_terminal_snr() : schedule;
-}
-
-ddpm::Prediction parse_prediction(const SchedulerConfig& c) {
-  if (c.prediction_type == "epsilon") return ddpm::Prediction::epsilon;
-  if (c.prediction_type == "sample") return ddpm::Prediction::sample;
-  if (c.prediction_type == "v_prediction") return ddpm::Prediction::velocity;
-  fail(c.source + ": prediction_type is \"" + c.prediction_type + "\", but must be epsilon, sample or v_prediction");
-}
-
-ddpm::VarianceType parse_variance(const SchedulerConfig& c) {
-  if (c.variance_type == "fixed_small") return ddpm::VarianceType::fixed_small;
-  if (c.variance_type == "fixed_small_log") return ddpm::VarianceType::fixed_small_log;
-  if (c.variance_type == "fixed_large") return ddpm::VarianceType::fixed_large;
-  if (c.variance_type == "learned_range") return ddpm::VarianceType::learned_range;
-  fail(c.source + ": variance_type is \"" + c.variance_type +
-       "\", but the DDPM sampler supports fixed_small, fixed_small_log, fixed_large and learned_range");
+// What the log calls the sampler.
+std::string sampler_label(const ddpm::io::DiffusersSchedulerConfig& c) {
+  char buf[64];
+  switch (c.scheduler_class) {
+    case ddpm::io::SchedulerClass::ddpm: return std::string("DDPM (") + ddpm::variance_type_name(c.variance_type) + ")";
+    case ddpm::io::SchedulerClass::ddim: std::snprintf(buf, sizeof buf, "DDIM (eta %g)", c.eta); return buf;
+    case ddpm::io::SchedulerClass::dpm_solver_multistep:
+      std::snprintf(buf, sizeof buf, "DPM-Solver++(%dM)", c.solver_order);
+      return buf;
+    default: break;
+  }
+  for (const SamplerChoice& s : kSamplers) {
+    if (c.class_name == s.diffusers_class) return s.label;
+  }
+  return c.class_name;
 }
 
 std::optional<ddpm::TimestepSpacing> parse_spacing(const std::string& text, const std::string& where) {
@@ -350,12 +318,17 @@ int main(int argc, char** argv) {
     examples::CommandLine cli(
         "sample_unet",
         "Samples images from a diffusers UNet2DModel checkpoint (config.json + diffusion_pytorch_model.\n"
-        "safetensors) with one of the library's samplers and writes them as a PNG grid. The schedule and\n"
-        "prediction type come from scheduler_config.json in the model folder (or scheduler/ next to it) if\n"
-        "present, else linear betas 1e-4 .. 0.02 over T = 1000 and epsilon prediction. Without --model it\n"
-        "explains how to get a checkpoint and runs the repository's random-weight test model.");
+        "safetensors) with one of the library's samplers and writes them as a PNG grid. The schedule,\n"
+        "prediction type and sampler options come from scheduler_config.json in the model folder (or\n"
+        "scheduler/ next to it) if present, read as the --sampler's diffusers class (--sampler config: the\n"
+        "file's own class), else that class's defaults with linear betas 1e-4 .. 0.02 over T = 1000 and\n"
+        "epsilon prediction. Without --model it explains how to get a checkpoint and runs the repository's\n"
+        "random-weight test model.");
     cli.option("model", "DIR", "the model folder (flat, as google/ddpm-*; a UNet folder; or a pipeline holding unet/)", "");
-    cli.option("sampler", "NAME", "ddpm, ddim, dpm++, euler or euler_a", "ddim");
+    cli.option("sampler", "NAME",
+               "ddpm, ddim, dpm++, euler, euler_a, heun, lms, dpm2, dpm2_a, or config (the scheduler config's "
+               "own class); the others read the config as that class, as diffusers' from_config does",
+               "ddim");
     cli.option("steps", "N", "number of sampling steps (model calls), 1 to T", "50");
     cli.option("eta", "X", "DDIM's eta in [0, 1] (0: deterministic, 1: DDPM-like noise)", "0");
     cli.option("spacing", "NAME",
@@ -363,8 +336,8 @@ int main(int argc, char** argv) {
                "leading, trailing or linspace",
                "auto");
     cli.option("clip", "MODE",
-               "bound the predicted x0 to [-1, 1]: auto (the config's clip_sample, "
-               "else on), on or off",
+               "bound the predicted x0: auto (as the scheduler class does with the config: clip_sample / "
+               "thresholding), on (clip to clip_sample_range) or off",
                "auto");
     cli.option("seed", "N", "seed of x_T and of the samplers' noise", "0");
     cli.option("first-index", "N", "index of the first image (image i's noise depends only on seed and i)", "0");
@@ -380,14 +353,15 @@ int main(int argc, char** argv) {
 
     // Options first, so that a typo fails before the model is loaded.
     const std::string sampler_name = cli.get("sampler");
-    if (sampler_name != "ddpm" && sampler_name != "ddim" && sampler_name != "dpm++" && sampler_name != "euler" &&
-        sampler_name != "euler_a") {
-      throw examples::UsageError("--sampler is \"" + sampler_name +
-                                 "\", but must be ddpm, ddim, dpm++, euler or euler_a");
+    const SamplerChoice* choice = find_sampler(sampler_name);
+    if (choice == nullptr) {
+      throw examples::UsageError("--sampler is \"" + sampler_name + "\", but must be one of " + sampler_names());
     }
     const int steps = static_cast<int>(cli.get_integer("steps", 1, 1000000));
     const double eta = cli.get_double("eta", 0.0, 1.0);
-    if (cli.has("eta") && sampler_name != "ddim") throw examples::UsageError("--eta applies to --sampler ddim only");
+    if (cli.has("eta") && sampler_name != "ddim" && sampler_name != "config") {
+      throw examples::UsageError("--eta applies to --sampler ddim only");
+    }
     const std::optional<ddpm::TimestepSpacing> spacing_option = parse_spacing(cli.get("spacing"), "--spacing");
     const std::string clip_mode = cli.get("clip");
     if (clip_mode != "auto" && clip_mode != "on" && clip_mode != "off") {
@@ -447,10 +421,21 @@ int main(int argc, char** argv) {
                                " input channels; a PNG grid needs 1 to 4");
     }
 
-    // The process.
-    const SchedulerConfig sched = read_scheduler_config(files.scheduler_config);
-    const ddpm::NoiseSchedule<float> schedule = make_schedule(sched);
-    const ddpm::Prediction kind = parse_prediction(sched);
+    // The process: the scheduler config read as the chosen class, with the command line's overrides.
+    ddpm::io::DiffusersSchedulerConfig sched = read_scheduler(files.scheduler_config, *choice);
+    const std::string source =
+        files.scheduler_config.empty() ? "defaults (no scheduler_config.json)" : files.scheduler_config.string();
+    if (cli.has("eta") && sched.scheduler_class != ddpm::io::SchedulerClass::ddim) {
+      throw examples::UsageError("--eta applies to DDIM only (--sampler ddim, or a DDIMScheduler config)");
+    }
+    sched.eta = eta;
+    if (spacing_option) sched.timestep_spacing = *spacing_option;
+    if (clip_mode != "auto") {
+      sched.thresholding = false;
+      sched.clip_sample = clip_mode == "on";
+    }
+    const ddpm::NoiseSchedule<float> schedule = sched.schedule<float>();
+    const ddpm::Prediction kind = sched.prediction_type;
     const int T = schedule.num_train_timesteps();
     if (steps > T) {
       throw examples::UsageError("--steps is " + std::to_string(steps) + ", but must be in [1, " + std::to_string(T) +
@@ -461,11 +446,6 @@ int main(int argc, char** argv) {
                    "sample_unet: warning: the UNet config says num_train_timesteps = %d, the schedule has T = %d\n",
                    *config.num_train_timesteps, T);
     }
-    std::optional<ddpm::TimestepSpacing> spacing = spacing_option;
-    if (!spacing && sched.timestep_spacing)
-      spacing = parse_spacing(*sched.timestep_spacing, sched.source + ": timestep_spacing");
-    const bool clip = clip_mode == "on" || (clip_mode == "auto" && sched.clip_sample.value_or(true));
-    const ddpm::Clipping clipping = clip ? ddpm::Clipping::clip(sched.clip_sample_range) : ddpm::Clipping::none();
 
     std::printf("model:     %s (%lld parameters, loaded in %.2f s)\n", files.unet_dir.string().c_str(),
                 static_cast<long long>(unet.num_parameters()), load_s);
@@ -473,11 +453,14 @@ int main(int argc, char** argv) {
     for (int c : config.block_out_channels) std::printf(" %d", c);
     std::printf(", %d in / %d out channels; images %d x %d; %d thread%s\n", config.in_channels, config.out_channels,
                 height, width, threads, threads == 1 ? "" : "s");
-    std::printf("schedule:  %s\n", sched.source.c_str());
-    std::printf("           %s, T = %d%s, prediction %s, x0 %s\n",
-                sched.trained_betas.empty() ? sched.beta_schedule.c_str() : "trained_betas", T,
-                sched.rescale_betas_zero_snr ? ", zero terminal SNR" : "", sched.prediction_type.c_str(),
-                clip ? "clipped to [-1, 1]" : "not clipped");
+    std::printf("schedule:  %s\n", source.c_str());
+    std::printf("           %s\n", sched.summary().c_str());
+    if (!sched.ignored_keys.empty()) {
+      std::string keys;
+      for (const std::string& k : sched.ignored_keys) keys += (keys.empty() ? "" : ", ") + k;
+      std::printf("           ignored (not keys of %s, as diffusers ignores them): %s\n", sched.class_name.c_str(),
+                  keys.c_str());
+    }
 
     // x_T ~ N(0, I).
     Batch x_T(batch, channels, height, width);
@@ -487,54 +470,18 @@ int main(int argc, char** argv) {
 
     StepTiming timing;
     std::vector<int> timesteps;
-    std::string description;
-    Batch x;
-    auto run = [&](auto&& sampler, std::string name) {
-      timesteps = sampler.timesteps();
-      description = std::move(name) + ", " + std::to_string(sampler.num_inference_steps()) + " steps";
-      std::printf("sampler:   %s, timesteps %d .. %d; %lld images, seed %llu\n", description.c_str(), timesteps.front(),
-                  timesteps.back(), static_cast<long long>(batch), static_cast<unsigned long long>(seed));
-      std::fflush(stdout);  // before the progress bar on stderr
-      x = run_sampler(sampler, unet, kind, std::move(x_T), step_noise, "sampling", timing);
-    };
-    if (sampler_name == "ddpm") {
-      ddpm::DDPMOptions o;
-      o.num_inference_steps = steps;
-      if (spacing) o.timestep_spacing = *spacing;
-      o.steps_offset = sched.steps_offset;
-      o.variance_type = parse_variance(sched);
-      o.clipping = clipping;
-      run(ddpm::DDPMSampler<float>(schedule, o),
-          std::string("DDPM (") + ddpm::variance_type_name(o.variance_type) + ")");
-    } else if (sampler_name == "ddim") {
-      ddpm::DDIMOptions o;
-      o.num_inference_steps = steps;
-      if (spacing) o.timestep_spacing = *spacing;
-      o.steps_offset = sched.steps_offset;
-      o.eta = eta;
-      o.clipping = clipping;
-      char name[48];
-      std::snprintf(name, sizeof name, "DDIM (eta %g)", eta);
-      run(ddpm::DDIMSampler<float>(schedule, o), name);
-    } else if (sampler_name == "dpm++") {
-      ddpm::DPMSolverOptions o;
-      o.num_inference_steps = steps;
-      if (spacing) o.timestep_spacing = *spacing;
-      o.steps_offset = sched.steps_offset;
-      o.clipping = clipping;
-      run(ddpm::DPMSolverMultistepSampler<float>(schedule, o), "DPM-Solver++(2M)");
-    } else {
-      ddpm::EulerOptions o;
-      o.num_inference_steps = steps;
-      if (spacing) o.timestep_spacing = *spacing;
-      o.steps_offset = sched.steps_offset;
-      o.clipping = clipping;
-      if (sampler_name == "euler") {
-        run(ddpm::EulerSampler<float>(schedule, o), "Euler");
-      } else {
-        run(ddpm::EulerAncestralSampler<float>(schedule, o), "Euler ancestral");
-      }
-    }
+    ddpm::io::AnySampler<float> sampler = sched.make_sampler<float>(schedule, steps);
+    const std::string description = sampler_label(sched) + ", " + std::to_string(steps) + " steps";
+    Batch x = std::visit(
+        [&](auto& s) {
+          timesteps = s.timesteps();
+          std::printf("sampler:   %s (%d model calls), timesteps %d .. %d; %lld images, seed %llu\n",
+                      description.c_str(), s.num_inference_steps(), timesteps.front(), timesteps.back(),
+                      static_cast<long long>(batch), static_cast<unsigned long long>(seed));
+          std::fflush(stdout);  // before the progress bar on stderr
+          return run_sampler(s, unet, kind, std::move(x_T), step_noise, "sampling", timing);
+        },
+        sampler);
     print_timing(timing, timesteps, batch, cli.has("per-step"));
 
     // What came out: a broken model or schedule shows as NaN, a dead one as a constant.

@@ -284,6 +284,13 @@ TEST_CASE("DiffusersSchedulerConfig: keys a class does not take are ignored, as 
   CHECK(p.solver_type == ddpm::SolverType::midpoint);
   CHECK(p.algorithm_type == "dpmsolver++");
   CHECK(p.timestep_spacing == ddpm::TimestepSpacing::linspace);
+  // google/ddpm-cifar10-32's DDPMScheduler config read as DPM-Solver: its variance_type "fixed_large" is a key
+  // DPMSolverMultistepScheduler takes but only acts on for "learned" / "learned_range": no effect, no error.
+  const DiffusersSchedulerConfig v = parse(R"({"_class_name": "DDPMScheduler", "variance_type": "fixed_large", "clip_sample": true})",
+                                  "DPMSolverMultistepScheduler");
+  CHECK(v.ignored_keys == std::vector<std::string>{"clip_sample"});
+  CHECK(v.clipping().mode == ddpm::Clipping::Mode::none);
+  CHECK_THROWS_AS(parse(R"({"_class_name": "DPMSolverMultistepScheduler", "variance_type": 3})"), ddpm::format_error);
   const DiffusersSchedulerConfig h = DiffusersSchedulerConfig::defaults("HeunDiscreteScheduler");
   CHECK(h.beta_start == 0.00085);
   CHECK(h.beta_end == 0.012);

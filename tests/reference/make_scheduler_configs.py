@@ -35,6 +35,7 @@ import sys
 import tempfile
 
 import importlib
+import inspect
 import types
 
 import numpy as np
@@ -146,6 +147,11 @@ for target in ["EulerDiscreteScheduler", "DPMSolverMultistepScheduler", "DDIMSch
                "EulerAncestralDiscreteScheduler", "LMSDiscreteScheduler", "HeunDiscreteScheduler",
                "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler", "DDPMScheduler"]:
     case("sd_pndm_as_" + target.replace("Scheduler", "").lower(), "PNDMScheduler", SD_PNDM, target)
+# google/ddpm-cifar10-32's kind of config (DDPMScheduler, fixed_large, clip_sample) loaded as DPM-Solver and
+# Euler: DPMSolverMultistepScheduler takes variance_type but acts only on "learned" / "learned_range".
+for target in ["DPMSolverMultistepScheduler", "EulerDiscreteScheduler"]:
+    case("ddpm_cifar10_as_" + target.replace("Scheduler", "").lower(), "DDPMScheduler",
+         {"variance_type": "fixed_large"}, target)
 # A DPMSolverMultistepScheduler config (with -Infinity) loaded as Euler, and an Euler config as DDIM.
 case("dpmsolver_karras_as_euler", "DPMSolverMultistepScheduler", {**SD, "use_karras_sigmas": True},
      "EulerDiscreteScheduler")
@@ -196,7 +202,9 @@ def run(name, cls_name, options, load_as):
     if hasattr(sched, "sigmas") and target not in ("DDPMScheduler", "DDIMScheduler"):
         sigmas = floats(sched.sigmas.numpy())
     ab = sched.alphas_cumprod.numpy()
-    loaded = {k: sched.config[k] for k in LOADED_KEYS if k in sched.config}
+    # from_config also registers the keys the class ignored ("hidden" config), so keep the class's own keys only.
+    takes = inspect.signature(type(sched).__init__).parameters
+    loaded = {k: sched.config[k] for k in LOADED_KEYS if k in sched.config and k in takes}
     return {
         "name": name,
         "generator": "tests/reference/make_scheduler_configs.py, diffusers " + DIFFUSERS_VERSION,

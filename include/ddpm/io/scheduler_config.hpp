@@ -589,8 +589,11 @@ struct DiffusersSchedulerConfig {
                                           VarianceType::fixed_large, VarianceType::learned_range};
         variance_type = kinds[choice(v, {"fixed_small", "fixed_small_log", "fixed_large", "learned_range"},
                                      " (ddpm does not implement \"learned\" and \"fixed_large_log\")")];
-      } else if (!v.is_null()) {  // DPMSolverMultistepScheduler: the model's output has a variance half
-        choice(v, {"learned", "learned_range"}, " or null");
+      } else if (!v.is_null() && !v.is_string()) {
+        // DPMSolverMultistepScheduler: "learned" / "learned_range" say the output has a variance half, which
+        // ddpm's samplers drop themselves; any other string (a DDPMScheduler config's "fixed_large", as
+        // pipelines load one into this class) has no effect in diffusers either.
+        throw jd::WrongType{"must be a string or null"};
       }
     } else if (key == "solver_order") {
       solver_order = static_cast<int>(jd::integer(v, 1, 2));
