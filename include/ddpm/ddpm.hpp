@@ -26,6 +26,7 @@
 #include "ddpm/samplers/euler_ancestral.hpp"
 #include "ddpm/samplers/heun.hpp"
 #include "ddpm/samplers/lms.hpp"
+#include "ddpm/samplers/unipc.hpp"
 #include "ddpm/samplers/pndm.hpp"
 #include "ddpm/samplers/dpm2.hpp"
 #include "ddpm/samplers/dpmpp_2s_ancestral.hpp"
