@@ -150,6 +150,8 @@ constexpr SamplerChoice kSamplers[] = {
     {"lms", "LMSDiscreteScheduler", "LMS"},
     {"dpm2", "KDPM2DiscreteScheduler", "DPM2"},
     {"dpm2_a", "KDPM2AncestralDiscreteScheduler", "DPM2 ancestral"},
+    {"pndm", "PNDMScheduler", "PNDM"},
+    {"dpm++_sde", "DPMSolverSDEScheduler", "DPM++ SDE"},
 };
 
 std::string sampler_names() {
@@ -186,6 +188,7 @@ std::string sampler_label(const ddpm::io::DiffusersSchedulerConfig& c) {
     case ddpm::io::SchedulerClass::dpm_solver_multistep:
       std::snprintf(buf, sizeof buf, "DPM-Solver++(%dM)", c.solver_order);
       return buf;
+    case ddpm::io::SchedulerClass::pndm: return c.skip_prk_steps ? "PLMS (PNDM, skip_prk_steps)" : "PNDM";
     default: break;
   }
   for (const SamplerChoice& s : kSamplers) {
@@ -326,7 +329,8 @@ int main(int argc, char** argv) {
         "random-weight test model.");
     cli.option("model", "DIR", "the model folder (flat, as google/ddpm-*; a UNet folder; or a pipeline holding unet/)", "");
     cli.option("sampler", "NAME",
-               "ddpm, ddim, dpm++, euler, euler_a, heun, lms, dpm2, dpm2_a, or config (the scheduler config's "
+               "ddpm, ddim, dpm++, euler, euler_a, heun, lms, dpm2, dpm2_a, pndm, dpm++_sde, or config (the "
+               "scheduler config's "
                "own class); the others read the config as that class, as diffusers' from_config does",
                "ddim");
     cli.option("steps", "N", "number of sampling steps (model calls), 1 to T", "50");

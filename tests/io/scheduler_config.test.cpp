@@ -51,6 +51,8 @@ const std::map<std::string, SchedulerClass> kClasses = {
     {"LMSDiscreteScheduler", SchedulerClass::lms},
     {"KDPM2DiscreteScheduler", SchedulerClass::kdpm2},
     {"KDPM2AncestralDiscreteScheduler", SchedulerClass::kdpm2_ancestral},
+    {"PNDMScheduler", SchedulerClass::pndm},
+    {"DPMSolverSDEScheduler", SchedulerClass::dpm_solver_sde},
 };
 
 // The values diffusers' loaded scheduler holds against DiffusersSchedulerConfig's fields. A key the loading class
@@ -83,7 +85,10 @@ void check_loaded_values(const DiffusersSchedulerConfig& c, const nlohmann::json
   if (c.scheduler_class == SchedulerClass::ddpm) {
     CHECK(ddpm::variance_type_name(c.variance_type) == loaded["variance_type"].get<std::string>());
   }
-  if (c.scheduler_class == SchedulerClass::ddim) CHECK(c.set_alpha_to_one == loaded["set_alpha_to_one"].get<bool>());
+  if (c.scheduler_class == SchedulerClass::ddim || c.scheduler_class == SchedulerClass::pndm) {
+    CHECK(c.set_alpha_to_one == loaded["set_alpha_to_one"].get<bool>());
+  }
+  if (c.scheduler_class == SchedulerClass::pndm) CHECK(c.skip_prk_steps == loaded["skip_prk_steps"].get<bool>());
   if (c.scheduler_class == SchedulerClass::dpm_solver_multistep) {
     CHECK(c.solver_order == loaded["solver_order"].get<int>());
     CHECK(c.algorithm_type == loaded["algorithm_type"].get<std::string>());
@@ -216,7 +221,8 @@ TEST_CASE("DiffusersSchedulerConfig: configs written by diffusers' save_config g
         }
       }
     } else {
-      CHECK((c.scheduler_class == SchedulerClass::ddpm || c.scheduler_class == SchedulerClass::ddim));
+      CHECK((c.scheduler_class == SchedulerClass::ddpm || c.scheduler_class == SchedulerClass::ddim ||
+             c.scheduler_class == SchedulerClass::pndm));
     }
   }
   // Every supported class has its fixtures.
@@ -295,6 +301,8 @@ TEST_CASE("DiffusersSchedulerConfig: keys a class does not take are ignored, as 
   CHECK(h.beta_start == 0.00085);
   CHECK(h.beta_end == 0.012);
   CHECK(h.beta_schedule == "linear");
+  CHECK(!DiffusersSchedulerConfig::defaults("PNDMScheduler").set_alpha_to_one);
+  CHECK(parse(R"({"_class_name": "DPMSolverSDEScheduler", "noise_sampler_seed": 42})").noise_sampler_seed == 42);
   CHECK(ddpm::io::supported_scheduler_classes().size() == kClasses.size());
   // Euler's sigma_min / sigma_max are used only by a ramp: accepted (unused) without one.
   CHECK_NOTHROW(parse(R"({"_class_name": "EulerDiscreteScheduler", "sigma_min": 0.1, "sigma_max": 10})"));
@@ -309,8 +317,8 @@ TEST_CASE("DiffusersSchedulerConfig: what ddpm does not implement and hostile fi
     CHECK(message.size() < 1200);
   };
   // Classes.
-  has(format_error_of(R"({"_class_name": "PNDMScheduler"})"),
-      {"test.json", "PNDMScheduler", "DDIMScheduler", "KDPM2AncestralDiscreteScheduler"});
+  has(format_error_of(R"({"_class_name": "DEISMultistepScheduler"})"),
+      {"test.json", "DEISMultistepScheduler", "DDIMScheduler", "KDPM2AncestralDiscreteScheduler", "PNDMScheduler"});
   has(format_error_of(R"({"beta_start": 0.001})"), {"_class_name", "EulerDiscreteScheduler"});
   has(format_error_of(R"({"_class_name": ["FlaxDDIMScheduler"]})"), {"_class_name", "string"});
   REQUIRE_THROWS_AS(parse("{}", "UniPCScheduler"), ddpm::invalid_argument);

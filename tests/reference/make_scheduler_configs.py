@@ -52,6 +52,7 @@ SCHEDULER_MODULES = {
     "HeunDiscreteScheduler": "scheduling_heun_discrete", "LMSDiscreteScheduler": "scheduling_lms_discrete",
     "KDPM2DiscreteScheduler": "scheduling_k_dpm_2_discrete",
     "KDPM2AncestralDiscreteScheduler": "scheduling_k_dpm_2_ancestral_discrete",
+    "DPMSolverSDEScheduler": "scheduling_dpmsolver_sde",
 }
 
 
@@ -65,7 +66,12 @@ def import_diffusers(path):
     created bare too, and the classes are set on the diffusers package (diffusers' from_config looks a config's
     _class_name and a class's compatibles up there)."""
     global DIFFUSERS_VERSION
-    DIFFUSERS_VERSION = import_diffusers_unet(path, {"huggingface_hub.utils": {"validate_hf_hub_args": lambda f: f}})[2]
+    hub = {"huggingface_hub.utils": {"validate_hf_hub_args": lambda f: f}}
+    DIFFUSERS_VERSION = import_diffusers_unet(path, hub)[2]
+    try:
+        importlib.import_module("torchsde")
+    except ImportError:  # DPMSolverSDEScheduler imports it at module level; set_timesteps does not use it
+        sys.modules["torchsde"] = types.ModuleType("torchsde")
     m = types.ModuleType("diffusers.schedulers")
     m.__path__, m.__package__ = [os.path.join(path, "src", "diffusers", "schedulers")], "diffusers.schedulers"
     sys.modules["diffusers.schedulers"] = m
@@ -135,6 +141,17 @@ for cls, short, ramps, zero_snr in [("EulerDiscreteScheduler", "euler", True, Tr
     if ramps:
         case(short + "_sd_karras", cls, {**SD_LEADING, "use_karras_sigmas": True})
         case(short + "_exponential", cls, {**SD, "use_exponential_sigmas": True})
+case("pndm_defaults", "PNDMScheduler")
+case("pndm_sd", "PNDMScheduler", {**SD_LEADING, "skip_prk_steps": True, "set_alpha_to_one": False})
+case("pndm_trailing_v_alpha_one", "PNDMScheduler",
+     {**SD, "timestep_spacing": "trailing", "prediction_type": "v_prediction", "set_alpha_to_one": True,
+      "skip_prk_steps": True})
+case("pndm_linspace_cosine_prk", "PNDMScheduler", {"beta_schedule": "squaredcos_cap_v2", "timestep_spacing": "linspace"})
+case("dpmsde_defaults", "DPMSolverSDEScheduler")
+case("dpmsde_sd_karras", "DPMSolverSDEScheduler", {**SD_LEADING, "use_karras_sigmas": True, "noise_sampler_seed": 42})
+case("dpmsde_exponential_v", "DPMSolverSDEScheduler",
+     {**SD, "use_exponential_sigmas": True, "prediction_type": "v_prediction"})
+case("dpmsde_trailing", "DPMSolverSDEScheduler", {**SD, "timestep_spacing": "trailing"})
 case("euler_cosine_sigma_min", "EulerDiscreteScheduler",
      {"beta_schedule": "squaredcos_cap_v2", "final_sigmas_type": "sigma_min", "use_karras_sigmas": True})
 case("heun_clip", "HeunDiscreteScheduler", {"clip_sample": True, "clip_sample_range": 1.5})
@@ -145,7 +162,8 @@ case("heun_clip", "HeunDiscreteScheduler", {"clip_sample": True, "clip_sample_ra
 SD_PNDM = {**SD_LEADING, "skip_prk_steps": True, "set_alpha_to_one": False}
 for target in ["EulerDiscreteScheduler", "DPMSolverMultistepScheduler", "DDIMScheduler",
                "EulerAncestralDiscreteScheduler", "LMSDiscreteScheduler", "HeunDiscreteScheduler",
-               "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler", "DDPMScheduler"]:
+               "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler", "DDPMScheduler", "PNDMScheduler",
+               "DPMSolverSDEScheduler"]:
     case("sd_pndm_as_" + target.replace("Scheduler", "").lower(), "PNDMScheduler", SD_PNDM, target)
 # google/ddpm-cifar10-32's kind of config (DDPMScheduler, fixed_large, clip_sample) loaded as DPM-Solver and
 # Euler: DPMSolverMultistepScheduler takes variance_type but acts only on "learned" / "learned_range".
@@ -163,7 +181,7 @@ LOADED_KEYS = ["num_train_timesteps", "beta_schedule", "prediction_type", "times
                "rescale_betas_zero_snr", "clip_sample", "clip_sample_range", "thresholding",
                "dynamic_thresholding_ratio", "sample_max_value", "variance_type", "set_alpha_to_one", "solver_order",
                "algorithm_type", "solver_type", "lower_order_final", "use_karras_sigmas", "use_exponential_sigmas",
-               "final_sigmas_type"]
+               "final_sigmas_type", "skip_prk_steps"]
 ALPHA_INDICES = [0, 1, 2, 10, 100, 250, 500, 750, 900, 990, 998, 999]
 
 
@@ -174,7 +192,7 @@ def floats(a):
 def grid_of(target, sigmas):
     """The N + 1 noise levels of diffusers' sigmas: Heun holds [s0, s1, s1, ..., s_{N-1}, s_{N-1}, 0], KDPM2 and
     KDPM2 ancestral [s0, s1, s1, ..., s_N, s_N, s_N] (s_N the final 0); the others hold the grid itself."""
-    if target == "HeunDiscreteScheduler":
+    if target in ("HeunDiscreteScheduler", "DPMSolverSDEScheduler"):
         return [sigmas[0]] + sigmas[1:-1:2] + [sigmas[-1]]
     if target in ("KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler"):
         return [sigmas[0]] + sigmas[1:-1:2]
@@ -199,7 +217,7 @@ def run(name, cls_name, options, load_as):
         unrounded = [float(sched._sigma_to_t(np.float64(v), log_sigmas)) for v in sched.sigmas.numpy()[:-1]]
     timesteps = [int(v) if float(v).is_integer() else float(v) for v in np.asarray(ts, dtype=np.float64)]
     sigmas = None
-    if hasattr(sched, "sigmas") and target not in ("DDPMScheduler", "DDIMScheduler"):
+    if hasattr(sched, "sigmas") and target not in ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler"):
         sigmas = floats(sched.sigmas.numpy())
     ab = sched.alphas_cumprod.numpy()
     # from_config also registers the keys the class ignored ("hidden" config), so keep the class's own keys only.

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <fstream>
 #include <initializer_list>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -38,11 +39,13 @@
 #include "ddpm/samplers/detail/sampler_base.hpp"
 #include "ddpm/samplers/dpm2.hpp"
 #include "ddpm/samplers/dpm_solver.hpp"
+#include "ddpm/samplers/dpmpp_sde.hpp"
 #include "ddpm/samplers/euler.hpp"
 #include "ddpm/samplers/euler_ancestral.hpp"
 #include "ddpm/samplers/grid.hpp"
 #include "ddpm/samplers/heun.hpp"
 #include "ddpm/samplers/lms.hpp"
+#include "ddpm/samplers/pndm.hpp"
 #include "ddpm/samplers/sampler.hpp"
 #include "ddpm/schedule.hpp"
 #include "ddpm/timesteps.hpp"
@@ -59,7 +62,11 @@ namespace ddpm::io {
 ///   lms                  LMSDiscreteScheduler             -> LMSSampler
 ///   kdpm2                KDPM2DiscreteScheduler           -> DPM2Sampler
 ///   kdpm2_ancestral      KDPM2AncestralDiscreteScheduler  -> DPM2AncestralSampler
-enum class SchedulerClass { ddpm, ddim, dpm_solver_multistep, euler, euler_ancestral, heun, lms, kdpm2, kdpm2_ancestral };
+///   pndm                 PNDMScheduler                    -> PNDMSampler
+///   dpm_solver_sde       DPMSolverSDEScheduler            -> DPMPPSDESampler
+enum class SchedulerClass {
+  ddpm, ddim, dpm_solver_multistep, euler, euler_ancestral, heun, lms, kdpm2, kdpm2_ancestral, pndm, dpm_solver_sde
+};
 
 /// A sampler built from a scheduler config: one of the classes of SchedulerClass, alternative
 /// static_cast<std::size_t>(SchedulerClass) of the variant. ddpm::sample() takes it as it takes a sampler;
@@ -67,7 +74,7 @@ enum class SchedulerClass { ddpm, ddim, dpm_solver_multistep, euler, euler_ances
 template <std::floating_point S>
 using AnySampler = std::variant<DDPMSampler<S>, DDIMSampler<S>, DPMSolverMultistepSampler<S>, EulerSampler<S>,
                                 EulerAncestralSampler<S>, HeunSampler<S>, LMSSampler<S>, DPM2Sampler<S>,
-                                DPM2AncestralSampler<S>>;
+                                DPM2AncestralSampler<S>, PNDMSampler<S>, DPMPPSDESampler<S>>;
 
 /// Which SchedulerClass an AnySampler holds.
 template <std::floating_point S>
@@ -119,6 +126,8 @@ inline const std::vector<SchedulerClassInfo>& scheduler_classes() {
       {SchedulerClass::lms, "LMSDiscreteScheduler", with_ramps({})},
       {SchedulerClass::kdpm2, "KDPM2DiscreteScheduler", with_ramps({})},
       {SchedulerClass::kdpm2_ancestral, "KDPM2AncestralDiscreteScheduler", with_ramps({})},
+      {SchedulerClass::pndm, "PNDMScheduler", {"skip_prk_steps", "set_alpha_to_one"}},
+      {SchedulerClass::dpm_solver_sde, "DPMSolverSDEScheduler", with_ramps({"noise_sampler_seed"})},
   };
   return classes;
 }
@@ -194,8 +203,13 @@ struct DiffusersSchedulerConfig {
 
   /// DDPMScheduler: "fixed_small", "fixed_small_log", "fixed_large" or "learned_range".
   VarianceType variance_type = VarianceType::fixed_small;
-  /// DDIMScheduler.
+  /// DDIMScheduler and PNDMScheduler (whose default is false).
   bool set_alpha_to_one = true;
+  /// PNDMScheduler: PLMS alone (Stable Diffusion 1.x) instead of the pseudo Runge-Kutta warm-up.
+  bool skip_prk_steps = false;
+  /// DPMSolverSDEScheduler's seed of its Brownian tree, informational: ddpm's DPMPPSDESampler takes its
+  /// Brownian path from the noise source given to sample() (diffusers' torchsde tree is not reproduced).
+  std::optional<long long> noise_sampler_seed;
   /// DDIMScheduler's eta: not a config key but an argument of diffusers' step (DDIMPipeline's default 0);
   /// set it before make_sampler.
   double eta = 0.0;
@@ -238,9 +252,14 @@ struct DiffusersSchedulerConfig {
         c.timestep_spacing = TimestepSpacing::leading;
         c.clip_sample = true;
         break;
+      case SchedulerClass::pndm:
+        c.timestep_spacing = TimestepSpacing::leading;
+        c.set_alpha_to_one = false;
+        break;
       case SchedulerClass::heun:
       case SchedulerClass::kdpm2:
       case SchedulerClass::kdpm2_ancestral:
+      case SchedulerClass::dpm_solver_sde:
         c.beta_start = 0.00085;  // diffusers' "sensible defaults" of these classes (still "linear")
         c.beta_end = 0.012;
         c.timestep_spacing = TimestepSpacing::linspace;
@@ -438,6 +457,25 @@ struct DiffusersSchedulerConfig {
     o.clipping = clipping();
     return o;
   }
+  PNDMOptions pndm_options(int num_inference_steps) const {
+    PNDMOptions o;
+    o.num_inference_steps = num_inference_steps;
+    o.timestep_spacing = timestep_spacing;
+    o.steps_offset = steps_offset;
+    o.skip_prk_steps = skip_prk_steps;
+    o.set_alpha_to_one = set_alpha_to_one;
+    return o;
+  }
+  DPMPPSDEOptions dpmpp_sde_options(int num_inference_steps) const {
+    DPMPPSDEOptions o;
+    o.num_inference_steps = num_inference_steps;
+    o.timestep_spacing = timestep_spacing;
+    o.steps_offset = steps_offset;
+    o.sigma_spacing = sigma_spacing();
+    o.final_sigma = final_sigmas_type;
+    o.clipping = clipping();
+    return o;
+  }
   DPM2Options dpm2_options(int num_inference_steps) const {
     DPM2Options o;
     o.num_inference_steps = num_inference_steps;
@@ -468,6 +506,9 @@ struct DiffusersSchedulerConfig {
       case SchedulerClass::kdpm2: return AnySampler<S>(std::in_place_index<7>, std::move(schedule), dpm2_options(n));
       case SchedulerClass::kdpm2_ancestral:
         return AnySampler<S>(std::in_place_index<8>, std::move(schedule), dpm2_options(n));
+      case SchedulerClass::pndm: return AnySampler<S>(std::in_place_index<9>, std::move(schedule), pndm_options(n));
+      case SchedulerClass::dpm_solver_sde:
+        return AnySampler<S>(std::in_place_index<10>, std::move(schedule), dpmpp_sde_options(n));
     }
     ddpm::detail::throw_invalid_argument("ddpm::io::DiffusersSchedulerConfig::make_sampler: scheduler_class is " +
                                          ddpm::detail::number_string(static_cast<int>(scheduler_class)) +
@@ -583,6 +624,12 @@ struct DiffusersSchedulerConfig {
       sample_max_value = jd::number(v);
     } else if (key == "set_alpha_to_one") {
       set_alpha_to_one = jd::boolean(v);
+    } else if (key == "skip_prk_steps") {
+      skip_prk_steps = jd::boolean(v);
+    } else if (key == "noise_sampler_seed") {
+      noise_sampler_seed = v.is_null() ? std::nullopt
+                                       : std::optional<long long>(jd::integer(v, std::numeric_limits<long long>::min(),
+                                                                              std::numeric_limits<long long>::max()));
     } else if (key == "variance_type") {
       if (ddpm_class) {
         constexpr VarianceType kinds[] = {VarianceType::fixed_small, VarianceType::fixed_small_log,

@@ -145,7 +145,11 @@ inline long long integer(const nlohmann::json& v, long long lo, long long hi) {
   }
   if (v.is_number_float()) {
     const double d = v.get<double>();
-    if (!std::isfinite(d) || d != std::floor(d) || d < static_cast<double>(lo) || d > static_cast<double>(hi)) throw bad;
+    // 2^63 compares equal to a hi of LLONG_MAX converted to double, but does not fit in long long.
+    if (!std::isfinite(d) || d != std::floor(d) || d < static_cast<double>(lo) || d > static_cast<double>(hi) ||
+        d >= 0x1p63 || d < -0x1p63) {
+      throw bad;
+    }
     return static_cast<long long>(d);
   }
   throw bad;
