@@ -30,6 +30,7 @@
 #include "ddpm/samplers/pndm.hpp"
 #include "ddpm/samplers/dpm2.hpp"
 #include "ddpm/samplers/dpmpp_2s_ancestral.hpp"
+#include "ddpm/samplers/dpmpp_sde_multistep.hpp"
 #include "ddpm/samplers/dpmpp_sde.hpp"
 #include "ddpm/sample.hpp"
 #include "ddpm/timestep_sampler.hpp"

@@ -184,7 +184,7 @@ TEST_CASE("sigma-space samplers reject bad input", "[samplers][dpm][euler]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(100);
   CHECK_THROWS_AS(ddpm::DPMSolverMultistepSampler<double>(schedule, {.num_inference_steps = 101}), invalid_argument);
   CHECK_THROWS_AS(ddpm::DPMSolverMultistepSampler<double>(schedule, {.num_inference_steps = 0}), invalid_argument);
-  CHECK_THROWS_AS(ddpm::DPMSolverMultistepSampler<double>(schedule, {.solver_order = 3}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::DPMSolverMultistepSampler<double>(schedule, {.solver_order = 4}), invalid_argument);
   CHECK_THROWS_AS(ddpm::DPMSolverMultistepSampler<double>(schedule, {.solver_type = static_cast<ddpm::SolverType>(5)}),
                   invalid_argument);
   CHECK_THROWS_AS(ddpm::DPMSolverMultistepSampler<double>(schedule, {.timesteps = {50, 10}, .use_karras_sigmas = true}),
