@@ -139,7 +139,8 @@ TEST_CASE("PNDMSampler (PLMS) converges at order 2", "[samplers][pndm][convergen
   // Here: T = 16000 (a linear schedule with the betas of T = 1000 scaled by 1000 / T, so that alpha_bar(t) is
   // a smooth function sampled finely), trailing spacing (every run starts at T - 1), x at timestep 7999
   // (on every grid; the end at sigma = 0 is excluded, where sigma ~ sqrt(t) makes the last steps first order),
-  // N = 16, 32, 64, 128 against N = 4000; the observed order log2(e_N / e_2N) within 2 +- 0.3.
+  // N = 16, 32, 64, 128 against N = 4000; the observed order log2(e_N / e_2N) within 2 +- 0.3. Measured here:
+  // 1.86, 1.88, 2.05 (skip_prk_steps), 1.89, 1.90, 2.05 (F-PNDM).
   const int T = 16000;
   const auto schedule = ddpm::NoiseSchedule<double>::linear(T, 1e-4 * 1000 / T, 0.02 * 1000 / T);
   Tensor<double, 2> x_T(64, 2);
