@@ -31,6 +31,7 @@
 #include "ddpm/samplers/euler_ancestral.hpp"
 #include "ddpm/samplers/dpm2.hpp"
 #include "ddpm/samplers/dpmpp_2s_ancestral.hpp"
+#include "ddpm/samplers/dpmpp_sde.hpp"
 #include "ddpm/samplers/heun.hpp"
 #include "ddpm/samplers/lms.hpp"
 #include "ddpm/samplers/pndm.hpp"
@@ -181,6 +182,38 @@ void BM_DPMPP2SAncestral_Step(benchmark::State& state) {
   time_steps(state, sampler, noise, 5);
 }
 
+// DPM++ SDE (stages alternate), its normalized Brownian increments given as a tensor (the step's arithmetic
+// alone, as the PyTorch row): stage 1 reads x, the output and z and writes x and the kept start; stage 2
+// reads x, the output, the start and z and writes x.
+void BM_DPMPPSDE_Step(benchmark::State& state) {
+  ddpm::DPMPPSDESampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  const auto z = filled(shape_of(state), 3);
+  time_steps(state, sampler, z, 5);
+}
+
+// The same with the increments from the Brownian tree of a NoiseSource's seed (the default tolerance 1e-6:
+// depth 28 over sigma in [0.0100, 157.4], up to 57 node normals per element and step, made in double).
+void BM_DPMPPSDE_Step_Brownian(benchmark::State& state) {
+  ddpm::DPMPPSDESampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::NoiseSource noise(7);
+  time_steps(state, sampler, noise, 5);
+}
+
+// One normalized increment of a Brownian tree over [0.01, 157.4] (tolerance 1e-6, depth 28) into a float
+// tensor: the noise query of a DPM++ SDE stage. Bytes: the one tensor written.
+void BM_BrownianTree_Increment(benchmark::State& state) {
+  const Shape s = shape_of(state);
+  auto out = filled(s, 4);
+  const ddpm::BrownianTreeNoise tree(0.01, 157.4, 7);
+  for (auto _ : state) {
+    tree(5.0, 4.9, out);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["depth"] = tree.tree().depth();
+  report(state, out.size(), sizeof(float) * static_cast<double>(out.size()));
+}
+
 // For reference: the triad itself, and the normal generator alone (writes one tensor; its bytes/s are
 // those of that one tensor), on the same shapes.
 using ddpm_bench::BM_Triad;
@@ -270,6 +303,9 @@ BENCHMARK(BM_PLMS_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_DPM2_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_DPM2Ancestral_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_DPMPP2SAncestral_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_DPMPPSDE_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_DPMPPSDE_Step_Brownian)->Apply(sampler_shapes);
+BENCHMARK(BM_BrownianTree_Increment)->Apply(sampler_shapes);
 BENCHMARK(BM_SampleLoop_Overhead)->Apply(sampler_shapes);
 BENCHMARK(BM_SampleLoop_ByHand)->Apply(sampler_shapes);
 BENCHMARK(BM_SampleLoop_StepsOnly)->Apply(sampler_shapes);

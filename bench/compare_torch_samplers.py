@@ -20,6 +20,9 @@ tensors, the Euler samplers' scale_model_input included since ddpm's Euler steps
     PLMS            PNDMScheduler.step_plms (skip_prk_steps) with four outputs: the Adams-Bashforth sum, then
                     _get_prev_sample's transfer (Eq. (9) of the PNDM paper)
     DPM++ 2S a      k-diffusion's sample_dpmpp_2s_ancestral, stages alternating (no diffusers scheduler)
+    DPM++ SDE       k-diffusion's sample_dpmpp_sde (r = 1/2, eta = 1), stages alternating, its noise_sampler's
+                    normalized Brownian increment given as a tensor (torchsde's tree not timed; ddpm's row
+                    BM_DPMPPSDE_Step takes the increment as a tensor too)
 under torch.no_grad, each timed as the best mean over batches of calls. It then runs the ddpm binary with
 --benchmark_format=json and --benchmark_repetitions (the best repetition counts) and prints Markdown tables:
 per shape and sampler the two times and their ratio (PyTorch / ddpm), and the per-step overhead of
@@ -57,6 +60,7 @@ SAMPLERS = [
     ("BM_DPM2_Step", "DPM2"),
     ("BM_DPM2Ancestral_Step", "DPM2 ancestral"),
     ("BM_DPMPP2SAncestral_Step", "DPM++ 2S ancestral"),
+    ("BM_DPMPPSDE_Step", "DPM++ SDE (given increments)"),
 ]
 T = 1000          # training timesteps
 N = 1000          # steps of the run (as in bench_samplers)
@@ -336,6 +340,37 @@ def make_steps(torch):
         out = (t_next.neg().exp() / t.neg().exp()) * state["kept"] - (-h).expm1() * denoised_2
         return out + torch.randn(eps.shape, dtype=eps.dtype) * sigma_next * 0.5
 
+    def sde_ancestral(sigma_from, sigma_to):
+        # k-diffusion's get_ancestral_step at eta = 1
+        sigma_up = min(sigma_to, (sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2) ** 0.5)
+        return (sigma_to ** 2 - sigma_up ** 2) ** 0.5, sigma_up
+
+    def dpmpp_sde_first(eps, x, state):
+        # k-diffusion's sample_dpmpp_sde, step 1 (r = 1/2), noise_sampler replaced by a stored increment z
+        z = state.setdefault("z", torch.randn(eps.shape, dtype=eps.dtype))
+        x_ve = x * (sigma ** 2 + 1) ** 0.5
+        denoised = x_ve - sigma * eps
+        t, t_next = sigma.log().neg(), sigma_next.log().neg()
+        h = t_next - t
+        s = t + h * 0.5
+        sd, su = sde_ancestral(t.neg().exp(), s.neg().exp())
+        s_ = sd.log().neg()
+        x_2 = (s_.neg().exp() / t.neg().exp()) * x_ve - (t - s_).expm1() * denoised
+        state["kept"], state["denoised"] = x_ve, denoised
+        return x_2 + z * 1.0 * su
+
+    def dpmpp_sde_second(eps, x, state):
+        z = state.setdefault("z", torch.randn(eps.shape, dtype=eps.dtype))
+        x_2 = x * (sigma_mid ** 2 + 1) ** 0.5
+        denoised_2 = x_2 - sigma_mid * eps
+        t, t_next = sigma.log().neg(), sigma_next.log().neg()
+        sd, su = sde_ancestral(t.neg().exp(), t_next.neg().exp())
+        t_next_ = sd.log().neg()
+        fac = 1 / (2 * 0.5)
+        denoised_d = (1 - fac) * state["denoised"] + fac * denoised_2
+        out = (t_next_.neg().exp() / t.neg().exp()) * state["kept"] - (t - t_next_).expm1() * denoised_d
+        return out + z * 1.0 * su
+
     return {
         "BM_Heun_Step": two_stage(heun_first, heun_second),
         "BM_LMS_Step": lms,
@@ -343,6 +378,7 @@ def make_steps(torch):
         "BM_DPM2_Step": two_stage(kdpm2_first, kdpm2_second),
         "BM_DPM2Ancestral_Step": two_stage(kdpm2_first, lambda e, x, st: kdpm2_second(e, x, st, noise=True)),
         "BM_DPMPP2SAncestral_Step": two_stage(dpmpp_first, dpmpp_second),
+        "BM_DPMPPSDE_Step": two_stage(dpmpp_sde_first, dpmpp_sde_second),
         "BM_DDPM_Step": ddpm,
         "BM_DDIM_Eta0_Step": ddim(0.0),
         "BM_DDIM_Eta1_Step": ddim(1.0),
@@ -373,7 +409,7 @@ def torch_times(threads, min_time, clock):
 def ddpm_times(bench, threads, min_time, repetitions, clock):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     cmd = [bench, "--benchmark_format=json", f"--benchmark_min_time={min_time}",
-           f"--benchmark_repetitions={repetitions}", "--benchmark_filter=^BM_(DDPM|DDIM|DPMSolver|Euler|SampleLoop|Heun|LMS|PLMS|DPM2|DPMPP2S)"]
+           f"--benchmark_repetitions={repetitions}", "--benchmark_filter=^BM_(DDPM|DDIM|DPMSolver|Euler|SampleLoop|Heun|LMS|PLMS|DPM2|DPMPP2S|DPMPPSDE_Step/)"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     key = "cpu_time" if clock == "cpu" else "real_time"
     result = {}

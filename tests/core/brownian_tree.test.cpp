@@ -44,7 +44,7 @@ bool same_bits(const Tensor<S, R>& a, const Tensor<S, R>& b) {
 }
 
 constexpr double kMin = 0.03, kMax = 14.6;  // about the sigma range of a 1000-step linear schedule
-constexpr Eigen::Index kN = 40000;          // independent paths (elements of one image)
+constexpr Eigen::Index kN = 20000;          // independent paths (elements of one image)
 
 }  // namespace
 
