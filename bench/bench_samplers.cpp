@@ -31,6 +31,7 @@
 #include "ddpm/samplers/euler_ancestral.hpp"
 #include "ddpm/samplers/dpm2.hpp"
 #include "ddpm/samplers/dpmpp_2s_ancestral.hpp"
+#include "ddpm/samplers/dpmpp_sde_multistep.hpp"
 #include "ddpm/samplers/dpmpp_sde.hpp"
 #include "ddpm/samplers/heun.hpp"
 #include "ddpm/samplers/lms.hpp"
@@ -128,6 +129,27 @@ void BM_DDIM_Eta1_Step_PerImage(benchmark::State& state) {
 void BM_DPMSolver2M_Step(benchmark::State& state) {
   ddpm::DPMSolverMultistepSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
   time_steps(state, sampler, ddpm::no_noise, 5);
+}
+
+// DPM-Solver++(3M): reads the two previous x0 (one of them overwritten with this one).
+void BM_DPMSolver3M_Step(benchmark::State& state) {
+  ddpm::DPMSolverMultistepSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps, .solver_order = 3});
+  time_steps(state, sampler, ddpm::no_noise, 6);
+}
+
+// DPM++ 2M SDE (k-diffusion's; diffusers' sde-dpmsolver++ has the same step): the previous x0 read, this
+// x0 kept, the noise from a NoiseSource.
+void BM_DPMPP2MSDE_Step(benchmark::State& state) {
+  ddpm::DPMPP2MSDESampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::NoiseSource noise(7);
+  time_steps(state, sampler, noise, 5);
+}
+
+// DPM++ 3M SDE: the two previous x0 read, the noise from a NoiseSource.
+void BM_DPMPP3MSDE_Step(benchmark::State& state) {
+  ddpm::DPMPP3MSDESampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::NoiseSource noise(7);
+  time_steps(state, sampler, noise, 6);
 }
 
 void BM_Euler_Step(benchmark::State& state) {
@@ -295,6 +317,9 @@ BENCHMARK(BM_DDIM_Eta0_StepWithX0)->Apply(sampler_shapes);
 BENCHMARK(BM_DDIM_Eta1_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_DDIM_Eta1_Step_PerImage)->Apply(sampler_shapes);
 BENCHMARK(BM_DPMSolver2M_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_DPMSolver3M_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_DPMPP2MSDE_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_DPMPP3MSDE_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_Euler_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_EulerAncestral_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_Heun_Step)->Apply(sampler_shapes);
