@@ -36,6 +36,7 @@
 #include "ddpm/samplers/heun.hpp"
 #include "ddpm/samplers/lms.hpp"
 #include "ddpm/samplers/pndm.hpp"
+#include "ddpm/samplers/unipc.hpp"
 
 namespace {
 
@@ -185,6 +186,13 @@ void BM_PLMS_Step(benchmark::State& state) {
   time_steps(state, sampler, ddpm::no_noise, 7);
 }
 
+// UniPC (diffusers' defaults: bh2, order 2, the corrector on): x, the output, the previous corrected sample
+// and the two previous outputs read; x, the corrected sample and this output written (8 tensors).
+void BM_UniPC_Step(benchmark::State& state) {
+  ddpm::UniPCSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  time_steps(state, sampler, ddpm::no_noise, 8);
+}
+
 // DPM2 (stages alternate, as Heun).
 void BM_DPM2_Step(benchmark::State& state) {
   ddpm::DPM2Sampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
@@ -325,6 +333,7 @@ BENCHMARK(BM_EulerAncestral_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_Heun_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_LMS_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_PLMS_Step)->Apply(sampler_shapes);
+BENCHMARK(BM_UniPC_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_DPM2_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_DPM2Ancestral_Step)->Apply(sampler_shapes);
 BENCHMARK(BM_DPMPP2SAncestral_Step)->Apply(sampler_shapes);

@@ -20,6 +20,9 @@ tensors, the Euler samplers' scale_model_input included since ddpm's Euler steps
     PLMS            PNDMScheduler.step_plms (skip_prk_steps) with four outputs: the Adams-Bashforth sum, then
                     _get_prev_sample's transfer (Eq. (9) of the PNDM paper)
     DPM++ 2S a      k-diffusion's sample_dpmpp_2s_ancestral, stages alternating (no diffusers scheduler)
+    UniPC           UniPCMultistepScheduler.step at its defaults (bh2, order 2, predict_x0): convert_model_output,
+                    the corrector multistep_uni_c_bh_update (torch.linalg.solve of its 2 x 2 system) and the
+                    predictor multistep_uni_p_bh_update
     DPM++ SDE       k-diffusion's sample_dpmpp_sde (r = 1/2, eta = 1), stages alternating, its noise_sampler's
                     normalized Brownian increment given as a tensor (torchsde's tree not timed; ddpm's row
                     BM_DPMPPSDE_Step takes the increment as a tensor too)
@@ -57,6 +60,7 @@ SAMPLERS = [
     ("BM_Heun_Step", "Heun"),
     ("BM_LMS_Step", "LMS (order 4)"),
     ("BM_PLMS_Step", "PLMS (PNDM)"),
+    ("BM_UniPC_Step", "UniPC (bh2, order 2)"),
     ("BM_DPM2_Step", "DPM2"),
     ("BM_DPM2Ancestral_Step", "DPM2 ancestral"),
     ("BM_DPMPP2SAncestral_Step", "DPM++ 2S ancestral"),
@@ -323,6 +327,67 @@ def make_steps(torch):
             return sample_coeff * x - (alpha_prod_t_prev - alpha_prod_t) * model_output / denom
         return step
 
+    def unipc(eps, x):
+        # UniPCMultistepScheduler.step at diffusers' defaults (bh2, solver_order 2, predict_x0, epsilon), as after
+        # step MIDDLE - 1: the two previous x0 (model_outputs) and the previous corrected sample (last_sample)
+        model_outputs = [(x - sig_all[T - MIDDLE] * eps) * 0.5, (x - sig_all[T - MIDDLE] * eps) * 0.7]
+        last_sample = x * 0.99
+
+        def lam(index):
+            a, s = sigma_to_alpha_sigma_t(sigmas[index])
+            return a, s, torch.log(a) - torch.log(s)
+
+        def coefficients(hh, order, rks):
+            # the R matrix and b vector of multistep_uni_{p,c}_bh_update (bh2)
+            h_phi_1 = torch.expm1(hh)
+            h_phi_k = h_phi_1 / hh - 1
+            factorial_i = 1
+            B_h = torch.expm1(hh)
+            R, b = [], []
+            for i in range(1, order + 1):
+                R.append(torch.pow(rks, i - 1))
+                b.append(h_phi_k * factorial_i / B_h)
+                factorial_i *= i + 1
+                h_phi_k = h_phi_k / hh - 1 / factorial_i
+            return h_phi_1, B_h, torch.stack(R), torch.stack(b)
+
+        def step():
+            step_index = MIDDLE
+            # convert_model_output
+            alpha_s, sigma_s = sigma_to_alpha_sigma_t(sigmas[step_index])
+            model_t = (x - sigma_s * eps) / alpha_s
+            # multistep_uni_c_bh_update, order 2
+            m0 = model_outputs[-1]
+            alpha_t, sigma_t, lambda_t = lam(step_index)
+            alpha_s0, sigma_s0, lambda_s0 = lam(step_index - 1)
+            h = lambda_t - lambda_s0
+            _, _, lambda_s1 = lam(step_index - 2)
+            rk = (lambda_s1 - lambda_s0) / h
+            rks = torch.stack([rk, torch.ones(())])
+            D1s = torch.stack([(model_outputs[-2] - m0) / rk], dim=1)
+            h_phi_1, B_h, R, b = coefficients(-h, 2, rks)
+            rhos_c = torch.linalg.solve(R, b)
+            x_t_ = sigma_t / sigma_s0 * last_sample - alpha_t * h_phi_1 * m0
+            corr_res = torch.einsum("k,bkc...->bc...", rhos_c[:-1], D1s)
+            D1_t = model_t - m0
+            sample = x_t_ - alpha_t * B_h * (corr_res + rhos_c[-1] * D1_t)
+            outputs = [model_outputs[-1], model_t]
+            # multistep_uni_p_bh_update, order 2
+            m0 = outputs[-1]
+            alpha_t, sigma_t, lambda_t = lam(step_index + 1)
+            alpha_s0, sigma_s0, lambda_s0 = lam(step_index)
+            h = lambda_t - lambda_s0
+            _, _, lambda_s1 = lam(step_index - 1)
+            rk = (lambda_s1 - lambda_s0) / h
+            rks = torch.stack([rk, torch.ones(())])
+            D1s = torch.stack([(outputs[-2] - m0) / rk], dim=1)
+            h_phi_1, B_h, R, b = coefficients(-h, 2, rks)
+            rhos_p = torch.ones(1, dtype=x.dtype) * 0.5
+            x_t_ = sigma_t / sigma_s0 * sample - alpha_t * h_phi_1 * m0
+            pred_res = torch.einsum("k,bkc...->bc...", rhos_p, D1s)
+            return x_t_ - alpha_t * B_h * pred_res
+        return step
+
     def dpmpp_first(eps, x, state):
         x_ve = x * (sigma ** 2 + 1) ** 0.5
         denoised = x_ve - sigma * eps
@@ -375,6 +440,7 @@ def make_steps(torch):
         "BM_Heun_Step": two_stage(heun_first, heun_second),
         "BM_LMS_Step": lms,
         "BM_PLMS_Step": plms,
+        "BM_UniPC_Step": unipc,
         "BM_DPM2_Step": two_stage(kdpm2_first, kdpm2_second),
         "BM_DPM2Ancestral_Step": two_stage(kdpm2_first, lambda e, x, st: kdpm2_second(e, x, st, noise=True)),
         "BM_DPMPP2SAncestral_Step": two_stage(dpmpp_first, dpmpp_second),
@@ -409,7 +475,7 @@ def torch_times(threads, min_time, clock):
 def ddpm_times(bench, threads, min_time, repetitions, clock):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     cmd = [bench, "--benchmark_format=json", f"--benchmark_min_time={min_time}",
-           f"--benchmark_repetitions={repetitions}", "--benchmark_filter=^BM_(DDPM|DDIM|DPMSolver|Euler|SampleLoop|Heun|LMS|PLMS|DPM2|DPMPP2S|DPMPPSDE_Step/)"]
+           f"--benchmark_repetitions={repetitions}", "--benchmark_filter=^BM_(DDPM|DDIM|DPMSolver|Euler|SampleLoop|Heun|LMS|PLMS|UniPC|DPM2|DPMPP2S|DPMPPSDE_Step/)"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     key = "cpu_time" if clock == "cpu" else "real_time"
     result = {}

@@ -245,7 +245,10 @@ struct UniPCOperands {
 /// corrector runs, kGiven whether m_i is read from `given` (else converted from x and the output).
 template <class S, int kH, bool kCorrect, bool kGiven>
 void unipc_range(const UniPCOperands<S>& a, Eigen::Index first, Eigen::Index last) {
-  auto body = [&a](Eigen::Index i, Eigen::Index n, const S* __restrict out) {
+  // The coefficients as locals: the loop then loads nothing but the tensors, and vectorises.
+  const S from_x = a.from_x, from_output = a.from_output, cl = a.cl, px = a.px;
+  const S c0 = a.c[0], c1 = a.c[1], c2 = a.c[2], c3 = a.c[3], p0 = a.p[0], p1 = a.p[1], p2 = a.p[2];
+  auto body = [&](Eigen::Index i, Eigen::Index n, const S* __restrict out) {
     S* __restrict xs = a.x + i;
     S* __restrict ls = a.last + i;
     S* __restrict slot = a.slot + i;
@@ -259,21 +262,21 @@ void unipc_range(const UniPCOperands<S>& a, Eigen::Index first, Eigen::Index las
       if constexpr (kGiven) {
         m = gs[k];
       } else {
-        m = a.from_x * xv + a.from_output * out[k];
+        m = from_x * xv + from_output * out[k];
       }
       S xc = xv;
-      S v = a.p[0] * m;
+      S v = p0 * m;
       if constexpr (kCorrect) {
-        xc = a.cl * ls[k] + a.c[0] * m;
-        if constexpr (kH >= 1) xc += a.c[1] * h1[k];
-        if constexpr (kH >= 2) xc += a.c[2] * h2[k];
-        if constexpr (kH >= 3) xc += a.c[3] * h3[k];
+        xc = cl * ls[k] + c0 * m;
+        if constexpr (kH >= 1) xc += c1 * h1[k];
+        if constexpr (kH >= 2) xc += c2 * h2[k];
+        if constexpr (kH >= 3) xc += c3 * h3[k];
       }
-      if constexpr (kH >= 1) v += a.p[1] * h1[k];
-      if constexpr (kH >= 2) v += a.p[2] * h2[k];
+      if constexpr (kH >= 1) v += p1 * h1[k];
+      if constexpr (kH >= 2) v += p2 * h2[k];
       ls[k] = xc;
       slot[k] = m;
-      xs[k] = a.px * xc + v;
+      xs[k] = px * xc + v;
     }
   };
   const Eigen::Index ps = a.per_sample;
@@ -470,7 +473,7 @@ class UniPCSampler : public detail::SamplerBase<UniPCSampler<S>, S> {
   UniPCOptions options_;
   std::vector<double> sigmas_;
   std::vector<UniPCCoefficients> plan_;
-  std::vector<std::vector<S>> history_;  // the last solver_order converted outputs, a ring by step index
+  std::vector<std::vector<S>> history_;  // the last solver_order + 1 converted outputs, a ring by step index
   std::vector<S> last_;                  // x_c of the previous step
   std::size_t elements_ = 0;             // x.size() of the run
   int next_step_ = 0;
