@@ -20,6 +20,10 @@ tensors, the Euler samplers' scale_model_input included since ddpm's Euler steps
     PLMS            PNDMScheduler.step_plms (skip_prk_steps) with four outputs: the Adams-Bashforth sum, then
                     _get_prev_sample's transfer (Eq. (9) of the PNDM paper)
     DPM++ 2S a      k-diffusion's sample_dpmpp_2s_ancestral, stages alternating (no diffusers scheduler)
+    DPM-Solver++3M  DPMSolverMultistepScheduler's convert_model_output and multistep_dpm_solver_third_order_update
+    DPM++ 2M SDE    the same with algorithm_type sde-dpmsolver++, second order, midpoint, + randn noise
+    DPM++ 3M SDE    k-diffusion's sample_dpmpp_3m_sde loop body, its noise from torch.randn (its default
+                    Brownian-tree noise sampler costs far more; ddpm draws independent normals)
     UniPC           UniPCMultistepScheduler.step at its defaults (bh2, order 2, predict_x0): convert_model_output,
                     the corrector multistep_uni_c_bh_update (torch.linalg.solve of its 2 x 2 system) and the
                     predictor multistep_uni_p_bh_update
@@ -64,6 +68,9 @@ SAMPLERS = [
     ("BM_DPM2_Step", "DPM2"),
     ("BM_DPM2Ancestral_Step", "DPM2 ancestral"),
     ("BM_DPMPP2SAncestral_Step", "DPM++ 2S ancestral"),
+    ("BM_DPMSolver3M_Step", "DPM-Solver++ 3M"),
+    ("BM_DPMPP2MSDE_Step", "DPM++ 2M SDE"),
+    ("BM_DPMPP3MSDE_Step", "DPM++ 3M SDE"),
     ("BM_DPMPPSDE_Step", "DPM++ SDE (given increments)"),
 ]
 T = 1000          # training timesteps
@@ -208,6 +215,86 @@ def make_steps(torch):
             x_t = ((sigma_t / sigma_s0) * x - (alpha_t * (torch.exp(-h) - 1.0)) * D0
                    - 0.5 * (alpha_t * (torch.exp(-h) - 1.0)) * D1)
             return x_t
+        return step
+
+    def dpm_lambdas(step_index, back):
+        # (alpha_t, sigma_t) of the next sigma and (alpha, sigma, lambda) of the current and `back` previous ones
+        alpha_t, sigma_t = sigma_to_alpha_sigma_t(sigmas[step_index + 1])
+        lambda_t = torch.log(alpha_t) - torch.log(sigma_t)
+        rest = []
+        for k in range(back + 1):
+            a, s = sigma_to_alpha_sigma_t(sigmas[step_index - k])
+            rest.append((a, s, torch.log(a) - torch.log(s)))
+        return alpha_t, sigma_t, lambda_t, rest
+
+    def dpm_solver_3m(eps, x):
+        # the two previous steps' x0 (the history), as after step MIDDLE - 1
+        model_outputs = [None, (x - sig_all[T - MIDDLE] * eps) * 0.5, (x - sig_all[T - MIDDLE] * eps) * 0.7]
+
+        def step():
+            step_index = MIDDLE
+            alpha_s, sigma_s = sigma_to_alpha_sigma_t(sigmas[step_index])
+            x0_pred = (x - sigma_s * eps) / alpha_s
+            outputs = [model_outputs[1], model_outputs[2], x0_pred]
+            alpha_t, sigma_t, lambda_t, rest = dpm_lambdas(step_index, 2)
+            (_, sigma_s0, lambda_s0), (_, _, lambda_s1), (_, _, lambda_s2) = rest
+            m0, m1, m2 = outputs[-1], outputs[-2], outputs[-3]
+            h, h_0, h_1 = lambda_t - lambda_s0, lambda_s0 - lambda_s1, lambda_s1 - lambda_s2
+            r0, r1 = h_0 / h, h_1 / h
+            D0 = m0
+            D1_0, D1_1 = (1.0 / r0) * (m0 - m1), (1.0 / r1) * (m1 - m2)
+            D1 = D1_0 + (r0 / (r0 + r1)) * (D1_0 - D1_1)
+            D2 = (1.0 / (r0 + r1)) * (D1_0 - D1_1)
+            return ((sigma_t / sigma_s0) * x - (alpha_t * (torch.exp(-h) - 1.0)) * D0
+                    + (alpha_t * ((torch.exp(-h) - 1.0) / h + 1.0)) * D1
+                    - (alpha_t * ((torch.exp(-h) - 1.0 + h) / h ** 2 - 0.5)) * D2)
+        return step
+
+    def dpmpp_2m_sde(eps, x):
+        model_outputs = [None, (x - sig_all[T - MIDDLE] * eps) * 0.5]
+
+        def step():
+            step_index = MIDDLE
+            alpha_s, sigma_s = sigma_to_alpha_sigma_t(sigmas[step_index])
+            x0_pred = (x - sigma_s * eps) / alpha_s
+            outputs = [model_outputs[1], x0_pred]
+            noise = torch.randn(eps.shape, dtype=torch.float32)  # step()'s randn_tensor
+            alpha_t, sigma_t, lambda_t, rest = dpm_lambdas(step_index, 1)
+            (_, sigma_s0, lambda_s0), (_, _, lambda_s1) = rest
+            m0, m1 = outputs[-1], outputs[-2]
+            h, h_0 = lambda_t - lambda_s0, lambda_s0 - lambda_s1
+            r0 = h_0 / h
+            D0, D1 = m0, (1.0 / r0) * (m0 - m1)
+            return ((sigma_t / sigma_s0 * torch.exp(-h)) * x + (alpha_t * (1 - torch.exp(-2.0 * h))) * D0
+                    + 0.5 * (alpha_t * (1 - torch.exp(-2.0 * h))) * D1
+                    + sigma_t * torch.sqrt(1.0 - torch.exp(-2 * h)) * noise)
+        return step
+
+    def dpmpp_3m_sde(eps, x):
+        # k-diffusion on x_ve, eta = 1, s_noise = 1, after two steps (denoised_1, denoised_2, h_1, h_2 held)
+        step_index = MIDDLE
+        sigma, sigma_next = sigmas[step_index], sigmas[step_index + 1]
+        x_ve = x * (sigma ** 2 + 1) ** 0.5
+        denoised_1, denoised_2 = x_ve * 0.5, x_ve * 0.7
+        h_1 = sigmas[step_index - 1].log() - sigma.log()
+        h_2 = sigmas[step_index - 2].log() - sigmas[step_index - 1].log()
+        eta = 1.0
+
+        def step():
+            denoised = x_ve - sigma * eps  # the denoiser's output for an eps model
+            t, s_ = -sigma.log(), -sigma_next.log()
+            h = s_ - t
+            h_eta = h * (eta + 1)
+            out = torch.exp(-h_eta) * x_ve + (-h_eta).expm1().neg() * denoised
+            r0, r1 = h_1 / h, h_2 / h
+            d1_0 = (denoised - denoised_1) / r0
+            d1_1 = (denoised_1 - denoised_2) / r1
+            d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+            d2 = (d1_0 - d1_1) / (r0 + r1)
+            phi_2 = h_eta.neg().expm1() / h_eta + 1
+            phi_3 = phi_2 / h_eta - 0.5
+            out = out + phi_2 * d1 - phi_3 * d2
+            return out + torch.randn(eps.shape, dtype=eps.dtype) * sigma_next * (-2 * h * eta).expm1().neg().sqrt()
         return step
 
     # diffusers' Euler keeps x in the variance-exploding variable: x_ve = x_vp * sqrt(1 + sigma^2). Both
@@ -444,6 +531,9 @@ def make_steps(torch):
         "BM_DPM2_Step": two_stage(kdpm2_first, kdpm2_second),
         "BM_DPM2Ancestral_Step": two_stage(kdpm2_first, lambda e, x, st: kdpm2_second(e, x, st, noise=True)),
         "BM_DPMPP2SAncestral_Step": two_stage(dpmpp_first, dpmpp_second),
+        "BM_DPMSolver3M_Step": dpm_solver_3m,
+        "BM_DPMPP2MSDE_Step": dpmpp_2m_sde,
+        "BM_DPMPP3MSDE_Step": dpmpp_3m_sde,
         "BM_DPMPPSDE_Step": two_stage(dpmpp_sde_first, dpmpp_sde_second),
         "BM_DDPM_Step": ddpm,
         "BM_DDIM_Eta0_Step": ddim(0.0),
@@ -475,7 +565,7 @@ def torch_times(threads, min_time, clock):
 def ddpm_times(bench, threads, min_time, repetitions, clock):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     cmd = [bench, "--benchmark_format=json", f"--benchmark_min_time={min_time}",
-           f"--benchmark_repetitions={repetitions}", "--benchmark_filter=^BM_(DDPM|DDIM|DPMSolver|Euler|SampleLoop|Heun|LMS|PLMS|UniPC|DPM2|DPMPP2S|DPMPPSDE_Step/)"]
+           f"--benchmark_repetitions={repetitions}", "--benchmark_filter=^BM_(DDPM|DDIM|DPMSolver|Euler|SampleLoop|Heun|LMS|PLMS|UniPC|DPM2|DPMPP2S|DPMPPSDE_Step/|DPMPP2MSDE|DPMPP3MSDE)"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     key = "cpu_time" if clock == "cpu" else "real_time"
     result = {}
