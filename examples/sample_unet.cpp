@@ -152,6 +152,7 @@ constexpr SamplerChoice kSamplers[] = {
     {"dpm2_a", "KDPM2AncestralDiscreteScheduler", "DPM2 ancestral"},
     {"pndm", "PNDMScheduler", "PNDM"},
     {"dpm++_sde", "DPMSolverSDEScheduler", "DPM++ SDE"},
+    {"unipc", "UniPCMultistepScheduler", "UniPC"},
 };
 
 std::string sampler_names() {
@@ -185,8 +186,14 @@ std::string sampler_label(const ddpm::io::DiffusersSchedulerConfig& c) {
   switch (c.scheduler_class) {
     case ddpm::io::SchedulerClass::ddpm: return std::string("DDPM (") + ddpm::variance_type_name(c.variance_type) + ")";
     case ddpm::io::SchedulerClass::ddim: std::snprintf(buf, sizeof buf, "DDIM (eta %g)", c.eta); return buf;
-    case ddpm::io::SchedulerClass::dpm_solver_multistep:
-      std::snprintf(buf, sizeof buf, "DPM-Solver++(%dM)", c.solver_order);
+    case ddpm::io::SchedulerClass::dpm_solver_multistep: {
+      const char* names[] = {"DPM-Solver++", "DPM-Solver", "SDE-DPM-Solver++", "SDE-DPM-Solver"};
+      std::snprintf(buf, sizeof buf, "%s(%dM)", names[static_cast<int>(c.algorithm_type)], c.solver_order);
+      return buf;
+    }
+    case ddpm::io::SchedulerClass::unipc:
+      std::snprintf(buf, sizeof buf, "UniPC (%s, order %d)", ddpm::unipc_solver_type_name(c.unipc_solver_type),
+                    c.solver_order);
       return buf;
     case ddpm::io::SchedulerClass::pndm: return c.skip_prk_steps ? "PLMS (PNDM, skip_prk_steps)" : "PNDM";
     default: break;
@@ -329,7 +336,7 @@ int main(int argc, char** argv) {
         "random-weight test model.");
     cli.option("model", "DIR", "the model folder (flat, as google/ddpm-*; a UNet folder; or a pipeline holding unet/)", "");
     cli.option("sampler", "NAME",
-               "ddpm, ddim, dpm++, euler, euler_a, heun, lms, dpm2, dpm2_a, pndm, dpm++_sde, or config (the "
+               "ddpm, ddim, dpm++, euler, euler_a, heun, lms, dpm2, dpm2_a, pndm, dpm++_sde, unipc, or config (the "
                "scheduler config's "
                "own class); the others read the config as that class, as diffusers' from_config does",
                "ddim");

@@ -53,7 +53,18 @@ const std::map<std::string, SchedulerClass> kClasses = {
     {"KDPM2AncestralDiscreteScheduler", SchedulerClass::kdpm2_ancestral},
     {"PNDMScheduler", SchedulerClass::pndm},
     {"DPMSolverSDEScheduler", SchedulerClass::dpm_solver_sde},
+    {"UniPCMultistepScheduler", SchedulerClass::unipc},
 };
+
+const char* algorithm_name(ddpm::DPMSolverAlgorithm a) {
+  switch (a) {
+    case ddpm::DPMSolverAlgorithm::dpmsolver_pp: return "dpmsolver++";
+    case ddpm::DPMSolverAlgorithm::dpmsolver: return "dpmsolver";
+    case ddpm::DPMSolverAlgorithm::sde_dpmsolver_pp: return "sde-dpmsolver++";
+    case ddpm::DPMSolverAlgorithm::sde_dpmsolver: return "sde-dpmsolver";
+  }
+  return "";
+}
 
 // The values diffusers' loaded scheduler holds against DiffusersSchedulerConfig's fields. A key the loading class
 // does not take is absent from diffusers' config; ddpm must then behave as the class does without it (no
@@ -69,9 +80,12 @@ void check_loaded_values(const DiffusersSchedulerConfig& c, const nlohmann::json
   CHECK(ddpm::spacing_name(c.timestep_spacing) == loaded["timestep_spacing"].get<std::string>());
   CHECK(c.steps_offset == loaded["steps_offset"].get<int>());
   CHECK(c.rescale_betas_zero_snr == (has("rescale_betas_zero_snr") && loaded["rescale_betas_zero_snr"].get<bool>()));
-  const bool thresholding = has("thresholding") && loaded["thresholding"].get<bool>();
+  // UniPC thresholds x0 only in its data-prediction form (predict_x0).
+  const bool thresholding = has("thresholding") && loaded["thresholding"].get<bool>() &&
+                            !(c.scheduler_class == SchedulerClass::unipc && !c.predict_x0);
   const bool clip = has("clip_sample") && loaded["clip_sample"].get<bool>();
-  const ddpm::Clipping clipping = c.clipping();
+  const ddpm::Clipping clipping =
+      c.scheduler_class == SchedulerClass::unipc ? c.unipc_options(10).clipping : c.clipping();
   if (thresholding) {
     CHECK(clipping.mode == ddpm::Clipping::Mode::dynamic_threshold);
     CHECK(clipping.ratio == loaded["dynamic_thresholding_ratio"].get<double>());
@@ -91,9 +105,17 @@ void check_loaded_values(const DiffusersSchedulerConfig& c, const nlohmann::json
   if (c.scheduler_class == SchedulerClass::pndm) CHECK(c.skip_prk_steps == loaded["skip_prk_steps"].get<bool>());
   if (c.scheduler_class == SchedulerClass::dpm_solver_multistep) {
     CHECK(c.solver_order == loaded["solver_order"].get<int>());
-    CHECK(c.algorithm_type == loaded["algorithm_type"].get<std::string>());
+    CHECK(algorithm_name(c.algorithm_type) == loaded["algorithm_type"].get<std::string>());
     CHECK((c.solver_type == ddpm::SolverType::heun) == (loaded["solver_type"].get<std::string>() == "heun"));
     CHECK(c.lower_order_final == loaded["lower_order_final"].get<bool>());
+    CHECK(c.euler_at_final == loaded["euler_at_final"].get<bool>());
+  }
+  if (c.scheduler_class == SchedulerClass::unipc) {
+    CHECK(c.solver_order == loaded["solver_order"].get<int>());
+    CHECK(ddpm::unipc_solver_type_name(c.unipc_solver_type) == loaded["solver_type"].get<std::string>());
+    CHECK(c.lower_order_final == loaded["lower_order_final"].get<bool>());
+    CHECK(c.predict_x0 == loaded["predict_x0"].get<bool>());
+    CHECK(c.disable_corrector == loaded["disable_corrector"].get<std::vector<int>>());
   }
   CHECK(c.use_karras_sigmas == (has("use_karras_sigmas") && loaded["use_karras_sigmas"].get<bool>()));
   CHECK(c.use_exponential_sigmas == (has("use_exponential_sigmas") && loaded["use_exponential_sigmas"].get<bool>()));
@@ -288,7 +310,7 @@ TEST_CASE("DiffusersSchedulerConfig: keys a class does not take are ignored, as 
   const DiffusersSchedulerConfig p = parse(R"({"_class_name": "DPMSolverMultistepScheduler", "lambda_min_clipped": -Infinity,
                                       "solver_type": "logrho", "algorithm_type": "deis", "variance_type": null})");
   CHECK(p.solver_type == ddpm::SolverType::midpoint);
-  CHECK(p.algorithm_type == "dpmsolver++");
+  CHECK(p.algorithm_type == ddpm::DPMSolverAlgorithm::dpmsolver_pp);
   CHECK(p.timestep_spacing == ddpm::TimestepSpacing::linspace);
   // google/ddpm-cifar10-32's DDPMScheduler config read as DPM-Solver: its variance_type "fixed_large" is a key
   // DPMSolverMultistepScheduler takes but only acts on for "learned" / "learned_range": no effect, no error.
@@ -326,15 +348,24 @@ TEST_CASE("DiffusersSchedulerConfig: what ddpm does not implement and hostile fi
   REQUIRE_THROWS_AS(DiffusersSchedulerConfig::class_keys("X"), ddpm::invalid_argument);
   // Options ddpm does not implement: the key, the value and what is supported.
   const std::string dpm = R"({"_class_name": "DPMSolverMultistepScheduler", )";
-  has(format_error_of(dpm + R"("solver_order": 3})"), {"solver_order", "3", "[1, 2]"});
-  has(format_error_of(dpm + R"("algorithm_type": "sde-dpmsolver++"})"), {"algorithm_type", "sde-dpmsolver++", "\"dpmsolver++\""});
+  has(format_error_of(dpm + R"("solver_order": 4})"), {"solver_order", "4", "[1, 3]"});
+  has(format_error_of(dpm + R"("algorithm_type": "dpmsolver+++"})"), {"algorithm_type", "dpmsolver+++", "\"sde-dpmsolver\""});
+  has(format_error_of(dpm + R"("algorithm_type": "dpmsolver"})"), {"algorithm_type", "dpmsolver", "sigma_min"});
+  has(format_error_of(dpm + R"("algorithm_type": "sde-dpmsolver", "solver_order": 3, "final_sigmas_type": "sigma_min"})"),
+      {"solver_order", "sde-dpmsolver"});
+  const std::string unipc = R"({"_class_name": "UniPCMultistepScheduler", )";
+  has(format_error_of(unipc + R"("solver_p": {"_class_name": "DPMSolverMultistepScheduler"}})"), {"solver_p", "null"});
+  has(format_error_of(unipc + R"("shift_terminal": 0.1})"), {"shift_terminal", "0.1"});
+  has(format_error_of(unipc + R"("solver_type": "bh3"})"), {"solver_type", "bh3", "\"bh2\""});
+  has(format_error_of(unipc + R"("disable_corrector": [1, "2"]})"), {"disable_corrector"});
+  CHECK(parse(unipc + R"("disable_corrector": [-1, 3], "solver_type": "midpoint"})").disable_corrector == std::vector<int>{3});
+  CHECK(parse(unipc + R"("solver_type": "logrho"})").unipc_solver_type == ddpm::UniPCSolverType::bh2);
   has(format_error_of(dpm + R"("use_beta_sigmas": true})"), {"use_beta_sigmas", "true", "false"});
   has(format_error_of(dpm + R"("use_lu_lambdas": true})"), {"use_lu_lambdas"});
   has(format_error_of(dpm + R"("lambda_min_clipped": -5.1})"), {"lambda_min_clipped", "-5.1", "-Infinity"});
   has(format_error_of(dpm + R"("prediction_type": "flow_prediction"})"), {"prediction_type", "flow_prediction", "v_prediction"});
   has(format_error_of(dpm + R"("use_karras_sigmas": true, "use_exponential_sigmas": true})"),
       {"use_karras_sigmas", "use_exponential_sigmas"});
-  has(format_error_of(dpm + R"("euler_at_final": true, "final_sigmas_type": "sigma_min"})"), {"euler_at_final"});
   has(format_error_of(R"({"_class_name": "DDPMScheduler", "variance_type": "learned"})"),
       {"variance_type", "learned", "fixed_small", "learned_range"});
   has(format_error_of(R"({"_class_name": "DDIMScheduler", "beta_schedule": "sigmoid"})"), {"beta_schedule", "sigmoid", "DDPMScheduler only"});

@@ -53,6 +53,7 @@ SCHEDULER_MODULES = {
     "KDPM2DiscreteScheduler": "scheduling_k_dpm_2_discrete",
     "KDPM2AncestralDiscreteScheduler": "scheduling_k_dpm_2_ancestral_discrete",
     "DPMSolverSDEScheduler": "scheduling_dpmsolver_sde",
+    "UniPCMultistepScheduler": "scheduling_unipc_multistep",
 }
 
 
@@ -123,6 +124,14 @@ case("dpmsolver_order1_heun_sigma_min", "DPMSolverMultistepScheduler",
      {"solver_order": 1, "solver_type": "heun", "final_sigmas_type": "sigma_min", "lower_order_final": False})
 case("dpmsolver_exponential_threshold", "DPMSolverMultistepScheduler",
      {**SD, "use_exponential_sigmas": True, "thresholding": True})
+case("dpmsolver_sde_pp_karras", "DPMSolverMultistepScheduler",
+     {**SD, "algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True})
+case("dpmsolver_order3_euler_at_final", "DPMSolverMultistepScheduler",
+     {"solver_order": 3, "euler_at_final": True, "final_sigmas_type": "sigma_min", "timestep_spacing": "trailing"})
+case("dpmsolver_eps_form_sigma_min", "DPMSolverMultistepScheduler",
+     {**SD_LEADING, "algorithm_type": "dpmsolver", "final_sigmas_type": "sigma_min"})
+case("dpmsolver_sde_eps_form", "DPMSolverMultistepScheduler",
+     {"algorithm_type": "sde-dpmsolver", "final_sigmas_type": "sigma_min", "prediction_type": "v_prediction"})
 case("dpmsolver_cosine_heun", "DPMSolverMultistepScheduler",
      {"beta_schedule": "squaredcos_cap_v2", "solver_type": "heun", "prediction_type": "sample"})
 
@@ -152,6 +161,15 @@ case("dpmsde_sd_karras", "DPMSolverSDEScheduler", {**SD_LEADING, "use_karras_sig
 case("dpmsde_exponential_v", "DPMSolverSDEScheduler",
      {**SD, "use_exponential_sigmas": True, "prediction_type": "v_prediction"})
 case("dpmsde_trailing", "DPMSolverSDEScheduler", {**SD, "timestep_spacing": "trailing"})
+case("unipc_defaults", "UniPCMultistepScheduler")
+case("unipc_sd_karras", "UniPCMultistepScheduler", {**SD_LEADING, "use_karras_sigmas": True})
+case("unipc_bh1_order3_eps_form", "UniPCMultistepScheduler",
+     {**SD, "solver_type": "bh1", "solver_order": 3, "predict_x0": False, "disable_corrector": [0, 2]})
+case("unipc_trailing_zero_snr_v", "UniPCMultistepScheduler",
+     {**SD, "timestep_spacing": "trailing", "rescale_betas_zero_snr": True, "prediction_type": "v_prediction",
+      "final_sigmas_type": "sigma_min", "thresholding": True})
+case("unipc_exponential_lower_order_final", "UniPCMultistepScheduler",
+     {"use_exponential_sigmas": True, "lower_order_final": False})
 case("euler_cosine_sigma_min", "EulerDiscreteScheduler",
      {"beta_schedule": "squaredcos_cap_v2", "final_sigmas_type": "sigma_min", "use_karras_sigmas": True})
 case("heun_clip", "HeunDiscreteScheduler", {"clip_sample": True, "clip_sample_range": 1.5})
@@ -163,7 +181,7 @@ SD_PNDM = {**SD_LEADING, "skip_prk_steps": True, "set_alpha_to_one": False}
 for target in ["EulerDiscreteScheduler", "DPMSolverMultistepScheduler", "DDIMScheduler",
                "EulerAncestralDiscreteScheduler", "LMSDiscreteScheduler", "HeunDiscreteScheduler",
                "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler", "DDPMScheduler", "PNDMScheduler",
-               "DPMSolverSDEScheduler"]:
+               "DPMSolverSDEScheduler", "UniPCMultistepScheduler"]:
     case("sd_pndm_as_" + target.replace("Scheduler", "").lower(), "PNDMScheduler", SD_PNDM, target)
 # google/ddpm-cifar10-32's kind of config (DDPMScheduler, fixed_large, clip_sample) loaded as DPM-Solver and
 # Euler: DPMSolverMultistepScheduler takes variance_type but acts only on "learned" / "learned_range".
@@ -181,7 +199,8 @@ LOADED_KEYS = ["num_train_timesteps", "beta_schedule", "prediction_type", "times
                "rescale_betas_zero_snr", "clip_sample", "clip_sample_range", "thresholding",
                "dynamic_thresholding_ratio", "sample_max_value", "variance_type", "set_alpha_to_one", "solver_order",
                "algorithm_type", "solver_type", "lower_order_final", "use_karras_sigmas", "use_exponential_sigmas",
-               "final_sigmas_type", "skip_prk_steps"]
+               "final_sigmas_type", "skip_prk_steps", "predict_x0",
+               "euler_at_final", "disable_corrector"]
 ALPHA_INDICES = [0, 1, 2, 10, 100, 250, 500, 750, 900, 990, 998, 999]
 
 
@@ -209,9 +228,9 @@ def run(name, cls_name, options, load_as):
     sched.set_timesteps(N)
     ts = sched.timesteps.numpy()
     unrounded = None
-    if target == "DPMSolverMultistepScheduler" and sched.config.use_exponential_sigmas:
-        # DPMSolverMultistepScheduler casts the exponential ramp's fractional timesteps to int64 (truncation;
-        # its Karras branch rounds): the values before the cast, from its own _sigma_to_t, for the C++ test.
+    if target in ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler") and sched.config.use_exponential_sigmas:
+        # DPMSolverMultistepScheduler and UniPCMultistepScheduler cast the exponential ramp's fractional
+        # timesteps to int64 (truncation; their Karras branch rounds): the values before the cast, from its own _sigma_to_t, for the C++ test.
         table = np.array(((1 - sched.alphas_cumprod) / sched.alphas_cumprod) ** 0.5)
         log_sigmas = np.log(table)
         unrounded = [float(sched._sigma_to_t(np.float64(v), log_sigmas)) for v in sched.sigmas.numpy()[:-1]]

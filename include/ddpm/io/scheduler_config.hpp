@@ -8,7 +8,7 @@
 // sigma grid, solver and clipping options, with the class's own diffusers defaults for absent keys; keys the
 // class does not take are ignored as diffusers ignores them (listed in ignored_keys), '_'-prefixed ones
 // (_diffusers_version) are bookkeeping; a value ddpm does not implement is an error naming the key, the
-// value and what is supported. make_sampler() builds the sampler as an AnySampler (a std::variant), which
+// value and what is supported (classes: see SchedulerClass). make_sampler() builds the sampler as an AnySampler (a std::variant), which
 // ddpm::sample() runs.                                                   [docs/samplers.md, Sec. 10]
 
 #include <algorithm>
@@ -46,6 +46,7 @@
 #include "ddpm/samplers/heun.hpp"
 #include "ddpm/samplers/lms.hpp"
 #include "ddpm/samplers/pndm.hpp"
+#include "ddpm/samplers/unipc.hpp"
 #include "ddpm/samplers/sampler.hpp"
 #include "ddpm/schedule.hpp"
 #include "ddpm/timesteps.hpp"
@@ -64,8 +65,10 @@ namespace ddpm::io {
 ///   kdpm2_ancestral      KDPM2AncestralDiscreteScheduler  -> DPM2AncestralSampler
 ///   pndm                 PNDMScheduler                    -> PNDMSampler
 ///   dpm_solver_sde       DPMSolverSDEScheduler            -> DPMPPSDESampler
+///   unipc                UniPCMultistepScheduler          -> UniPCSampler
 enum class SchedulerClass {
-  ddpm, ddim, dpm_solver_multistep, euler, euler_ancestral, heun, lms, kdpm2, kdpm2_ancestral, pndm, dpm_solver_sde
+  ddpm, ddim, dpm_solver_multistep, euler, euler_ancestral, heun, lms, kdpm2, kdpm2_ancestral, pndm, dpm_solver_sde,
+  unipc
 };
 
 /// A sampler built from a scheduler config: one of the classes of SchedulerClass, alternative
@@ -74,7 +77,7 @@ enum class SchedulerClass {
 template <std::floating_point S>
 using AnySampler = std::variant<DDPMSampler<S>, DDIMSampler<S>, DPMSolverMultistepSampler<S>, EulerSampler<S>,
                                 EulerAncestralSampler<S>, HeunSampler<S>, LMSSampler<S>, DPM2Sampler<S>,
-                                DPM2AncestralSampler<S>, PNDMSampler<S>, DPMPPSDESampler<S>>;
+                                DPM2AncestralSampler<S>, PNDMSampler<S>, DPMPPSDESampler<S>, UniPCSampler<S>>;
 
 /// Which SchedulerClass an AnySampler holds.
 template <std::floating_point S>
@@ -128,6 +131,11 @@ inline const std::vector<SchedulerClassInfo>& scheduler_classes() {
       {SchedulerClass::kdpm2_ancestral, "KDPM2AncestralDiscreteScheduler", with_ramps({})},
       {SchedulerClass::pndm, "PNDMScheduler", {"skip_prk_steps", "set_alpha_to_one"}},
       {SchedulerClass::dpm_solver_sde, "DPMSolverSDEScheduler", with_ramps({"noise_sampler_seed"})},
+      {SchedulerClass::unipc, "UniPCMultistepScheduler",
+       with_ramps({"solver_order", "thresholding", "dynamic_thresholding_ratio", "sample_max_value", "predict_x0",
+                   "solver_type", "lower_order_final", "disable_corrector", "solver_p", "use_flow_sigmas",
+                   "flow_shift", "final_sigmas_type", "rescale_betas_zero_snr", "use_dynamic_shifting",
+                   "time_shift_type", "sigma_min", "sigma_max", "shift_terminal"})},
   };
   return classes;
 }
@@ -214,14 +222,23 @@ struct DiffusersSchedulerConfig {
   /// set it before make_sampler.
   double eta = 0.0;
 
-  // DPMSolverMultistepScheduler.
+  // DPMSolverMultistepScheduler (solver_order and lower_order_final also UniPCMultistepScheduler's).
   int solver_order = 2;
-  /// "dpmsolver++" ("deis" is read as "dpmsolver++", as diffusers registers it).
-  std::string algorithm_type = "dpmsolver++";
+  /// "dpmsolver++", "dpmsolver", "sde-dpmsolver++", "sde-dpmsolver" ("deis" is read as "dpmsolver++", as
+  /// diffusers registers it).
+  DPMSolverAlgorithm algorithm_type = DPMSolverAlgorithm::dpmsolver_pp;
   /// "midpoint" or "heun" ("logrho", "bh1", "bh2" are read as "midpoint", as diffusers registers them).
   SolverType solver_type = SolverType::midpoint;
   bool lower_order_final = true;
   bool euler_at_final = false;
+
+  // UniPCMultistepScheduler.
+  /// Its solver_type: "bh1" or "bh2" ("midpoint", "heun", "logrho" are read as "bh2", as diffusers does).
+  UniPCSolverType unipc_solver_type = UniPCSolverType::bh2;
+  bool predict_x0 = true;
+  /// Step indices whose result is not corrected (negative entries, which never match in diffusers, are
+  /// dropped).
+  std::vector<int> disable_corrector;
 
   /// The keys the file holds that the class does not take (nor '_'-prefixed ones), in the file's key order as
   /// nlohmann sorts it: diffusers ignores them with a warning, and so does from_json (a caller may warn).
@@ -421,7 +438,9 @@ struct DiffusersSchedulerConfig {
     o.steps_offset = steps_offset;
     o.solver_order = solver_order;
     o.solver_type = solver_type;
+    o.algorithm_type = algorithm_type;
     o.lower_order_final = lower_order_final;
+    o.euler_at_final = euler_at_final;
     o.sigma_spacing = sigma_spacing();
     o.final_sigma = final_sigmas_type;
     o.clipping = clipping();
@@ -476,6 +495,22 @@ struct DiffusersSchedulerConfig {
     o.clipping = clipping();
     return o;
   }
+  /// Bounds only in the data-prediction form: diffusers thresholds x0 only when predict_x0.
+  UniPCOptions unipc_options(int num_inference_steps) const {
+    UniPCOptions o;
+    o.num_inference_steps = num_inference_steps;
+    o.timestep_spacing = timestep_spacing;
+    o.steps_offset = steps_offset;
+    o.solver_order = solver_order;
+    o.solver_type = unipc_solver_type;
+    o.predict_x0 = predict_x0;
+    o.lower_order_final = lower_order_final;
+    o.disable_corrector = disable_corrector;
+    o.sigma_spacing = sigma_spacing();
+    o.final_sigma = final_sigmas_type;
+    o.clipping = predict_x0 ? clipping() : Clipping::none();
+    return o;
+  }
   DPM2Options dpm2_options(int num_inference_steps) const {
     DPM2Options o;
     o.num_inference_steps = num_inference_steps;
@@ -509,6 +544,7 @@ struct DiffusersSchedulerConfig {
       case SchedulerClass::pndm: return AnySampler<S>(std::in_place_index<9>, std::move(schedule), pndm_options(n));
       case SchedulerClass::dpm_solver_sde:
         return AnySampler<S>(std::in_place_index<10>, std::move(schedule), dpmpp_sde_options(n));
+      case SchedulerClass::unipc: return AnySampler<S>(std::in_place_index<11>, std::move(schedule), unipc_options(n));
     }
     ddpm::detail::throw_invalid_argument("ddpm::io::DiffusersSchedulerConfig::make_sampler: scheduler_class is " +
                                          ddpm::detail::number_string(static_cast<int>(scheduler_class)) +
@@ -643,17 +679,39 @@ struct DiffusersSchedulerConfig {
         throw jd::WrongType{"must be a string or null"};
       }
     } else if (key == "solver_order") {
-      solver_order = static_cast<int>(jd::integer(v, 1, 2));
+      solver_order = static_cast<int>(jd::integer(v, 1, 3));
     } else if (key == "algorithm_type") {
-      choice(v, {"dpmsolver++", "deis"},
-             " (\"deis\" is read as \"dpmsolver++\", as diffusers does; ddpm does not implement \"dpmsolver\", "
-             "\"sde-dpmsolver\" and \"sde-dpmsolver++\")");
-      algorithm_type = "dpmsolver++";
+      constexpr DPMSolverAlgorithm kinds[] = {DPMSolverAlgorithm::dpmsolver_pp, DPMSolverAlgorithm::dpmsolver,
+                                              DPMSolverAlgorithm::sde_dpmsolver_pp, DPMSolverAlgorithm::sde_dpmsolver,
+                                              DPMSolverAlgorithm::dpmsolver_pp};
+      algorithm_type = kinds[choice(v, {"dpmsolver++", "dpmsolver", "sde-dpmsolver++", "sde-dpmsolver", "deis"},
+                                    " (\"deis\" is read as \"dpmsolver++\", as diffusers does)")];
+    } else if (key == "solver_type" && scheduler_class == SchedulerClass::unipc) {
+      unipc_solver_type = choice(v, {"bh1", "bh2", "midpoint", "heun", "logrho"}, " (the last three are read as "
+                                                                                   "\"bh2\", as diffusers does)") == 0
+                              ? UniPCSolverType::bh1
+                              : UniPCSolverType::bh2;
     } else if (key == "solver_type") {
       solver_type = choice(v, {"midpoint", "heun", "logrho", "bh1", "bh2"}, " (the last three are read as \"midpoint\", "
                                                                               "as diffusers does)") == 1
                         ? SolverType::heun
                         : SolverType::midpoint;
+    } else if (key == "predict_x0") {
+      predict_x0 = jd::boolean(v);
+    } else if (key == "disable_corrector") {
+      if (!v.is_array() || v.size() > static_cast<std::size_t>(kMaxTrainTimesteps)) {
+        throw jd::WrongType{"must be a list of at most " + ddpm::detail::number_string(kMaxTrainTimesteps) +
+                            " step indices"};
+      }
+      disable_corrector.clear();
+      for (const auto& k : v) {
+        const long long index = jd::integer(k, std::numeric_limits<int>::min(), std::numeric_limits<int>::max());
+        if (index >= 0) disable_corrector.push_back(static_cast<int>(index));
+      }
+    } else if (key == "solver_p") {
+      if (!v.is_null()) throw jd::WrongType{"ddpm supports only null (no other scheduler as UniPC's predictor)"};
+    } else if (key == "shift_terminal") {
+      if (!v.is_null()) throw jd::WrongType{"ddpm supports only null (it applies to flow-matching sigmas)"};
     } else if (key == "lower_order_final") {
       lower_order_final = jd::boolean(v);
     } else if (key == "euler_at_final") {
@@ -703,9 +761,14 @@ struct DiffusersSchedulerConfig {
            sigma_spacing_name(sigma_spacing()) +
            " sigmas, but ddpm's ramps run between the schedule's own sigmas: supported is null for both");
     }
-    if (euler_at_final && final_sigmas_type == FinalSigma::sigma_min && scheduler_class == SchedulerClass::dpm_solver_multistep) {
-      fail("euler_at_final is true with final_sigmas_type \"sigma_min\", which ddpm does not implement (supported: "
-           "euler_at_final false, or final_sigmas_type \"zero\", where it has no effect)");
+    const bool eps_form = algorithm_type == DPMSolverAlgorithm::dpmsolver || algorithm_type == DPMSolverAlgorithm::sde_dpmsolver;
+    if (scheduler_class == SchedulerClass::dpm_solver_multistep && eps_form && final_sigmas_type == FinalSigma::zero) {
+      fail(std::string("algorithm_type is \"") + (algorithm_type == DPMSolverAlgorithm::dpmsolver ? "dpmsolver" : "sde-dpmsolver") +
+           "\" with final_sigmas_type \"zero\", which diffusers refuses too: use final_sigmas_type \"sigma_min\"");
+    }
+    if (scheduler_class == SchedulerClass::dpm_solver_multistep && algorithm_type == DPMSolverAlgorithm::sde_dpmsolver &&
+        solver_order == 3) {
+      fail("solver_order is 3 with algorithm_type \"sde-dpmsolver\", which ddpm implements for orders 1 and 2 only");
     }
     if (!trained_betas.empty() && static_cast<int>(trained_betas.size()) != num_train_timesteps) {
       fail("trained_betas has " + ddpm::detail::number_string(trained_betas.size()) + " values, but num_train_timesteps is " +
