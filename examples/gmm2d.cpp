@@ -42,6 +42,7 @@
 #include "ddpm/samplers/dpm_solver.hpp"
 #include "ddpm/samplers/euler.hpp"
 #include "ddpm/samplers/euler_ancestral.hpp"
+#include "ddpm/samplers/unipc.hpp"
 
 namespace {
 
@@ -364,8 +365,9 @@ int main(int argc, char** argv) {
     examples::CommandLine cli(
         "gmm2d",
         "Samples a mixture of eight Gaussians on a ring with every sampler (DDPM, DDIM, DPM-Solver++,\n"
-        "Euler, Euler ancestral) driven by the mixture's exact denoiser, writes one PNG with a density\n"
-        "panel per sampler next to an exact sample, and prints each sampler's distance to the target.");
+        "Euler, Euler ancestral, UniPC) driven by the mixture's exact denoiser, writes one PNG with a\n"
+        "density panel per sampler next to an exact sample, and prints each sampler's distance to the\n"
+        "target.");
     cli.option("samples", "N", "points per sampler (100 to 1000000)", "20000");
     cli.option("seed", "N", "seed of x_T, of the samplers' noise and of the exact samples", "0");
     cli.option("out", "PATH", "where to write the PNG", "gmm2d.png");
@@ -408,6 +410,8 @@ int main(int argc, char** argv) {
     runs.push_back(run_sampler("Euler ancestral",
                                ddpm::EulerAncestralSampler<float>(schedule, {.num_inference_steps = 50}), model, x_T,
                                ddpm::PerImageNoiseSource(step_noise)));
+    runs.push_back(run_sampler("UniPC", ddpm::UniPCSampler<float>(schedule, {.num_inference_steps = 10}), model, x_T,
+                               ddpm::no_noise));
 
     // Score every run against one fresh exact sample, stratified over the components (exactly n w_k
     // points from component k, within 1) so that its own component counts add no noise.
