@@ -297,6 +297,12 @@ TEST_CASE("DiffusersSchedulerConfig: keys a class does not take are ignored, as 
   const DiffusersSchedulerConfig d = parse(sd, "DDIMScheduler");
   CHECK(d.ignored_keys == std::vector<std::string>{"a_future_key", "skip_prk_steps"});
   CHECK(!d.set_alpha_to_one);
+  DiffusersSchedulerConfig dd = d;
+  dd.ddim_previous_timestep = ddpm::PreviousTimestep::diffusers;
+  const auto ddim = dd.make_sampler<double>(10);
+  REQUIRE(std::holds_alternative<ddpm::DDIMSampler<double>>(ddim));
+  CHECK(std::get<ddpm::DDIMSampler<double>>(ddim).options().previous_timestep == ddpm::PreviousTimestep::diffusers);
+  CHECK(!std::get<ddpm::DDIMSampler<double>>(ddim).options().use_clipped_model_output);
   CHECK(d.clipping().mode == ddpm::Clipping::Mode::none);
   CHECK(d.timestep_spacing == ddpm::TimestepSpacing::leading);
   // Without the file's clip_sample, DDIMScheduler's default clips to [-1, 1].

@@ -221,6 +221,10 @@ struct DiffusersSchedulerConfig {
   /// DDIMScheduler's eta: not a config key but an argument of diffusers' step (DDIMPipeline's default 0);
   /// set it before make_sampler.
   double eta = 0.0;
+  /// DDIMScheduler: the alpha_bar a step goes to, not a config key (DDIMOptions::previous_timestep): the next
+  /// listed timestep's (the default; diffusers' own wherever diffusers is right), or PreviousTimestep::diffusers
+  /// for diffusers' t - T / N exactly (docs/samplers.md, Eq. (S33)).
+  PreviousTimestep ddim_previous_timestep = PreviousTimestep::listed;
 
   // DPMSolverMultistepScheduler (solver_order and lower_order_final also UniPCMultistepScheduler's).
   int solver_order = 2;
@@ -429,6 +433,7 @@ struct DiffusersSchedulerConfig {
     o.set_alpha_to_one = set_alpha_to_one;
     o.clipping = clipping();
     o.use_clipped_model_output = false;
+    o.previous_timestep = ddim_previous_timestep;
     return o;
   }
   DPMSolverOptions dpm_solver_options(int num_inference_steps) const {
