@@ -20,16 +20,16 @@ tensors, the Euler samplers' scale_model_input included since ddpm's Euler steps
     PLMS            PNDMScheduler.step_plms (skip_prk_steps) with four outputs: the Adams-Bashforth sum, then
                     _get_prev_sample's transfer (Eq. (9) of the PNDM paper)
     DPM++ 2S a      k-diffusion's sample_dpmpp_2s_ancestral, stages alternating (no diffusers scheduler)
-    DPM-Solver++3M  DPMSolverMultistepScheduler's convert_model_output and multistep_dpm_solver_third_order_update
-    DPM++ 2M SDE    the same with algorithm_type sde-dpmsolver++, second order, midpoint, + randn noise
-    DPM++ 3M SDE    k-diffusion's sample_dpmpp_3m_sde loop body, its noise from torch.randn (its default
-                    Brownian-tree noise sampler costs far more; ddpm draws independent normals)
     UniPC           UniPCMultistepScheduler.step at its defaults (bh2, order 2, predict_x0): convert_model_output,
                     the corrector multistep_uni_c_bh_update (torch.linalg.solve of its 2 x 2 system) and the
                     predictor multistep_uni_p_bh_update
     DPM++ SDE       k-diffusion's sample_dpmpp_sde (r = 1/2, eta = 1), stages alternating, its noise_sampler's
                     normalized Brownian increment given as a tensor (torchsde's tree not timed; ddpm's row
                     BM_DPMPPSDE_Step takes the increment as a tensor too)
+    DPM-Solver++3M  DPMSolverMultistepScheduler's convert_model_output and multistep_dpm_solver_third_order_update
+    DPM++ 2M SDE    the same with algorithm_type sde-dpmsolver++, second order, midpoint, + randn noise
+    DPM++ 3M SDE    k-diffusion's sample_dpmpp_3m_sde loop body, its noise from torch.randn (its default
+                    Brownian-tree noise sampler costs far more; ddpm draws independent normals)
 under torch.no_grad, each timed as the best mean over batches of calls. It then runs the ddpm binary with
 --benchmark_format=json and --benchmark_repetitions (the best repetition counts) and prints Markdown tables:
 per shape and sampler the two times and their ratio (PyTorch / ddpm), and the per-step overhead of
@@ -68,10 +68,10 @@ SAMPLERS = [
     ("BM_DPM2_Step", "DPM2"),
     ("BM_DPM2Ancestral_Step", "DPM2 ancestral"),
     ("BM_DPMPP2SAncestral_Step", "DPM++ 2S ancestral"),
+    ("BM_DPMPPSDE_Step", "DPM++ SDE (given increments)"),
     ("BM_DPMSolver3M_Step", "DPM-Solver++ 3M"),
     ("BM_DPMPP2MSDE_Step", "DPM++ 2M SDE"),
     ("BM_DPMPP3MSDE_Step", "DPM++ 3M SDE"),
-    ("BM_DPMPPSDE_Step", "DPM++ SDE (given increments)"),
 ]
 T = 1000          # training timesteps
 N = 1000          # steps of the run (as in bench_samplers)
@@ -531,10 +531,10 @@ def make_steps(torch):
         "BM_DPM2_Step": two_stage(kdpm2_first, kdpm2_second),
         "BM_DPM2Ancestral_Step": two_stage(kdpm2_first, lambda e, x, st: kdpm2_second(e, x, st, noise=True)),
         "BM_DPMPP2SAncestral_Step": two_stage(dpmpp_first, dpmpp_second),
+        "BM_DPMPPSDE_Step": two_stage(dpmpp_sde_first, dpmpp_sde_second),
         "BM_DPMSolver3M_Step": dpm_solver_3m,
         "BM_DPMPP2MSDE_Step": dpmpp_2m_sde,
         "BM_DPMPP3MSDE_Step": dpmpp_3m_sde,
-        "BM_DPMPPSDE_Step": two_stage(dpmpp_sde_first, dpmpp_sde_second),
         "BM_DDPM_Step": ddpm,
         "BM_DDIM_Eta0_Step": ddim(0.0),
         "BM_DDIM_Eta1_Step": ddim(1.0),
