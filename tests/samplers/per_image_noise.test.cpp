@@ -30,10 +30,14 @@
 #include "ddpm/samplers/dpm2.hpp"
 #include "ddpm/samplers/dpm_solver.hpp"
 #include "ddpm/samplers/dpmpp_2s_ancestral.hpp"
+#include "ddpm/samplers/dpmpp_sde.hpp"
+#include "ddpm/samplers/dpmpp_sde_multistep.hpp"
 #include "ddpm/samplers/euler.hpp"
 #include "ddpm/samplers/euler_ancestral.hpp"
 #include "ddpm/samplers/heun.hpp"
 #include "ddpm/samplers/lms.hpp"
+#include "ddpm/samplers/pndm.hpp"
+#include "ddpm/samplers/unipc.hpp"
 #include "ddpm/schedule.hpp"
 
 using ddpm::PerImageNoiseSource;
@@ -138,6 +142,20 @@ std::vector<SamplerCase<S>> sampler_cases() {
                    [](const Sch& s) { return ddpm::DPM2AncestralSampler<S>(s, {.num_inference_steps = 5}); }),
       make_case<S>("DPM++ 2S ancestral",
                    [](const Sch& s) { return ddpm::DPMPP2SAncestralSampler<S>(s, {.num_inference_steps = 5}); }),
+      make_case<S>("DPM-Solver++(3M)",
+                   [](const Sch& s) { return ddpm::DPMSolverMultistepSampler<S>(s, {.num_inference_steps = 8, .solver_order = 3}); }),
+      make_case<S>("DPM-Solver++(2M), sde-dpmsolver++",
+                   [](const Sch& s) {
+                     return ddpm::DPMSolverMultistepSampler<S>(
+                         s, {.num_inference_steps = 8, .algorithm_type = ddpm::DPMSolverAlgorithm::sde_dpmsolver_pp});
+                   }),
+      make_case<S>("DPM++ 2M SDE", [](const Sch& s) { return ddpm::DPMPP2MSDESampler<S>(s, {.num_inference_steps = 6}); }),
+      make_case<S>("DPM++ 3M SDE", [](const Sch& s) { return ddpm::DPMPP3MSDESampler<S>(s, {.num_inference_steps = 6}); }),
+      make_case<S>("DPM++ SDE (Brownian tree)",
+                   [](const Sch& s) { return ddpm::DPMPPSDESampler<S>(s, {.num_inference_steps = 4}); }),
+      make_case<S>("UniPC", [](const Sch& s) { return ddpm::UniPCSampler<S>(s, {.num_inference_steps = 8}); }),
+      make_case<S>("PNDM (PLMS)",
+                   [](const Sch& s) { return ddpm::PNDMSampler<S>(s, {.num_inference_steps = 8, .skip_prk_steps = true}); }),
   };
 }
 
