@@ -323,7 +323,8 @@ void print_table(const std::vector<Run>& runs, const std::vector<Run>& floor, co
   std::printf("Model: its exact denoiser (GaussianMixturePredictor), linear schedule, T = 1000.\n");
   std::printf(
       "%lld points per run. Every sampler starts from the same x_T (seed %llu); the noisy ones (DDPM,\n"
-      "Euler ancestral) draw the same noise stream.\n\n",
+      "Euler ancestral, DPM2 a, DPM++ 2S a, the DPM++ SDEs) draw the same noise stream (DPM++ SDE: the\n"
+      "Brownian tree of that stream). \"steps\" counts model calls; K: Karras sigmas.\n\n",
       static_cast<long long>(samples), static_cast<unsigned long long>(seed));
   std::printf("  %-16s %5s %9s %8s %14s %7s\n", "sampler", "steps", "time (s)", "SW2", "max |w_k err|", "spread");
   std::printf("  %-16s %5s %9s %8s %14s %7s\n", "----------------", "-----", "--------", "------", "-------------",
@@ -364,8 +365,9 @@ int main(int argc, char** argv) {
   return examples::main_guard("gmm2d", [&] {
     examples::CommandLine cli(
         "gmm2d",
-        "Samples a mixture of eight Gaussians on a ring with every sampler (DDPM, DDIM, DPM-Solver++,\n"
-        "Euler, Euler ancestral, UniPC) driven by the mixture's exact denoiser, writes one PNG with a\n"
+        "Samples a mixture of eight Gaussians on a ring with every sampler (DDPM, DDIM, DPM-Solver++ 2M and\n"
+        "3M, Euler, Euler ancestral, UniPC, Heun, LMS, PLMS, DPM2, DPM2 a, DPM++ 2S a, DPM++ SDE, DPM++ 2M\n"
+        "SDE, DPM++ 3M SDE) driven by the mixture's exact denoiser, writes one PNG with a\n"
         "density panel per sampler next to an exact sample, and prints each sampler's distance to the\n"
         "target.");
     cli.option("samples", "N", "points per sampler (100 to 1000000)", "20000");
@@ -412,6 +414,31 @@ int main(int argc, char** argv) {
                                ddpm::PerImageNoiseSource(step_noise)));
     runs.push_back(run_sampler("UniPC", ddpm::UniPCSampler<float>(schedule, {.num_inference_steps = 10}), model, x_T,
                                ddpm::no_noise));
+    runs.push_back(run_sampler("DPM-Solver++ 3M",
+                               ddpm::DPMSolverMultistepSampler<float>(schedule, {.num_inference_steps = 10, .solver_order = 3}),
+                               model, x_T, ddpm::no_noise));
+    runs.push_back(run_sampler("Heun", ddpm::HeunSampler<float>(schedule, {.num_inference_steps = 10}), model, x_T,
+                               ddpm::no_noise));
+    runs.push_back(run_sampler("LMS", ddpm::LMSSampler<float>(schedule, {.num_inference_steps = 20}), model, x_T,
+                               ddpm::no_noise));
+    runs.push_back(run_sampler("PLMS", ddpm::PNDMSampler<float>(schedule, {.num_inference_steps = 20, .skip_prk_steps = true}),
+                               model, x_T, ddpm::no_noise));
+    runs.push_back(run_sampler("DPM2", ddpm::DPM2Sampler<float>(schedule, {.num_inference_steps = 10}), model, x_T,
+                               ddpm::no_noise));
+    runs.push_back(run_sampler("DPM2 a", ddpm::DPM2AncestralSampler<float>(schedule, {.num_inference_steps = 10}), model,
+                               x_T, ddpm::PerImageNoiseSource(step_noise)));
+    runs.push_back(run_sampler("DPM++ 2S a",
+                               ddpm::DPMPP2SAncestralSampler<float>(schedule, {.num_inference_steps = 10}), model, x_T,
+                               ddpm::PerImageNoiseSource(step_noise)));
+    runs.push_back(run_sampler("DPM++ SDE K",
+                               ddpm::DPMPPSDESampler<float>(schedule, {.num_inference_steps = 10, .use_karras_sigmas = true}),
+                               model, x_T, ddpm::PerImageNoiseSource(step_noise)));
+    runs.push_back(run_sampler("DPM++ 2M SDE K",
+                               ddpm::DPMPP2MSDESampler<float>(schedule, {.num_inference_steps = 20, .use_karras_sigmas = true}),
+                               model, x_T, ddpm::PerImageNoiseSource(step_noise)));
+    runs.push_back(run_sampler("DPM++ 3M SDE K",
+                               ddpm::DPMPP3MSDESampler<float>(schedule, {.num_inference_steps = 20, .use_karras_sigmas = true}),
+                               model, x_T, ddpm::PerImageNoiseSource(step_noise)));
 
     // Score every run against one fresh exact sample, stratified over the components (exactly n w_k
     // points from component k, within 1) so that its own component counts add no noise.
