@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ddpm/error.hpp"
+#include "ddpm/io/detail/json_config.hpp"
 #include "ddpm/nn/activation.hpp"
 
 namespace ddpm::nn {
@@ -335,8 +336,8 @@ struct UNet2DConfig {
     for (const auto& [key, value] : j.items()) {
       // Before anything formats or walks the value recursively (nlohmann's dump() and copies recurse once
       // per level; a 100,000-deep list overflowed the stack while formatting an error).
-      if (nests_deeper_than(value, kMaxJsonDepth - 1)) {
-        ddpm::detail::throw_format_error(where + "key \"" + truncated(key) + "\" holds a value that nests deeper than " +
+      if (io::detail::nests_deeper_than(value, kMaxJsonDepth - 1)) {
+        ddpm::detail::throw_format_error(where + "key \"" + io::detail::truncated(key) + "\" holds a value that nests deeper than " +
                                          ddpm::detail::number_string(kMaxJsonDepth - 1) + " levels");
       }
       if (!key.empty() && key.front() == '_') continue;
@@ -347,7 +348,7 @@ struct UNet2DConfig {
       if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
         std::string list;
         for (const std::string& k : keys) list += (list.empty() ? "" : ", ") + k;
-        ddpm::detail::throw_format_error(where + "unsupported key \"" + truncated(key) + "\"; the supported keys are " +
+        ddpm::detail::throw_format_error(where + "unsupported key \"" + io::detail::truncated(key) + "\"; the supported keys are " +
                                          list);
       }
       try {
@@ -380,7 +381,7 @@ struct UNet2DConfig {
     const std::string str = text.str();
     // nlohmann's parser does not recurse, but formatting and copying a parsed value do: refuse deep nesting
     // in the text itself, before a value exists.
-    if (const auto offset = nesting_exceeded(str, kMaxJsonDepth)) {
+    if (const auto offset = io::detail::nesting_exceeded(str, kMaxJsonDepth)) {
       ddpm::detail::throw_format_error("ddpm::nn::UNet2DConfig: " + path + " nests deeper than " +
                                        ddpm::detail::number_string(kMaxJsonDepth) + " levels (at byte offset " +
                                        ddpm::detail::number_string(*offset) + ")");
@@ -451,53 +452,11 @@ struct UNet2DConfig {
     return s;
   }
 
-  static std::string truncated(const std::string& text, std::size_t max = 200) {
-    return text.size() <= max ? text : text.substr(0, max) + "...";
-  }
-
-  /// Whether `v` has lists or objects nested more than `max` levels deep (a scalar is level 0), without
-  /// recursion: an explicit stack of (value, level).
-  static bool nests_deeper_than(const nlohmann::json& v, int max) {
-    std::vector<std::pair<const nlohmann::json*, int>> stack{{&v, 0}};
-    while (!stack.empty()) {
-      const auto [value, level] = stack.back();
-      stack.pop_back();
-      if (!value->is_structured()) continue;
-      if (level + 1 > max) return true;
-      for (const auto& child : *value) stack.emplace_back(&child, level + 1);
-    }
-    return false;
-  }
-
-  /// The byte offset where the JSON text's '[' / '{' nesting first exceeds `max`, or nullopt (brackets in
-  /// strings do not count).
-  static std::optional<std::size_t> nesting_exceeded(const std::string& text, int max) {
-    int depth = 0;
-    bool in_string = false;
-    for (std::size_t i = 0; i < text.size(); ++i) {
-      const char ch = text[i];
-      if (in_string) {
-        if (ch == '\\') {
-          ++i;
-        } else if (ch == '"') {
-          in_string = false;
-        }
-      } else if (ch == '"') {
-        in_string = true;
-      } else if (ch == '[' || ch == '{') {
-        if (++depth > max) return i;
-      } else if (ch == ']' || ch == '}') {
-        --depth;
-      }
-    }
-    return std::nullopt;
-  }
-
   /// A value for a message: its JSON text truncated to about 200 characters (called only on values that
   /// nests_deeper_than has bounded, so dump() recurses at most kMaxJsonDepth levels).
   static std::string describe(const nlohmann::json& v) {
-    if (nests_deeper_than(v, kMaxJsonDepth)) return "a value nested deeper than " + ddpm::detail::number_string(kMaxJsonDepth) + " levels";
-    return truncated(v.dump());
+    if (io::detail::nests_deeper_than(v, kMaxJsonDepth)) return "a value nested deeper than " + ddpm::detail::number_string(kMaxJsonDepth) + " levels";
+    return io::detail::truncated(v.dump());
   }
 
   template <class T>
