@@ -451,36 +451,6 @@ struct DiffusersSchedulerConfig {
     o.clipping = clipping();
     return o;
   }
-  EulerOptions euler_options(int num_inference_steps) const {
-    EulerOptions o;
-    o.num_inference_steps = num_inference_steps;
-    o.timestep_spacing = timestep_spacing;
-    o.steps_offset = steps_offset;
-    o.sigma_spacing = sigma_spacing();
-    o.final_sigma = final_sigmas_type;
-    o.clipping = clipping();
-    return o;
-  }
-  HeunOptions heun_options(int num_inference_steps) const {
-    HeunOptions o;
-    o.num_inference_steps = num_inference_steps;
-    o.timestep_spacing = timestep_spacing;
-    o.steps_offset = steps_offset;
-    o.sigma_spacing = sigma_spacing();
-    o.final_sigma = final_sigmas_type;
-    o.clipping = clipping();
-    return o;
-  }
-  LMSOptions lms_options(int num_inference_steps) const {
-    LMSOptions o;
-    o.num_inference_steps = num_inference_steps;
-    o.timestep_spacing = timestep_spacing;
-    o.steps_offset = steps_offset;
-    o.sigma_spacing = sigma_spacing();
-    o.final_sigma = final_sigmas_type;
-    o.clipping = clipping();
-    return o;
-  }
   PNDMOptions pndm_options(int num_inference_steps) const {
     PNDMOptions o;
     o.num_inference_steps = num_inference_steps;
@@ -490,8 +460,11 @@ struct DiffusersSchedulerConfig {
     o.set_alpha_to_one = set_alpha_to_one;
     return o;
   }
-  DPMPPSDEOptions dpmpp_sde_options(int num_inference_steps) const {
-    DPMPPSDEOptions o;
+  /// The options of the samplers on EulerDiscreteScheduler's sigma grid (Euler, Euler ancestral, Heun, LMS,
+  /// DPM2, DPM2 ancestral, DPM++ SDE): N, spacing, offset, sigma ramp, final sigma and bounds.
+  template <class Options>
+  Options sigma_grid_options(int num_inference_steps) const {
+    Options o;
     o.num_inference_steps = num_inference_steps;
     o.timestep_spacing = timestep_spacing;
     o.steps_offset = steps_offset;
@@ -516,16 +489,6 @@ struct DiffusersSchedulerConfig {
     o.clipping = predict_x0 ? clipping() : Clipping::none();
     return o;
   }
-  DPM2Options dpm2_options(int num_inference_steps) const {
-    DPM2Options o;
-    o.num_inference_steps = num_inference_steps;
-    o.timestep_spacing = timestep_spacing;
-    o.steps_offset = steps_offset;
-    o.sigma_spacing = sigma_spacing();
-    o.final_sigma = final_sigmas_type;
-    o.clipping = clipping();
-    return o;
-  }
 
   /// The sampler of scheduler_class over `schedule` for N steps (diffusers' set_timesteps(N); for Heun and
   /// KDPM2, N noise intervals of two model calls). Throws ddpm::invalid_argument as the sampler's
@@ -538,17 +501,17 @@ struct DiffusersSchedulerConfig {
       case SchedulerClass::ddim: return AnySampler<S>(std::in_place_index<1>, std::move(schedule), ddim_options(n));
       case SchedulerClass::dpm_solver_multistep:
         return AnySampler<S>(std::in_place_index<2>, std::move(schedule), dpm_solver_options(n));
-      case SchedulerClass::euler: return AnySampler<S>(std::in_place_index<3>, std::move(schedule), euler_options(n));
+      case SchedulerClass::euler: return AnySampler<S>(std::in_place_index<3>, std::move(schedule), sigma_grid_options<EulerOptions>(n));
       case SchedulerClass::euler_ancestral:
-        return AnySampler<S>(std::in_place_index<4>, std::move(schedule), euler_options(n));
-      case SchedulerClass::heun: return AnySampler<S>(std::in_place_index<5>, std::move(schedule), heun_options(n));
-      case SchedulerClass::lms: return AnySampler<S>(std::in_place_index<6>, std::move(schedule), lms_options(n));
-      case SchedulerClass::kdpm2: return AnySampler<S>(std::in_place_index<7>, std::move(schedule), dpm2_options(n));
+        return AnySampler<S>(std::in_place_index<4>, std::move(schedule), sigma_grid_options<EulerOptions>(n));
+      case SchedulerClass::heun: return AnySampler<S>(std::in_place_index<5>, std::move(schedule), sigma_grid_options<HeunOptions>(n));
+      case SchedulerClass::lms: return AnySampler<S>(std::in_place_index<6>, std::move(schedule), sigma_grid_options<LMSOptions>(n));
+      case SchedulerClass::kdpm2: return AnySampler<S>(std::in_place_index<7>, std::move(schedule), sigma_grid_options<DPM2Options>(n));
       case SchedulerClass::kdpm2_ancestral:
-        return AnySampler<S>(std::in_place_index<8>, std::move(schedule), dpm2_options(n));
+        return AnySampler<S>(std::in_place_index<8>, std::move(schedule), sigma_grid_options<DPM2Options>(n));
       case SchedulerClass::pndm: return AnySampler<S>(std::in_place_index<9>, std::move(schedule), pndm_options(n));
       case SchedulerClass::dpm_solver_sde:
-        return AnySampler<S>(std::in_place_index<10>, std::move(schedule), dpmpp_sde_options(n));
+        return AnySampler<S>(std::in_place_index<10>, std::move(schedule), sigma_grid_options<DPMPPSDEOptions>(n));
       case SchedulerClass::unipc: return AnySampler<S>(std::in_place_index<11>, std::move(schedule), unipc_options(n));
     }
     ddpm::detail::throw_invalid_argument("ddpm::io::DiffusersSchedulerConfig::make_sampler: scheduler_class is " +
