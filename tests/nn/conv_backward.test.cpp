@@ -532,7 +532,8 @@ TEST_CASE("Direct 3x3 kernel: forward, d_x and d_W within the float error bound 
       {5, 11, 3, 3, 1, Padding2d::same(1), 3, 4, 4},   {6, 5, 3, 3, 1, Padding2d::same(1), 3, 6, 8},
       {7, 13, 3, 3, 1, Padding2d::same(1), 2, 5, 16},  {3, 9, 3, 3, 1, Padding2d::same(1), 1, 3, 32},
       {4, 3, 3, 3, 1, Padding2d::same(1), 2, 2, 64},   {32, 24, 3, 3, 1, Padding2d::same(1), 3, 16, 16},
-      {70, 60, 3, 3, 1, Padding2d::same(1), 1, 4, 8},  // d_x direct, d_W beyond the direct kernel's bound: im2col
+      {70, 60, 3, 3, 1, Padding2d::same(1), 1, 4, 8},   // d_W direct past 64 x 64 channels (bound 128 x 64)
+      {100, 90, 3, 3, 1, Padding2d::same(1), 1, 4, 8},  // d_x direct, d_W beyond the direct kernel's bound: im2col
   };
   std::uint64_t seed = 9300;
   for (const Shape& shape : shapes) {

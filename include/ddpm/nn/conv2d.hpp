@@ -313,7 +313,7 @@ class Conv2d {
 
   /// Whether the convolution of h x w images runs the direct 3x3 kernel (nn/detail/direct_conv3x3.hpp) where
   /// it does not run Winograd, forward and backward: a 3x3 kernel of stride 1 and padding 1, float, the
-  /// automatic algorithm, compiled for AVX-512, in_channels * out_channels at most 128 * 128 (64 * 64 for the
+  /// automatic algorithm, compiled for AVX-512, in_channels * out_channels at most 128 * 128 (128 * 64 for the
   /// weight gradient), and images that detail::direct3x3_applies accepts (w one of 4, 8, 16, 32, 64; h * w a
   /// multiple of 16 up to 4096 pixels). Elsewhere im2col + GEMM.
   bool uses_direct3x3(Eigen::Index h, Eigen::Index w) const {

@@ -50,9 +50,10 @@ inline constexpr Eigen::Index kDirectGradChunk = 128;
 /// (or Winograd) is faster (measured on Emerald Rapids: 256 -> 256 on 16 x 16 or smaller images 0.3-0.6x of
 /// im2col's speed, 128 -> 128 0.97-1.03x, 64 -> 64 1.3-1.9x, 32 -> 32 1.7x, 128 -> 3 5.8x).
 inline constexpr Eigen::Index kDirectMaxChannelProduct = 128 * 128;
-/// The same bound for the weight gradient (measured: 32 -> 32 on 16 x 16 1.6x, 64 -> 64 on 8 x 8 1.0x,
-/// 128 -> 128 and wider 0.2-0.8x of im2col's speed).
-inline constexpr Eigen::Index kDirectGradMaxChannelProduct = 64 * 64;
+/// The same bound for the weight gradient. Measured on Emerald Rapids, 1 thread, the whole backward pass of
+/// the layer with the direct weight gradient against im2col + GEMM: 128 -> 64 and 96 -> 64 on 8 x 8 (batch
+/// 64) 1.26x, 64 -> 128 on 8 x 8 1.04x, 128 -> 128 on 16 x 16 (batch 32) 1.01x, on 32 x 32 (batch 8) 0.93x.
+inline constexpr Eigen::Index kDirectGradMaxChannelProduct = 128 * 64;
 
 /// Whether the direct kernels compute a 3x3, stride-1, padding-1 convolution of scalar S on h x w images:
 /// float, compiled for AVX-512, w one of 4, 8, 16, 32, 64 (each a compiled kernel: the taps' offsets are
@@ -243,7 +244,10 @@ inline void direct3x3_grad_tile(const float* dy, Eigen::Index plane, const float
       for (int c = 0; c < CB; ++c) d[c] = _mm512_loadu_ps(dy + c * plane + 16 * j);
       DDPM_DIRECT_UNROLL
       for (int t = 0; t < 9; ++t) {
-        const __m512 v = direct_load(x, 16 * j + tap_shift<W>(t), mask[t]);
+        __m512 v = direct_load(x, 16 * j + tap_shift<W>(t), mask[t]);
+        // Keep v in a register: for an unmasked tap the compiler otherwise folds the load into each of the
+        // CB multiply-adds, loading it CB times (the load ports, not the FMA units, then set the pace).
+        __asm__("" : "+v"(v));
         DDPM_DIRECT_UNROLL
         for (int c = 0; c < CB; ++c) acc[c][t] = _mm512_fmadd_ps(d[c], v, acc[c][t]);
       }
@@ -316,18 +320,19 @@ inline void direct3x3_weight_grad(Workspace<float>& ctx, FeatureMap<const float>
     ctx.parallel_for(M, [&](Eigen::Index m0, Eigen::Index m1, int) {
       for (Eigen::Index n0 = 0; n0 < x.batch; n0 += images) {
         const Eigen::Index n1 = std::min(x.batch, n0 + images);
-        for (Eigen::Index i = 0; i < I; ++i) {
-          const float* xi = x.data + i * plane;
-          float* dwi = d_w + 9 * i;
-          Eigen::Index m = m0;
-          for (; m1 - m >= 5 || m1 - m == 3; m += 3) {
-            direct3x3_grad_tile<W, 3>(dy.data + m * plane, plane, xi, taps, n0, n1, dwi + m * K, K, alpha);
+        // For each tile of output channels, every input channel in turn: the tile's rows of dy stay in the
+        // L1 cache while the input channels stream past.
+        auto tiles = [&](auto cb, Eigen::Index m) {
+          constexpr int CB = decltype(cb)::value;
+          for (Eigen::Index i = 0; i < I; ++i) {
+            direct3x3_grad_tile<W, CB>(dy.data + m * plane, plane, x.data + i * plane, taps, n0, n1,
+                                       d_w + m * K + 9 * i, K, alpha);
           }
-          for (; m + 2 <= m1; m += 2) {
-            direct3x3_grad_tile<W, 2>(dy.data + m * plane, plane, xi, taps, n0, n1, dwi + m * K, K, alpha);
-          }
-          if (m < m1) direct3x3_grad_tile<W, 1>(dy.data + m * plane, plane, xi, taps, n0, n1, dwi + m * K, K, alpha);
-        }
+        };
+        Eigen::Index m = m0;
+        for (; m1 - m >= 5 || m1 - m == 3; m += 3) tiles(std::integral_constant<int, 3>{}, m);
+        for (; m + 2 <= m1; m += 2) tiles(std::integral_constant<int, 2>{}, m);
+        if (m < m1) tiles(std::integral_constant<int, 1>{}, m);
       }
     });
   });
