@@ -51,7 +51,7 @@ struct DPMSolverOptions {
   int solver_order = 2;
   /// The second-order update (also the second step of a third-order run).
   SolverType solver_type = SolverType::midpoint;
-  /// diffusers' algorithm_type. dpmsolver and sde_dpmsolver need final_sigma = FinalSigma::sigma_min (as in
+  /// diffusers' algorithm_type. dpmsolver and sde_dpmsolver need grid.final_sigma = FinalSigma::sigma_min (as
   /// diffusers); the sde ones draw noise (a noise source or tensor at every step but a last one to sigma 0).
   DPMSolverAlgorithm algorithm_type = DPMSolverAlgorithm::dpmsolver_pp;
   /// Use first order for the last step when N < 15 (always when the last sigma is 0), and at most second
