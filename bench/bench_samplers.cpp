@@ -94,73 +94,74 @@ void time_steps(benchmark::State& state, Sampler& sampler, Noise&& noise, int te
 
 // DDPM (fixed_small variance), the noise from a NoiseSource.
 void BM_DDPM_Step(benchmark::State& state) {
-  ddpm::DDPMSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::DDPMSampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}});
   ddpm::NoiseSource noise(7);
   time_steps(state, sampler, noise, 3);
 }
 
 // DDIM with eta = 0: deterministic, no noise drawn.
 void BM_DDIM_Eta0_Step(benchmark::State& state) {
-  ddpm::DDIMSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps, .eta = 0.0});
+  ddpm::DDIMSampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}, .eta = 0.0});
   time_steps(state, sampler, ddpm::no_noise, 3);
 }
 
 // DDIM with eta = 0, asking for the predicted x0 too (sampler.step(i, output, x, noise, x0)): one more tensor
 // written.
 void BM_DDIM_Eta0_StepWithX0(benchmark::State& state) {
-  ddpm::DDIMSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps, .eta = 0.0});
+  ddpm::DDIMSampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}, .eta = 0.0});
   time_steps(state, sampler, ddpm::no_noise, 4, true);
 }
 
 // DDIM with eta = 1: DDPM's variance, the noise from a NoiseSource.
 void BM_DDIM_Eta1_Step(benchmark::State& state) {
-  ddpm::DDIMSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps, .eta = 1.0});
+  ddpm::DDIMSampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}, .eta = 1.0});
   ddpm::NoiseSource noise(7);
   time_steps(state, sampler, noise, 3);
 }
 
 // DDIM with eta = 1, the noise from a PerImageNoiseSource (one stream per image, also fused into the pass).
 void BM_DDIM_Eta1_Step_PerImage(benchmark::State& state) {
-  ddpm::DDIMSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps, .eta = 1.0});
+  ddpm::DDIMSampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}, .eta = 1.0});
   ddpm::PerImageNoiseSource noise(7);
   time_steps(state, sampler, noise, 3);
 }
 
 // DPM-Solver++(2M), midpoint: also reads the previous x0 and keeps this one.
 void BM_DPMSolver2M_Step(benchmark::State& state) {
-  ddpm::DPMSolverMultistepSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::DPMSolverMultistepSampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}});
   time_steps(state, sampler, ddpm::no_noise, 5);
 }
 
 // DPM-Solver++(3M): reads the two previous x0 (one of them overwritten with this one).
 void BM_DPMSolver3M_Step(benchmark::State& state) {
-  ddpm::DPMSolverMultistepSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps, .solver_order = 3});
+  ddpm::DPMSolverMultistepSampler<float> sampler(schedule(),
+                                                 {.grid = {.num_inference_steps = kRunSteps}, .solver_order = 3});
   time_steps(state, sampler, ddpm::no_noise, 6);
 }
 
 // DPM++ 2M SDE (k-diffusion's; diffusers' sde-dpmsolver++ has the same step): the previous x0 read, this
 // x0 kept, the noise from a NoiseSource.
 void BM_DPMPP2MSDE_Step(benchmark::State& state) {
-  ddpm::DPMPP2MSDESampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::DPMPP2MSDESampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}});
   ddpm::NoiseSource noise(7);
   time_steps(state, sampler, noise, 5);
 }
 
 // DPM++ 3M SDE: the two previous x0 read, the noise from a NoiseSource.
 void BM_DPMPP3MSDE_Step(benchmark::State& state) {
-  ddpm::DPMPP3MSDESampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::DPMPP3MSDESampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}});
   ddpm::NoiseSource noise(7);
   time_steps(state, sampler, noise, 6);
 }
 
 void BM_Euler_Step(benchmark::State& state) {
-  ddpm::EulerSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::EulerSampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}});
   time_steps(state, sampler, ddpm::no_noise, 3);
 }
 
 // Euler ancestral, the noise from a NoiseSource.
 void BM_EulerAncestral_Step(benchmark::State& state) {
-  ddpm::EulerAncestralSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::EulerAncestralSampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}});
   ddpm::NoiseSource noise(7);
   time_steps(state, sampler, noise, 3);
 }
@@ -168,46 +169,46 @@ void BM_EulerAncestral_Step(benchmark::State& state) {
 // Heun: each step is one stage (two per interval, alternating); reads x, the output and the stage-1 x0,
 // writes x and x0 (the history), as DPM-Solver++(2M).
 void BM_Heun_Step(benchmark::State& state) {
-  ddpm::HeunSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::HeunSampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}});
   time_steps(state, sampler, ddpm::no_noise, 5);
 }
 
 // LMS, order 4: x read and written, the output, x0 written and read back, three derivatives read, one written
 // (two passes: x0 first, then the combination).
 void BM_LMS_Step(benchmark::State& state) {
-  ddpm::LMSSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::LMSSampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}});
   time_steps(state, sampler, ddpm::no_noise, 9);
 }
 
 // PLMS (PNDM with skip_prk_steps, as Stable Diffusion): all but the first two steps are fourth-order
 // Adams-Bashforth: x read and written, the output read and kept (copied), three earlier outputs read.
 void BM_PLMS_Step(benchmark::State& state) {
-  ddpm::PNDMSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps, .skip_prk_steps = true});
+  ddpm::PNDMSampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}, .skip_prk_steps = true});
   time_steps(state, sampler, ddpm::no_noise, 7);
 }
 
 // UniPC (diffusers' defaults: bh2, order 2, the corrector on): x, the output, the previous corrected sample
 // and the two previous outputs read; x, the corrected sample and this output written (8 tensors).
 void BM_UniPC_Step(benchmark::State& state) {
-  ddpm::UniPCSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::UniPCSampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}});
   time_steps(state, sampler, ddpm::no_noise, 8);
 }
 
 // DPM2 (stages alternate, as Heun).
 void BM_DPM2_Step(benchmark::State& state) {
-  ddpm::DPM2Sampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::DPM2Sampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}});
   time_steps(state, sampler, ddpm::no_noise, 5);
 }
 
 // DPM2 ancestral and DPM++ 2S ancestral: stage 2 also draws the noise from a NoiseSource.
 void BM_DPM2Ancestral_Step(benchmark::State& state) {
-  ddpm::DPM2AncestralSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::DPM2AncestralSampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}});
   ddpm::NoiseSource noise(7);
   time_steps(state, sampler, noise, 5);
 }
 
 void BM_DPMPP2SAncestral_Step(benchmark::State& state) {
-  ddpm::DPMPP2SAncestralSampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::DPMPP2SAncestralSampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}});
   ddpm::NoiseSource noise(7);
   time_steps(state, sampler, noise, 5);
 }
@@ -216,7 +217,7 @@ void BM_DPMPP2SAncestral_Step(benchmark::State& state) {
 // alone, as the PyTorch row): stage 1 reads x, the output and z and writes x and the kept start; stage 2
 // reads x, the output, the start and z and writes x.
 void BM_DPMPPSDE_Step(benchmark::State& state) {
-  ddpm::DPMPPSDESampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::DPMPPSDESampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}});
   const auto z = filled(shape_of(state), 3);
   time_steps(state, sampler, z, 5);
 }
@@ -224,7 +225,7 @@ void BM_DPMPPSDE_Step(benchmark::State& state) {
 // The same with the increments from the Brownian tree of a NoiseSource's seed (the default tolerance 1e-6:
 // depth 28 over sigma in [0.0100, 157.4], up to 57 node normals per element and step, made in double).
 void BM_DPMPPSDE_Step_Brownian(benchmark::State& state) {
-  ddpm::DPMPPSDESampler<float> sampler(schedule(), {.num_inference_steps = kRunSteps});
+  ddpm::DPMPPSDESampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kRunSteps}});
   ddpm::NoiseSource noise(7);
   time_steps(state, sampler, noise, 5);
 }
@@ -271,7 +272,7 @@ void BM_SampleLoop_Overhead(benchmark::State& state) {
   const Shape s = shape_of(state);
   const auto output = filled(s, 1);
   const auto x_T = filled(s, 2);
-  ddpm::DDIMSampler<float> sampler(schedule(), {.num_inference_steps = kLoopSteps});
+  ddpm::DDIMSampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kLoopSteps}});
   auto model = [&output](const ddpm::Tensor<float, 4>&, int) -> const ddpm::Tensor<float, 4>& { return output; };
   time_loop(state, [&] {
     ddpm::Tensor<float, 4> x = ddpm::sample(sampler, model, x_T, ddpm::no_noise);
@@ -284,7 +285,7 @@ void BM_SampleLoop_ByHand(benchmark::State& state) {
   const Shape s = shape_of(state);
   const auto output = filled(s, 1);
   const auto x_T = filled(s, 2);
-  ddpm::DDIMSampler<float> sampler(schedule(), {.num_inference_steps = kLoopSteps});
+  ddpm::DDIMSampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kLoopSteps}});
   auto model = [&output](const ddpm::Tensor<float, 4>&, int) -> const ddpm::Tensor<float, 4>& { return output; };
   time_loop(state, [&] {
     ddpm::Tensor<float, 4> x = x_T;
@@ -302,7 +303,7 @@ void BM_SampleLoop_StepsOnly(benchmark::State& state) {
   const Shape s = shape_of(state);
   const auto output = filled(s, 1);
   const auto x_T = filled(s, 2);
-  ddpm::DDIMSampler<float> sampler(schedule(), {.num_inference_steps = kLoopSteps});
+  ddpm::DDIMSampler<float> sampler(schedule(), {.grid = {.num_inference_steps = kLoopSteps}});
   time_loop(state, [&] {
     ddpm::Tensor<float, 4> x = x_T;
     sampler.reset();

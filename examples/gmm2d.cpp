@@ -397,48 +397,54 @@ int main(int argc, char** argv) {
     runs.push_back(exact_run(target, n, ddpm::NoiseSource(seed, kExactOffset)));
     runs.push_back(
         run_sampler("DDPM", ddpm::DDPMSampler<float>(schedule, {}), model, x_T, ddpm::PerImageNoiseSource(step_noise)));
-    runs.push_back(run_sampler("DDIM", ddpm::DDIMSampler<float>(schedule, {.num_inference_steps = 50}), model, x_T,
-                               ddpm::no_noise));
-    runs.push_back(run_sampler("DDIM", ddpm::DDIMSampler<float>(schedule, {.num_inference_steps = 10}), model, x_T,
-                               ddpm::no_noise));
-    runs.push_back(run_sampler("DPM-Solver++",
-                               ddpm::DPMSolverMultistepSampler<float>(schedule, {.num_inference_steps = 20}), model,
+    runs.push_back(run_sampler("DDIM", ddpm::DDIMSampler<float>(schedule, {.grid = {.num_inference_steps = 50}}), model,
+                               x_T, ddpm::no_noise));
+    runs.push_back(run_sampler("DDIM", ddpm::DDIMSampler<float>(schedule, {.grid = {.num_inference_steps = 10}}), model,
                                x_T, ddpm::no_noise));
     runs.push_back(run_sampler("DPM-Solver++",
-                               ddpm::DPMSolverMultistepSampler<float>(schedule, {.num_inference_steps = 10}), model,
-                               x_T, ddpm::no_noise));
-    runs.push_back(run_sampler("Euler", ddpm::EulerSampler<float>(schedule, {.num_inference_steps = 50}), model, x_T,
-                               ddpm::no_noise));
+                               ddpm::DPMSolverMultistepSampler<float>(schedule, {.grid = {.num_inference_steps = 20}}),
+                               model, x_T, ddpm::no_noise));
+    runs.push_back(run_sampler("DPM-Solver++",
+                               ddpm::DPMSolverMultistepSampler<float>(schedule, {.grid = {.num_inference_steps = 10}}),
+                               model, x_T, ddpm::no_noise));
+    runs.push_back(run_sampler("Euler", ddpm::EulerSampler<float>(schedule, {.grid = {.num_inference_steps = 50}}),
+                               model, x_T, ddpm::no_noise));
     runs.push_back(run_sampler("Euler ancestral",
-                               ddpm::EulerAncestralSampler<float>(schedule, {.num_inference_steps = 50}), model, x_T,
-                               ddpm::PerImageNoiseSource(step_noise)));
-    runs.push_back(run_sampler("UniPC", ddpm::UniPCSampler<float>(schedule, {.num_inference_steps = 10}), model, x_T,
-                               ddpm::no_noise));
-    runs.push_back(run_sampler("DPM-Solver++ 3M",
-                               ddpm::DPMSolverMultistepSampler<float>(schedule, {.num_inference_steps = 10, .solver_order = 3}),
+                               ddpm::EulerAncestralSampler<float>(schedule, {.grid = {.num_inference_steps = 50}}),
+                               model, x_T, ddpm::PerImageNoiseSource(step_noise)));
+    runs.push_back(run_sampler("UniPC", ddpm::UniPCSampler<float>(schedule, {.grid = {.num_inference_steps = 10}}),
                                model, x_T, ddpm::no_noise));
-    runs.push_back(run_sampler("Heun", ddpm::HeunSampler<float>(schedule, {.num_inference_steps = 10}), model, x_T,
-                               ddpm::no_noise));
-    runs.push_back(run_sampler("LMS", ddpm::LMSSampler<float>(schedule, {.num_inference_steps = 20}), model, x_T,
-                               ddpm::no_noise));
-    runs.push_back(run_sampler("PLMS", ddpm::PNDMSampler<float>(schedule, {.num_inference_steps = 20, .skip_prk_steps = true}),
-                               model, x_T, ddpm::no_noise));
-    runs.push_back(run_sampler("DPM2", ddpm::DPM2Sampler<float>(schedule, {.num_inference_steps = 10}), model, x_T,
-                               ddpm::no_noise));
-    runs.push_back(run_sampler("DPM2 a", ddpm::DPM2AncestralSampler<float>(schedule, {.num_inference_steps = 10}), model,
-                               x_T, ddpm::PerImageNoiseSource(step_noise)));
+    runs.push_back(run_sampler(
+        "DPM-Solver++ 3M",
+        ddpm::DPMSolverMultistepSampler<float>(schedule, {.grid = {.num_inference_steps = 10}, .solver_order = 3}),
+        model, x_T, ddpm::no_noise));
+    runs.push_back(run_sampler("Heun", ddpm::HeunSampler<float>(schedule, {.grid = {.num_inference_steps = 10}}), model,
+                               x_T, ddpm::no_noise));
+    runs.push_back(run_sampler("LMS", ddpm::LMSSampler<float>(schedule, {.grid = {.num_inference_steps = 20}}), model,
+                               x_T, ddpm::no_noise));
+    runs.push_back(run_sampler(
+        "PLMS", ddpm::PNDMSampler<float>(schedule, {.grid = {.num_inference_steps = 20}, .skip_prk_steps = true}),
+        model, x_T, ddpm::no_noise));
+    runs.push_back(run_sampler("DPM2", ddpm::DPM2Sampler<float>(schedule, {.grid = {.num_inference_steps = 10}}), model,
+                               x_T, ddpm::no_noise));
+    runs.push_back(run_sampler("DPM2 a",
+                               ddpm::DPM2AncestralSampler<float>(schedule, {.grid = {.num_inference_steps = 10}}),
+                               model, x_T, ddpm::PerImageNoiseSource(step_noise)));
     runs.push_back(run_sampler("DPM++ 2S a",
-                               ddpm::DPMPP2SAncestralSampler<float>(schedule, {.num_inference_steps = 10}), model, x_T,
-                               ddpm::PerImageNoiseSource(step_noise)));
-    runs.push_back(run_sampler("DPM++ SDE K",
-                               ddpm::DPMPPSDESampler<float>(schedule, {.num_inference_steps = 10, .use_karras_sigmas = true}),
+                               ddpm::DPMPP2SAncestralSampler<float>(schedule, {.grid = {.num_inference_steps = 10}}),
                                model, x_T, ddpm::PerImageNoiseSource(step_noise)));
-    runs.push_back(run_sampler("DPM++ 2M SDE K",
-                               ddpm::DPMPP2MSDESampler<float>(schedule, {.num_inference_steps = 20, .use_karras_sigmas = true}),
-                               model, x_T, ddpm::PerImageNoiseSource(step_noise)));
-    runs.push_back(run_sampler("DPM++ 3M SDE K",
-                               ddpm::DPMPP3MSDESampler<float>(schedule, {.num_inference_steps = 20, .use_karras_sigmas = true}),
-                               model, x_T, ddpm::PerImageNoiseSource(step_noise)));
+    runs.push_back(run_sampler(
+        "DPM++ SDE K",
+        ddpm::DPMPPSDESampler<float>(schedule, {.grid = {.num_inference_steps = 10, .use_karras_sigmas = true}}), model,
+        x_T, ddpm::PerImageNoiseSource(step_noise)));
+    runs.push_back(run_sampler(
+        "DPM++ 2M SDE K",
+        ddpm::DPMPP2MSDESampler<float>(schedule, {.grid = {.num_inference_steps = 20, .use_karras_sigmas = true}}),
+        model, x_T, ddpm::PerImageNoiseSource(step_noise)));
+    runs.push_back(run_sampler(
+        "DPM++ 3M SDE K",
+        ddpm::DPMPP3MSDESampler<float>(schedule, {.grid = {.num_inference_steps = 20, .use_karras_sigmas = true}}),
+        model, x_T, ddpm::PerImageNoiseSource(step_noise)));
 
     // Score every run against one fresh exact sample, stratified over the components (exactly n w_k
     // points from component k, within 1) so that its own component counts add no noise.

@@ -120,26 +120,26 @@ Batch sample_range(const Options& o, Model& model, const ddpm::NoiseSchedule<flo
                    Eigen::Index count) {
   const auto clip = ddpm::Clipping::clip();
   if (o.sampler == "ddpm") {
-    ddpm::DDPMSampler<float> s(schedule, {.num_inference_steps = o.steps, .clipping = clip});
+    ddpm::DDPMSampler<float> s(schedule, {.grid = {.num_inference_steps = o.steps}, .clipping = clip});
     return run_batch(s, model, o.seed, first, count);
   }
   if (o.sampler == "ddim") {
-    ddpm::DDIMSampler<float> s(schedule, {.num_inference_steps = o.steps, .eta = o.eta, .clipping = clip});
+    ddpm::DDIMSampler<float> s(schedule, {.grid = {.num_inference_steps = o.steps}, .eta = o.eta, .clipping = clip});
     return run_batch(s, model, o.seed, first, count);
   }
   if (o.sampler == "euler") {
-    ddpm::EulerSampler<float> s(schedule, {.num_inference_steps = o.steps});
+    ddpm::EulerSampler<float> s(schedule, {.grid = {.num_inference_steps = o.steps}});
     return run_batch(s, model, o.seed, first, count);
   }
   if (o.sampler == "euler_a") {
-    ddpm::EulerAncestralSampler<float> s(schedule, {.num_inference_steps = o.steps});
+    ddpm::EulerAncestralSampler<float> s(schedule, {.grid = {.num_inference_steps = o.steps}});
     return run_batch(s, model, o.seed, first, count);
   }
   if (o.sampler == "heun") {
-    ddpm::HeunSampler<float> s(schedule, {.num_inference_steps = o.steps});
+    ddpm::HeunSampler<float> s(schedule, {.grid = {.num_inference_steps = o.steps}});
     return run_batch(s, model, o.seed, first, count);
   }
-  ddpm::DPMSolverMultistepSampler<float> s(schedule, {.num_inference_steps = o.steps});
+  ddpm::DPMSolverMultistepSampler<float> s(schedule, {.grid = {.num_inference_steps = o.steps}});
   return run_batch(s, model, o.seed, first, count);
 }
 

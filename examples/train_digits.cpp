@@ -148,7 +148,7 @@ Evaluation evaluate(ddpm::nn::UNet2D<float>& ema, const ddpm::NoiseSchedule<floa
   doubled_labels.insert(doubled_labels.end(), requested.begin(), requested.end());
   auto both = [&](const Batch& x, int t) { return ema(x, t, std::span<const int>(doubled_labels)); };
   ddpm::BatchedClassifierFreeGuidance guided(both, kGuidance);
-  ddpm::DDIMSampler<float> sampler(schedule, {.num_inference_steps = 50, .clipping = ddpm::Clipping::clip()});
+  ddpm::DDIMSampler<float> sampler(schedule, {.grid = {.num_inference_steps = 50}, .clipping = ddpm::Clipping::clip()});
   ddpm::PerImageNoiseSource noise(seed);  // image i's noise depends only on (seed, i), not on the batch
   Batch x_T(kClasses * kPerClass, 1, 8, 8);
   noise(x_T);

@@ -82,10 +82,10 @@ TEMPLATE_TEST_CASE("TorchGenerator end to end: ddpm's DDPM and DDIM samplers rep
         Tensor<S, 4> x_T = ddpm::randn_tensor<S, 4>(shape, noise);  // the pipeline's first draw
         Tensor<S, 4> x0;
         if (kind == "ddpm") {
-          ddpm::DDPMSampler<S> sampler(schedule, {.num_inference_steps = 10});
+          ddpm::DDPMSampler<S> sampler(schedule, {.grid = {.num_inference_steps = 10}});
           x0 = ddpm::sample(sampler, unet, std::move(x_T), noise);
         } else {
-          ddpm::DDIMSampler<S> sampler(schedule, {.num_inference_steps = 10, .eta = 0.5});
+          ddpm::DDIMSampler<S> sampler(schedule, {.grid = {.num_inference_steps = 10}, .eta = 0.5});
           x0 = ddpm::sample(sampler, unet, std::move(x_T), noise);
           // diffusers' DDIMScheduler draws at the last step too (and multiplies that noise by 0); ddpm's
           // DDIMSampler does not. Drawing it here leaves the generator where the PyTorch loop left it.

@@ -208,7 +208,7 @@ TEST_CASE("UNet2D is an epsilon predictor and drops into sample()", "[nn][unet2d
   UNet2D<double> model = UNet2D<double>::from_pretrained(fixture("tiny_legacy"));
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
   ddpm::DDIMOptions options;
-  options.num_inference_steps = 3;
+  options.grid.num_inference_steps = 3;
   ddpm::DDIMSampler<double> sampler(schedule, options);
   const ddpm::Tensor<double, 4> x_T = nn_test::random_images<double>(2, 3, 16, 16, 11);
   std::vector<int> seen;

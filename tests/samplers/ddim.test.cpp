@@ -60,7 +60,8 @@ TEMPLATE_TEST_CASE("DDIMSampler steps match the reference fixtures", "[samplers]
       CHECK(worst_error(x, numbers(c.at("x_prev"))) <= step_tol<S>);
       CHECK(worst_error(x0, numbers(c.at("x0"))) <= step_tol<S>);
     }
-    ddpm::DDIMSampler<S> sampler(zs, {.num_inference_steps = 10, .timestep_spacing = ddpm::TimestepSpacing::trailing});
+    ddpm::DDIMSampler<S> sampler(
+        zs, {.grid = {.num_inference_steps = 10, .timestep_spacing = ddpm::TimestepSpacing::trailing}});
     Tensor<S, 4> x = x_in;
     CHECK_THROWS_WITH(sampler.step(0, x_in, x, ddpm::no_noise), Catch::Contains("zero terminal SNR"));
   }
@@ -70,7 +71,7 @@ TEST_CASE("DDIMSampler with eta = 1 over every timestep is the DDPM posterior st
   // sigma^2 = (1 - ab_prev) / (1 - ab) (1 - ab / ab_prev) is DDPM's posterior variance, and then
   // sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps is the posterior mean (Song et al. 2021, Eq. (16)).
   const auto schedule = ddpm::NoiseSchedule<double>::linear(200);
-  ddpm::DDIMSampler<double> ddim(schedule, {.num_inference_steps = 200, .eta = 1.0});
+  ddpm::DDIMSampler<double> ddim(schedule, {.grid = {.num_inference_steps = 200}, .eta = 1.0});
   ddpm::DDPMSampler<double> ddpm_s(schedule);
   Tensor<double, 2> x(4, 3), eps(4, 3), z(4, 3);
   ddpm::NoiseSource rng(3);
@@ -103,8 +104,9 @@ TEMPLATE_TEST_CASE("DDIMSampler, eta = 1 at a zero-terminal-SNR step: x0 and noi
   rng(z);
   for (int N : {2, 3, 7, 10, 25, 50, 100, 999}) {
     INFO("N = " << N);
-    ddpm::DDIMSampler<S> sampler(schedule,
-                                 {.num_inference_steps = N, .timestep_spacing = ddpm::TimestepSpacing::trailing, .eta = 1.0});
+    ddpm::DDIMSampler<S> sampler(
+        schedule,
+        {.grid = {.num_inference_steps = N, .timestep_spacing = ddpm::TimestepSpacing::trailing}, .eta = 1.0});
     REQUIRE(sampler.timesteps().front() == 999);
     const auto k = sampler.coefficients(0);
     REQUIRE(k.alpha_bar == 0.0);
@@ -125,7 +127,7 @@ TEMPLATE_TEST_CASE("DDIMSampler, eta = 1 at a zero-terminal-SNR step: x0 and noi
   // Elsewhere the new form is the direct one up to rounding (no cancellation there: eta < 1, alpha_bar > 0).
   const auto plain = ddpm::NoiseSchedule<double>::linear(1000);
   for (double eta : {0.0, 0.3, 1.0}) {
-    ddpm::DDIMSampler<double> s(plain, {.num_inference_steps = 20, .eta = eta});
+    ddpm::DDIMSampler<double> s(plain, {.grid = {.num_inference_steps = 20}, .eta = eta});
     for (int i = 0; i < 20; ++i) {
       const auto k = s.coefficients(i);
       const double direct = std::sqrt(std::max(1.0 - k.alpha_bar_prev - k.sigma * k.sigma, 0.0));
@@ -140,11 +142,11 @@ TEST_CASE("DDIMSampler: deterministic at eta = 0, noise only where sigma > 0", "
   Tensor<float, 2> x(3, 2), out(3, 2);
   x.setValues({{0.5f, -1.0f}, {2.0f, 0.1f}, {-0.3f, 0.7f}});
   out.setValues({{0.1f, 0.2f}, {-0.4f, 0.3f}, {0.9f, -0.8f}});
-  ddpm::DDIMSampler<float> det(schedule, {.num_inference_steps = 20});
+  ddpm::DDIMSampler<float> det(schedule, {.grid = {.num_inference_steps = 20}});
   Tensor<float, 2> a = x;
   CHECK_NOTHROW(det.step(4, out, a, ddpm::no_noise));
   ReplayNoise<float> source(std::vector<double>(60, 1.0), 6);
-  ddpm::DDIMSampler<float> noisy(schedule, {.num_inference_steps = 20, .eta = 0.3});
+  ddpm::DDIMSampler<float> noisy(schedule, {.grid = {.num_inference_steps = 20}, .eta = 0.3});
   Tensor<float, 2> b = x;
   CHECK_THROWS_WITH(noisy.step(4, out, b, ddpm::no_noise), Catch::Contains("no_noise"));
   noisy.step(4, out, b, source);
@@ -154,10 +156,10 @@ TEST_CASE("DDIMSampler: deterministic at eta = 0, noise only where sigma > 0", "
   CHECK(source.calls == 1);
   CHECK(noisy.coefficients(19).sigma == 0.0);
   // With set_alpha_to_one = false it goes to alpha_bar[0] and (from t = 49) sigma > 0.
-  ddpm::DDIMSampler<float> to_zero(schedule, {.num_inference_steps = 20,
-                                              .timestep_spacing = ddpm::TimestepSpacing::trailing,
-                                              .eta = 0.3,
-                                              .set_alpha_to_one = false});
+  ddpm::DDIMSampler<float> to_zero(
+      schedule, {.grid = {.num_inference_steps = 20, .timestep_spacing = ddpm::TimestepSpacing::trailing},
+                 .eta = 0.3,
+                 .set_alpha_to_one = false});
   REQUIRE(to_zero.timesteps().back() == 49);
   CHECK(to_zero.coefficients(19).alpha_bar_prev == schedule.alphas_cumprod_double()[0]);
   CHECK(to_zero.coefficients(19).sigma > 0.0);
@@ -168,7 +170,8 @@ TEST_CASE("DDIMSampler: deterministic at eta = 0, noise only where sigma > 0", "
 TEST_CASE("DDIMSampler steps to the next listed timestep, not t - T / N", "[samplers][ddim]") {
   // trailing, N = 7 of T = 1000: 999, 856, 713, ...; diffusers would step 999 -> 857 (diffusers issue 12633).
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  ddpm::DDIMSampler<double> s(schedule, {.num_inference_steps = 7, .timestep_spacing = ddpm::TimestepSpacing::trailing});
+  ddpm::DDIMSampler<double> s(
+      schedule, {.grid = {.num_inference_steps = 7, .timestep_spacing = ddpm::TimestepSpacing::trailing}});
   REQUIRE(s.timesteps()[1] == 856);
   CHECK(s.coefficients(0).alpha_bar_prev == schedule.alphas_cumprod_double()[856]);
   CHECK(s.coefficients(6).alpha_bar_prev == 1.0);
@@ -180,10 +183,10 @@ TEST_CASE("DDIMSampler rejects bad input", "[samplers][ddim]") {
   CHECK_THROWS_WITH(ddpm::DDIMSampler<double>(schedule, {.eta = 1.5}), Catch::Contains("eta is 1.5"));
   CHECK_THROWS_AS(ddpm::DDIMSampler<double>(schedule, {.eta = -0.1}), invalid_argument);
   CHECK_THROWS_AS(ddpm::DDIMSampler<double>(schedule, {.eta = NAN}), invalid_argument);
-  CHECK_THROWS_AS(ddpm::DDIMSampler<double>(schedule, {.num_inference_steps = 101}), invalid_argument);
-  CHECK_THROWS_AS(ddpm::DDIMSampler<double>(schedule, {.num_inference_steps = 0}), invalid_argument);
-  CHECK_THROWS_AS(ddpm::DDIMSampler<double>(schedule, {.timesteps = {3, 3}}), invalid_argument);
-  ddpm::DDIMSampler<double> s(schedule, {.num_inference_steps = 10});
+  CHECK_THROWS_AS(ddpm::DDIMSampler<double>(schedule, {.grid = {.num_inference_steps = 101}}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::DDIMSampler<double>(schedule, {.grid = {.num_inference_steps = 0}}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::DDIMSampler<double>(schedule, {.grid = {.timesteps = {3, 3}}}), invalid_argument);
+  ddpm::DDIMSampler<double> s(schedule, {.grid = {.num_inference_steps = 10}});
   Tensor<double, 2> x(2, 3), out(2, 3), bad(2, 4);
   x.setZero();
   out.setZero();
@@ -239,8 +242,9 @@ TEST_CASE("DDIMSampler: PreviousTimestep::diffusers equals listed for leading sp
   const std::vector<double>& ab = schedule.alphas_cumprod_double();
   for (int N : {1, 7, 10, 50, 333}) {
     for (int offset : {0, 1}) {
-      ddpm::DDIMSampler<double> a(schedule, {.num_inference_steps = N, .steps_offset = offset, .eta = 0.5});
-      ddpm::DDIMSampler<double> b(schedule, {.num_inference_steps = N, .steps_offset = offset, .eta = 0.5,
+      ddpm::DDIMSampler<double> a(schedule, {.grid = {.num_inference_steps = N, .steps_offset = offset}, .eta = 0.5});
+      ddpm::DDIMSampler<double> b(schedule, {.grid = {.num_inference_steps = N, .steps_offset = offset},
+                                             .eta = 0.5,
                                              .previous_timestep = ddpm::PreviousTimestep::diffusers});
       for (int i = 0; i < N; ++i) {
         CHECK(a.coefficients(i).alpha_bar_prev == b.coefficients(i).alpha_bar_prev);
@@ -249,15 +253,15 @@ TEST_CASE("DDIMSampler: PreviousTimestep::diffusers equals listed for leading sp
     }
   }
   // trailing, N = 7: 999 -> 857 (the list says 856); the last step 142 -> 0 goes to alpha_bar[0], not 1.
-  ddpm::DDIMSampler<double> t(schedule, {.num_inference_steps = 7,
-                                         .timestep_spacing = ddpm::TimestepSpacing::trailing,
-                                         .previous_timestep = ddpm::PreviousTimestep::diffusers});
+  ddpm::DDIMSampler<double> t(schedule,
+                              {.grid = {.num_inference_steps = 7, .timestep_spacing = ddpm::TimestepSpacing::trailing},
+                               .previous_timestep = ddpm::PreviousTimestep::diffusers});
   CHECK(t.coefficients(0).alpha_bar_prev == ab[857]);
   CHECK(t.coefficients(6).alpha_bar_prev == ab[0]);
   // linspace, N = 8: 143 -> 18, then 0 -> -125: below 0, the final alpha_bar (1, or alpha_bar[0]).
-  ddpm::DDIMSampler<double> l(schedule, {.num_inference_steps = 8,
-                                         .timestep_spacing = ddpm::TimestepSpacing::linspace,
-                                         .previous_timestep = ddpm::PreviousTimestep::diffusers});
+  ddpm::DDIMSampler<double> l(schedule,
+                              {.grid = {.num_inference_steps = 8, .timestep_spacing = ddpm::TimestepSpacing::linspace},
+                               .previous_timestep = ddpm::PreviousTimestep::diffusers});
   CHECK(l.coefficients(6).alpha_bar_prev == ab[18]);
   CHECK(l.coefficients(7).alpha_bar_prev == 1.0);
 }
@@ -266,7 +270,7 @@ TEST_CASE("DDIMSampler rejects a bad previous_timestep", "[samplers][ddim][diffu
   const auto schedule = ddpm::NoiseSchedule<double>::linear(100);
   CHECK_THROWS_WITH(ddpm::DDIMSampler<double>(schedule, {.previous_timestep = static_cast<ddpm::PreviousTimestep>(5)}),
                     Catch::Contains("previous_timestep is PreviousTimestep(5)"));
-  CHECK_THROWS_WITH(ddpm::DDIMSampler<double>(schedule, {.timesteps = {90, 50, 10},
+  CHECK_THROWS_WITH(ddpm::DDIMSampler<double>(schedule, {.grid = {.timesteps = {90, 50, 10}},
                                                          .previous_timestep = ddpm::PreviousTimestep::diffusers}),
                     Catch::Contains("previous_timestep is diffusers"));
 }

@@ -81,7 +81,8 @@ TEMPLATE_TEST_CASE("DDPMSampler under zero terminal SNR takes velocity and sampl
     CHECK(worst_error(x0, numbers(c.at("x0"))) <= step_tol<S>);
   }
   // eps does not determine x0 where alpha_bar = 0: a clear error, not NaN.
-  ddpm::DDPMSampler<S> sampler(schedule, {.num_inference_steps = 10, .timestep_spacing = ddpm::TimestepSpacing::trailing});
+  ddpm::DDPMSampler<S> sampler(
+      schedule, {.grid = {.num_inference_steps = 10, .timestep_spacing = ddpm::TimestepSpacing::trailing}});
   Tensor<S, 4> x = in.x;
   CHECK_THROWS_WITH(sampler.step(0, in.x, x, in.noise), Catch::Contains("zero terminal SNR"));
 }
@@ -115,7 +116,7 @@ TEST_CASE("DDPMSampler with every timestep and no clipping is Eq. (9) of docs/ma
 
 TEST_CASE("DDPMSampler: calling forms agree and noise is drawn only when used", "[samplers][ddpm]") {
   const auto schedule = ddpm::NoiseSchedule<float>::linear(1000);
-  ddpm::DDPMSampler<float> sampler(schedule, {.num_inference_steps = 10});
+  ddpm::DDPMSampler<float> sampler(schedule, {.grid = {.num_inference_steps = 10}});
   Tensor<float, 3> x(2, 3, 4), out(2, 3, 4), z(2, 3, 4);
   ddpm::NoiseSource rng(11);
   rng(x);
@@ -151,10 +152,10 @@ TEST_CASE("DDPMSampler: calling forms agree and noise is drawn only when used", 
 TEST_CASE("DDPMSampler rejects bad input", "[samplers][ddpm]") {
   using ddpm::invalid_argument;
   const auto schedule = ddpm::NoiseSchedule<double>::linear(100);
-  CHECK_THROWS_AS(ddpm::DDPMSampler<double>(schedule, {.num_inference_steps = 101}), invalid_argument);
-  CHECK_THROWS_AS(ddpm::DDPMSampler<double>(schedule, {.num_inference_steps = -1}), invalid_argument);
-  CHECK_THROWS_AS(ddpm::DDPMSampler<double>(schedule, {.timesteps = {50, 60}}), invalid_argument);
-  CHECK_THROWS_AS(ddpm::DDPMSampler<double>(schedule, {.timesteps = {100}}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::DDPMSampler<double>(schedule, {.grid = {.num_inference_steps = 101}}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::DDPMSampler<double>(schedule, {.grid = {.num_inference_steps = -1}}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::DDPMSampler<double>(schedule, {.grid = {.timesteps = {50, 60}}}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::DDPMSampler<double>(schedule, {.grid = {.timesteps = {100}}}), invalid_argument);
   CHECK_THROWS_AS(ddpm::DDPMSampler<double>(schedule, {.clipping = ddpm::Clipping::clip(0.0)}), invalid_argument);
   CHECK_THROWS_AS(ddpm::DDPMSampler<double>(schedule, {.clipping = ddpm::Clipping::dynamic_threshold(1.5)}),
                   invalid_argument);
@@ -163,7 +164,7 @@ TEST_CASE("DDPMSampler rejects bad input", "[samplers][ddpm]") {
   CHECK_THROWS_AS(ddpm::DDPMSampler<double>(schedule, {.variance_type = static_cast<ddpm::VarianceType>(9)}),
                   invalid_argument);
 
-  ddpm::DDPMSampler<double> sampler(schedule, {.num_inference_steps = 10});
+  ddpm::DDPMSampler<double> sampler(schedule, {.grid = {.num_inference_steps = 10}});
   Tensor<double, 4> x(2, 3, 4, 4), out(2, 3, 4, 4), z(2, 3, 4, 4);
   x.setConstant(0.1);
   out.setConstant(0.2);
@@ -185,7 +186,8 @@ TEST_CASE("DDPMSampler rejects bad input", "[samplers][ddpm]") {
   Tensor<double, 4> empty(0, 3, 4, 4), empty_out(0, 3, 4, 4);
   CHECK_THROWS_AS(sampler.step(0, empty_out, empty, ddpm::no_noise), invalid_argument);
 
-  ddpm::DDPMSampler<double> learned(schedule, {.num_inference_steps = 10, .variance_type = ddpm::VarianceType::learned_range});
+  ddpm::DDPMSampler<double> learned(
+      schedule, {.grid = {.num_inference_steps = 10}, .variance_type = ddpm::VarianceType::learned_range});
   CHECK_THROWS_WITH(learned.step(0, out, x, z), Catch::Contains("learned_range"));
   Tensor<double, 4> out2(2, 6, 4, 4);
   out2.setZero();

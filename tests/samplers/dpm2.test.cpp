@@ -82,7 +82,7 @@ TEST_CASE("DPM2Sampler converges at order 2", "[samplers][dpm2][convergence]") {
   Tensor<double, 2> x_T(64, 2);
   ddpm::NoiseSource(9)(x_T);
   auto run = [&](int L) {
-    DPM2Sampler<double> sampler(schedule, {.sigmas = karras_list(0.1, 10.0, L)});
+    DPM2Sampler<double> sampler(schedule, {.grid = {.sigmas = karras_list(0.1, 10.0, L)}});
     return run_but_last(sampler, sampler.step_sigmas(), schedule, x_T);
   };
   const auto reference = run(1025);
@@ -101,23 +101,23 @@ TEST_CASE("DPM2 and DPM2 ancestral (25 intervals) turn N(0, I) into the mixture"
   //   DPM2, 25 intervals             weight 0.0009, mean 0.0057, spread 0.0179
   //   DPM2 ancestral, 25 intervals   weight 0.0012, mean 0.0149, spread 0.0423
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  DPM2Sampler<double> dpm2(schedule, {.num_inference_steps = 25});
+  DPM2Sampler<double> dpm2(schedule, {.grid = {.num_inference_steps = 25}});
   check_mixture(dpm2, schedule, false, {0.0025, 0.011, 0.023}, 221);
-  DPM2AncestralSampler<double> ancestral(schedule, {.num_inference_steps = 25});
+  DPM2AncestralSampler<double> ancestral(schedule, {.grid = {.num_inference_steps = 25}});
   check_mixture(ancestral, schedule, true, {0.0028, 0.021, 0.050}, 222);
 }
 
 TEST_CASE("DPM2 samplers: mixture bias with 10^6 samples", "[.measure][dpm2]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  DPM2Sampler<double> dpm2(schedule, {.num_inference_steps = 25});
+  DPM2Sampler<double> dpm2(schedule, {.grid = {.num_inference_steps = 25}});
   check_mixture(dpm2, schedule, false, {}, 321, 1000000, true);
-  DPM2AncestralSampler<double> ancestral(schedule, {.num_inference_steps = 25});
+  DPM2AncestralSampler<double> ancestral(schedule, {.grid = {.num_inference_steps = 25}});
   check_mixture(ancestral, schedule, true, {}, 322, 1000000, true);
 }
 
 TEST_CASE("DPM2 samplers: in order, bad input", "[samplers][dpm2]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  DPM2AncestralSampler<double> sampler(schedule, {.num_inference_steps = 4});
+  DPM2AncestralSampler<double> sampler(schedule, {.grid = {.num_inference_steps = 4}});
   CHECK(sampler.num_inference_steps() == 7);
   Tensor<double, 2> x(3, 2), out(3, 2);
   x.setConstant(0.5);
@@ -132,6 +132,6 @@ TEST_CASE("DPM2 samplers: in order, bad input", "[samplers][dpm2]") {
   CHECK_THROWS_AS(DPM2AncestralSampler<double>(schedule, {.s_noise = INFINITY}), ddpm::invalid_argument);
   CHECK_THROWS_AS(DPM2Sampler<double>(schedule, {.s_churn = 1.0, .s_tmin = 3.0, .s_tmax = 1.0}), ddpm::invalid_argument);
   // eta = 0: deterministic, no draws
-  DPM2AncestralSampler<double> eta0(schedule, {.num_inference_steps = 4, .eta = 0.0});
+  DPM2AncestralSampler<double> eta0(schedule, {.grid = {.num_inference_steps = 4}, .eta = 0.0});
   for (int i = 0; i < eta0.num_inference_steps(); ++i) eta0.step(i, out, x, ddpm::no_noise);
 }

@@ -50,17 +50,20 @@ TEST_CASE("DPMSolverMultistepSampler: the order of each step", "[samplers][dpm][
     for (int i = 0; i < s.num_inference_steps(); ++i) r.push_back(s.step_order(i));
     return r;
   };
-  CHECK(orders({.num_inference_steps = 6, .solver_order = 3}) == std::vector<int>{1, 2, 3, 3, 2, 1});
-  CHECK(orders({.num_inference_steps = 6, .solver_order = 3, .lower_order_final = false}) ==
+  CHECK(orders({.grid = {.num_inference_steps = 6}, .solver_order = 3}) == std::vector<int>{1, 2, 3, 3, 2, 1});
+  CHECK(orders({.grid = {.num_inference_steps = 6}, .solver_order = 3, .lower_order_final = false}) ==
         std::vector<int>{1, 2, 3, 3, 3, 1});
-  CHECK(orders({.num_inference_steps = 6, .solver_order = 3, .lower_order_final = false,
-                .final_sigma = ddpm::FinalSigma::sigma_min}) == std::vector<int>{1, 2, 3, 3, 3, 3});
-  CHECK(orders({.num_inference_steps = 6, .solver_order = 3, .lower_order_final = false, .euler_at_final = true,
-                .final_sigma = ddpm::FinalSigma::sigma_min}) == std::vector<int>{1, 2, 3, 3, 3, 1});
-  CHECK(orders({.num_inference_steps = 16, .solver_order = 3, .final_sigma = ddpm::FinalSigma::sigma_min}) ==
+  CHECK(orders({.grid = {.num_inference_steps = 6, .final_sigma = ddpm::FinalSigma::sigma_min},
+                .solver_order = 3,
+                .lower_order_final = false}) == std::vector<int>{1, 2, 3, 3, 3, 3});
+  CHECK(orders({.grid = {.num_inference_steps = 6, .final_sigma = ddpm::FinalSigma::sigma_min},
+                .solver_order = 3,
+                .lower_order_final = false,
+                .euler_at_final = true}) == std::vector<int>{1, 2, 3, 3, 3, 1});
+  CHECK(orders({.grid = {.num_inference_steps = 16, .final_sigma = ddpm::FinalSigma::sigma_min}, .solver_order = 3}) ==
         std::vector<int>{1, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3});
-  CHECK(orders({.num_inference_steps = 4, .solver_order = 2}) == std::vector<int>{1, 2, 2, 1});
-  CHECK_THROWS_AS(DPMSolverMultistepSampler<double>(schedule, {.num_inference_steps = 4}).step_order(4),
+  CHECK(orders({.grid = {.num_inference_steps = 4}, .solver_order = 2}) == std::vector<int>{1, 2, 2, 1});
+  CHECK_THROWS_AS(DPMSolverMultistepSampler<double>(schedule, {.grid = {.num_inference_steps = 4}}).step_order(4),
                   ddpm::invalid_argument);
 }
 
@@ -68,7 +71,7 @@ namespace {
 
 Tensor<double, 2> dpm_to_last_sigma(const ddpm::NoiseSchedule<double>& schedule, DPMSolverOptions o,
                                     const std::vector<double>& sigmas, const Tensor<double, 2>& x_T) {
-  o.sigmas = sigmas;
+  o.grid.sigmas = sigmas;
   o.lower_order_final = false;
   DPMSolverMultistepSampler<double> sampler(schedule, o);
   return run_but_last(sampler, sampler.sigmas(), schedule, x_T);
@@ -91,9 +94,8 @@ TEST_CASE("DPMSolverMultistepSampler converges at its order", "[samplers][dpm][m
   for (DPMSolverAlgorithm algorithm : {DPMSolverAlgorithm::dpmsolver_pp, DPMSolverAlgorithm::dpmsolver}) {
     std::vector<std::vector<double>> errors;
     for (int order = 1; order <= 3; ++order) {
-      const DPMSolverOptions o{.solver_order = order,
-                               .algorithm_type = algorithm,
-                               .final_sigma = ddpm::FinalSigma::sigma_min};
+      const DPMSolverOptions o{
+          .grid = {.final_sigma = ddpm::FinalSigma::sigma_min}, .solver_order = order, .algorithm_type = algorithm};
       const auto reference = dpm_to_last_sigma(schedule, o, karras_list(0.1, 10.0, 2049), x_T);
       std::vector<double> err;
       for (int L : {17, 33, 65, 129}) {
@@ -150,9 +152,11 @@ TEST_CASE("DPMSolverMultistepSampler: the third-order step's local error is O(h^
     std::vector<double> err;
     for (double h : {0.08, 0.04, 0.02, 0.01}) {
       DPMSolverMultistepSampler<double> sampler(
-          schedule, {.solver_order = 3, .algorithm_type = algorithm, .lower_order_final = false,
-                     .sigmas = {s0 * std::exp(2 * h), s0 * std::exp(h), s0, s0 * std::exp(-h)},
-                     .final_sigma = ddpm::FinalSigma::sigma_min});
+          schedule, {.grid = {.sigmas = {s0 * std::exp(2 * h), s0 * std::exp(h), s0, s0 * std::exp(-h)},
+                              .final_sigma = ddpm::FinalSigma::sigma_min},
+                     .solver_order = 3,
+                     .algorithm_type = algorithm,
+                     .lower_order_final = false});
       REQUIRE(sampler.step_order(2) == 3);
       Tensor<double, 2> x, out(3, 2);
       for (int i = 0; i < 3; ++i) {
@@ -182,23 +186,23 @@ TEST_CASE("DPMSolverMultistepSampler (SDE types) turns N(0, I) into the mixture"
   //   sde_dpmsolver_pp, order 2, 25 steps     weight 0.0016, mean 0.0100, spread 0.0267
   //   sde_dpmsolver, order 2, 25 steps        weight 0.0014, mean 0.0089, spread 0.0552
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  DPMSolverMultistepSampler<double> pp(schedule, {.num_inference_steps = 25,
-                                                  .algorithm_type = DPMSolverAlgorithm::sde_dpmsolver_pp});
+  DPMSolverMultistepSampler<double> pp(
+      schedule, {.grid = {.num_inference_steps = 25}, .algorithm_type = DPMSolverAlgorithm::sde_dpmsolver_pp});
   check_mixture(pp, schedule, true, {0.0032, 0.0155, 0.033}, 221);
-  DPMSolverMultistepSampler<double> eps(schedule, {.num_inference_steps = 25,
-                                                   .algorithm_type = DPMSolverAlgorithm::sde_dpmsolver,
-                                                   .final_sigma = ddpm::FinalSigma::sigma_min});
+  DPMSolverMultistepSampler<double> eps(
+      schedule, {.grid = {.num_inference_steps = 25, .final_sigma = ddpm::FinalSigma::sigma_min},
+                 .algorithm_type = DPMSolverAlgorithm::sde_dpmsolver});
   check_mixture(eps, schedule, true, {0.0030, 0.0143, 0.064}, 222);
 }
 
 TEST_CASE("DPMSolverMultistepSampler (SDE types): mixture bias with 10^6 samples", "[.measure][dpm]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  DPMSolverMultistepSampler<double> pp(schedule, {.num_inference_steps = 25,
-                                                  .algorithm_type = DPMSolverAlgorithm::sde_dpmsolver_pp});
+  DPMSolverMultistepSampler<double> pp(
+      schedule, {.grid = {.num_inference_steps = 25}, .algorithm_type = DPMSolverAlgorithm::sde_dpmsolver_pp});
   check_mixture(pp, schedule, true, {}, 321, 1000000, true);
-  DPMSolverMultistepSampler<double> eps(schedule, {.num_inference_steps = 25,
-                                                   .algorithm_type = DPMSolverAlgorithm::sde_dpmsolver,
-                                                   .final_sigma = ddpm::FinalSigma::sigma_min});
+  DPMSolverMultistepSampler<double> eps(
+      schedule, {.grid = {.num_inference_steps = 25, .final_sigma = ddpm::FinalSigma::sigma_min},
+                 .algorithm_type = DPMSolverAlgorithm::sde_dpmsolver});
   check_mixture(eps, schedule, true, {}, 322, 1000000, true);
 }
 
@@ -207,9 +211,9 @@ TEST_CASE("DPMSolverMultistepSampler: new options, in order, bad input", "[sampl
   const auto schedule = ddpm::NoiseSchedule<double>::linear(100);
   CHECK_THROWS_AS(DPMSolverMultistepSampler<double>(schedule, {.solver_order = 4}), invalid_argument);
   CHECK_THROWS_AS(DPMSolverMultistepSampler<double>(schedule, {.solver_order = 0}), invalid_argument);
-  CHECK_THROWS_WITH(DPMSolverMultistepSampler<double>(schedule, {.solver_order = 3,
-                                                                 .algorithm_type = DPMSolverAlgorithm::sde_dpmsolver,
-                                                                 .final_sigma = ddpm::FinalSigma::sigma_min}),
+  CHECK_THROWS_WITH(DPMSolverMultistepSampler<double>(schedule, {.grid = {.final_sigma = ddpm::FinalSigma::sigma_min},
+                                                                 .solver_order = 3,
+                                                                 .algorithm_type = DPMSolverAlgorithm::sde_dpmsolver}),
                     Catch::Contains("solver_order is 3"));
   CHECK_THROWS_WITH(DPMSolverMultistepSampler<double>(schedule, {.algorithm_type = DPMSolverAlgorithm::dpmsolver}),
                     Catch::Contains("final_sigma"));
@@ -218,13 +222,13 @@ TEST_CASE("DPMSolverMultistepSampler: new options, in order, bad input", "[sampl
   CHECK_THROWS_AS(DPMSolverMultistepSampler<double>(schedule, {.algorithm_type = static_cast<DPMSolverAlgorithm>(7)}),
                   invalid_argument);
   // The SDE types need noise; the third order keeps two predictions and steps in order.
-  DPMSolverMultistepSampler<double> sde(schedule, {.num_inference_steps = 5,
-                                                   .algorithm_type = DPMSolverAlgorithm::sde_dpmsolver_pp});
+  DPMSolverMultistepSampler<double> sde(
+      schedule, {.grid = {.num_inference_steps = 5}, .algorithm_type = DPMSolverAlgorithm::sde_dpmsolver_pp});
   Tensor<double, 2> x(3, 2), out(3, 2);
   x.setConstant(0.5);
   out.setConstant(0.1);
   CHECK_THROWS_WITH(sde.step(0, out, x, ddpm::no_noise), Catch::Contains("no_noise"));
-  DPMSolverMultistepSampler<double> third(schedule, {.num_inference_steps = 5, .solver_order = 3});
+  DPMSolverMultistepSampler<double> third(schedule, {.grid = {.num_inference_steps = 5}, .solver_order = 3});
   third.step(0, out, x, ddpm::no_noise);
   CHECK_THROWS_AS(third.step(2, out, x, ddpm::no_noise), invalid_argument);
   Tensor<double, 2> other(4, 2), other_out(4, 2);

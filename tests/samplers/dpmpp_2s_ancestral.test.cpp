@@ -45,7 +45,7 @@ TEST_CASE("DPM++ 2S (eta = 0) converges at order 2", "[samplers][dpmpp2s][conver
   Tensor<double, 2> x_T(64, 2);
   ddpm::NoiseSource(10)(x_T);
   auto run = [&](int L) {
-    DPMPP2SAncestralSampler<double> sampler(schedule, {.sigmas = karras_list(0.1, 10.0, L), .eta = 0.0});
+    DPMPP2SAncestralSampler<double> sampler(schedule, {.grid = {.sigmas = karras_list(0.1, 10.0, L)}, .eta = 0.0});
     return run_but_last(sampler, sampler.step_sigmas(), schedule, x_T);
   };
   const auto reference = run(1025);
@@ -62,20 +62,20 @@ TEST_CASE("DPM++ 2S ancestral (25 intervals) turns N(0, I) into the mixture", "[
   // Allowances as in statistics.test.cpp (1.1 x the |bias| measured with 10^6 samples + 0.0015 weight,
   // 0.0045 mean, 0.0033 spread). Measured: weight 0.0015, mean 0.0088, spread 0.0348.
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  DPMPP2SAncestralSampler<double> sampler(schedule, {.num_inference_steps = 25});
+  DPMPP2SAncestralSampler<double> sampler(schedule, {.grid = {.num_inference_steps = 25}});
   check_mixture(sampler, schedule, true, {0.0032, 0.015, 0.042}, 231);
 }
 
 TEST_CASE("DPM++ 2S ancestral: mixture bias with 10^6 samples", "[.measure][dpmpp2s]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  DPMPP2SAncestralSampler<double> sampler(schedule, {.num_inference_steps = 25});
+  DPMPP2SAncestralSampler<double> sampler(schedule, {.grid = {.num_inference_steps = 25}});
   check_mixture(sampler, schedule, true, {}, 331, 1000000, true);
 }
 
 TEST_CASE("DPM++ 2S ancestral: runs under sample() with a callback, bad input", "[samplers][dpmpp2s]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
   const auto model = fixture_mixture<double>(schedule);
-  DPMPP2SAncestralSampler<double> sampler(schedule, {.num_inference_steps = 5});
+  DPMPP2SAncestralSampler<double> sampler(schedule, {.grid = {.num_inference_steps = 5}});
   Tensor<double, 2> x_T(8, 2);
   ddpm::NoiseSource noise(11);
   noise(x_T);

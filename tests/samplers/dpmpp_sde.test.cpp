@@ -39,7 +39,7 @@ void check_case(const json& c, const json& f) {
   opt.eta = o.value("eta", 1.0);
   opt.s_noise = o.value("s_noise", 1.0);
   opt.r = o.value("r", 0.5);
-  opt.final_sigma = final_of(o);
+  opt.grid.final_sigma = final_of(o);
   DPMPPSDESampler<S> sampler(make_schedule<S>(f.at("schedule")), opt);
   const Eigen::Index B = f.at("shape")[0], D = f.at("shape")[1], n = B * D;
   const std::array<Eigen::Index, 2> dims{B, D};
@@ -96,8 +96,9 @@ TEST_CASE("DPM++ SDE with eta = 0 is DPM++ 2S", "[samplers][dpmppsde]") {
   // arithmetic's order differs: 1e-13 relative over 5 intervals.
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
   const auto model = fixture_mixture<double>(schedule);
-  DPMPPSDESampler<double> sde(schedule, {.num_inference_steps = 5, .use_karras_sigmas = true, .eta = 0.0});
-  ddpm::DPMPP2SAncestralSampler<double> two_s(schedule, {.num_inference_steps = 5, .use_karras_sigmas = true, .eta = 0.0});
+  DPMPPSDESampler<double> sde(schedule, {.grid = {.num_inference_steps = 5, .use_karras_sigmas = true}, .eta = 0.0});
+  ddpm::DPMPP2SAncestralSampler<double> two_s(
+      schedule, {.grid = {.num_inference_steps = 5, .use_karras_sigmas = true}, .eta = 0.0});
   REQUIRE(sde.timesteps() == two_s.timesteps());
   Tensor<double, 2> x_T(16, 2);
   ddpm::NoiseSource(3)(x_T);
@@ -113,7 +114,7 @@ TEST_CASE("DPM++ SDE draws from the Brownian tree of its noise source", "[sample
   // predictor's batch rounding, 1e-12).
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
   const auto model = fixture_mixture<double>(schedule);
-  DPMPPSDESampler<double> sampler(schedule, {.num_inference_steps = 6});
+  DPMPPSDESampler<double> sampler(schedule, {.grid = {.num_inference_steps = 6}});
   Tensor<double, 2> x_T(3, 2);
   ddpm::NoiseSource source(7);
   source(x_T);
@@ -152,20 +153,20 @@ TEST_CASE("DPM++ SDE (25 intervals) turns N(0, I) into the mixture", "[samplers]
   // the Brownian tree of the NoiseSource's seed; tolerance 1e-4, depth 21). 10,000 samples, not 20,000: each
   // stage queries up to 22 tree nodes per element, which costs about 5 s under ASan with 20,000.
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  DPMPPSDESampler<double> sampler(schedule, {.num_inference_steps = 25, .tolerance = 1e-4});
+  DPMPPSDESampler<double> sampler(schedule, {.grid = {.num_inference_steps = 25}, .tolerance = 1e-4});
   check_mixture(sampler, schedule, true, {0.0013, 0.0032, 0.031}, 241, 10000);
 }
 
 TEST_CASE("DPM++ SDE: mixture bias with 10^6 samples", "[.measure][dpmppsde]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  DPMPPSDESampler<double> sampler(schedule, {.num_inference_steps = 25, .tolerance = 1e-4});
+  DPMPPSDESampler<double> sampler(schedule, {.grid = {.num_inference_steps = 25}, .tolerance = 1e-4});
   check_mixture(sampler, schedule, true, {}, 341, 1000000, true);
 }
 
 TEST_CASE("DPM++ SDE: runs under sample() with a callback, bad input", "[samplers][dpmppsde]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
   const auto model = fixture_mixture<double>(schedule);
-  DPMPPSDESampler<double> sampler(schedule, {.num_inference_steps = 5});
+  DPMPPSDESampler<double> sampler(schedule, {.grid = {.num_inference_steps = 5}});
   Tensor<double, 2> x_T(8, 2);
   ddpm::NoiseSource noise(11);
   noise(x_T);
@@ -195,7 +196,7 @@ TEST_CASE("DPM++ SDE: runs under sample() with a callback, bad input", "[sampler
   auto resizing = [](double, double, Tensor<double, 2>& z) { z.resize(1, 1); };
   CHECK_THROWS_WITH(sampler.step(1, out, y, resizing), Catch::Contains("resized"));
   // the deterministic form takes no_noise
-  DPMPPSDESampler<double> ode(schedule, {.num_inference_steps = 3, .eta = 0.0});
+  DPMPPSDESampler<double> ode(schedule, {.grid = {.num_inference_steps = 3}, .eta = 0.0});
   const auto z = ddpm::sample(ode, model, x_T, ddpm::no_noise);
   for (Eigen::Index k = 0; k < z.size(); ++k) CHECK(std::isfinite(z.data()[k]));
 }

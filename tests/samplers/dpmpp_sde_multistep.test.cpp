@@ -51,7 +51,7 @@ namespace {
 template <class Sm>
 Tensor<double, 2> k_to_last_sigma(const ddpm::NoiseSchedule<double>& schedule, DPMPPMultistepSDEOptions o,
                                   const std::vector<double>& sigmas, const Tensor<double, 2>& x_T) {
-  o.sigmas = sigmas;
+  o.grid.sigmas = sigmas;
   o.eta = 0.0;
   Sm sampler(schedule, o);
   return run_but_last(sampler, sampler.sigmas(), schedule, x_T);
@@ -105,28 +105,28 @@ TEST_CASE("DPM++ 2M SDE / 3M SDE (25 steps) turn N(0, I) into the mixture", "[sa
   // h = 0.64, and the extrapolated differences overshoot: spread off by 0.23 (2M SDE) and 1.33 (3M SDE);
   // docs/samplers.md.)
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  DPMPP2MSDESampler<double> two(schedule, {.num_inference_steps = 25, .use_karras_sigmas = true});
+  DPMPP2MSDESampler<double> two(schedule, {.grid = {.num_inference_steps = 25, .use_karras_sigmas = true}});
   check_mixture(two, schedule, true, {0.0056, 0.090, 0.060}, 231);
-  DPMPP3MSDESampler<double> three(schedule, {.num_inference_steps = 25, .use_karras_sigmas = true});
+  DPMPP3MSDESampler<double> three(schedule, {.grid = {.num_inference_steps = 25, .use_karras_sigmas = true}});
   check_mixture(three, schedule, true, {0.0026, 0.092, 0.033}, 232);
 }
 
 TEST_CASE("DPM++ 2M SDE / 3M SDE: mixture bias with 10^6 samples", "[.measure][dpmpp_sde_multistep]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  DPMPP2MSDESampler<double> two(schedule, {.num_inference_steps = 25, .use_karras_sigmas = true});
+  DPMPP2MSDESampler<double> two(schedule, {.grid = {.num_inference_steps = 25, .use_karras_sigmas = true}});
   check_mixture(two, schedule, true, {}, 331, 1000000, true);
-  DPMPP3MSDESampler<double> three(schedule, {.num_inference_steps = 25, .use_karras_sigmas = true});
+  DPMPP3MSDESampler<double> three(schedule, {.grid = {.num_inference_steps = 25, .use_karras_sigmas = true}});
   check_mixture(three, schedule, true, {}, 332, 1000000, true);
 }
 
 TEST_CASE("DPM++ 2M SDE / 3M SDE: orders, noise, in order, bad input", "[samplers][dpmpp_sde_multistep]") {
   using ddpm::invalid_argument;
   const auto schedule = ddpm::NoiseSchedule<double>::linear(100);
-  DPMPP3MSDESampler<double> three(schedule, {.num_inference_steps = 5});
+  DPMPP3MSDESampler<double> three(schedule, {.grid = {.num_inference_steps = 5}});
   CHECK(three.step_order(0) == 1);
   CHECK(three.step_order(1) == 2);
   CHECK(three.step_order(4) == 3);
-  CHECK(DPMPP2MSDESampler<double>(schedule, {.num_inference_steps = 5}).step_order(4) == 2);
+  CHECK(DPMPP2MSDESampler<double>(schedule, {.grid = {.num_inference_steps = 5}}).step_order(4) == 2);
   // Noise at every step but the last (to sigma 0): 4 draws of x's size from a NoiseSource.
   ddpm::NoiseSource noise(5);
   Tensor<double, 2> x(3, 2), out(3, 2);
@@ -139,13 +139,13 @@ TEST_CASE("DPM++ 2M SDE / 3M SDE: orders, noise, in order, bad input", "[sampler
   CHECK(noise.offset() == 4 * 6);
   for (int k = 0; k < 6; ++k) CHECK(x.data()[k] == out.data()[k]);
   CHECK_THROWS_WITH(three.step(0, out, x, ddpm::no_noise), Catch::Contains("no_noise"));
-  DPMPP2MSDESampler<double> ode(schedule, {.num_inference_steps = 5, .eta = 0.0});
+  DPMPP2MSDESampler<double> ode(schedule, {.grid = {.num_inference_steps = 5}, .eta = 0.0});
   CHECK_NOTHROW(ode.step(0, out, x, ddpm::no_noise));
   CHECK_THROWS_AS(ode.step(2, out, x, ddpm::no_noise), invalid_argument);
   CHECK_THROWS_AS(DPMPP2MSDESampler<double>(schedule, {.eta = -1.0}), invalid_argument);
   CHECK_THROWS_AS(DPMPP2MSDESampler<double>(schedule, {.s_noise = std::nan("")}), invalid_argument);
   CHECK_THROWS_AS(DPMPP3MSDESampler<double>(schedule, {.solver_type = static_cast<ddpm::SolverType>(3)}),
                   invalid_argument);
-  CHECK_THROWS_AS(DPMPP3MSDESampler<double>(schedule, {.num_inference_steps = 101}), invalid_argument);
+  CHECK_THROWS_AS(DPMPP3MSDESampler<double>(schedule, {.grid = {.num_inference_steps = 101}}), invalid_argument);
   CHECK_THROWS_AS(three.step_order(5), invalid_argument);
 }

@@ -48,8 +48,8 @@ TEST_CASE("EulerAncestralSampler: eta = 1, s_noise = 1 keep the former arithmeti
   const auto model = fixture_mixture<double>(schedule);
   Tensor<double, 2> x_T(16, 2);
   ddpm::NoiseSource(12)(x_T);
-  EulerAncestralSampler<double> plain(schedule, {.num_inference_steps = 10});
-  EulerAncestralSampler<double> other(schedule, {.num_inference_steps = 10, .s_noise = 1.0 + 0x1p-52});
+  EulerAncestralSampler<double> plain(schedule, {.grid = {.num_inference_steps = 10}});
+  EulerAncestralSampler<double> other(schedule, {.grid = {.num_inference_steps = 10}, .s_noise = 1.0 + 0x1p-52});
   const auto a = ddpm::sample(plain, model, x_T, ddpm::NoiseSource(13));
   const auto b = ddpm::sample(other, model, x_T, ddpm::NoiseSource(13));
   for (Eigen::Index k = 0; k < a.size(); ++k) CHECK(b.data()[k] == Approx(a.data()[k]).epsilon(1e-13).margin(1e-13));
@@ -60,13 +60,13 @@ TEST_CASE("Euler ancestral with eta 0.5 (50 steps) turns N(0, I) into the mixtur
   // 0.0045 mean, 0.0033 spread). Measured: weight 0.0019, mean 0.0508, spread 0.0298 (between Euler's and
   // Euler ancestral's of statistics.test.cpp, as eta = 0.5 lies between them).
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  EulerAncestralSampler<double> sampler(schedule, {.num_inference_steps = 50, .eta = 0.5});
+  EulerAncestralSampler<double> sampler(schedule, {.grid = {.num_inference_steps = 50}, .eta = 0.5});
   check_mixture(sampler, schedule, true, {0.0036, 0.061, 0.037}, 241);
 }
 
 TEST_CASE("Euler ancestral eta 0.5: mixture bias with 10^6 samples", "[.measure][euler]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  EulerAncestralSampler<double> sampler(schedule, {.num_inference_steps = 50, .eta = 0.5});
+  EulerAncestralSampler<double> sampler(schedule, {.grid = {.num_inference_steps = 50}, .eta = 0.5});
   check_mixture(sampler, schedule, true, {}, 341, 1000000, true);
 }
 
@@ -77,7 +77,7 @@ TEST_CASE("Euler ancestral: eta and s_noise checked, eta refused by EulerSampler
   CHECK_THROWS_AS(EulerAncestralSampler<double>(schedule, {.s_noise = std::nan("")}), ddpm::invalid_argument);
   CHECK_THROWS_AS(ddpm::EulerSampler<double>(schedule, {.eta = 0.5}), ddpm::invalid_argument);
   // eta = 0 draws nothing: no_noise is accepted
-  EulerAncestralSampler<double> det(schedule, {.num_inference_steps = 5, .eta = 0.0});
+  EulerAncestralSampler<double> det(schedule, {.grid = {.num_inference_steps = 5}, .eta = 0.0});
   Tensor<double, 2> x(2, 2), out(2, 2);
   x.setConstant(0.3);
   out.setConstant(0.2);

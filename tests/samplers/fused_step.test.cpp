@@ -97,35 +97,42 @@ TEST_CASE("Sampler steps: every calling form gives the same numbers, on chunked 
   for (const ddpm::Clipping& clipping : clippings) {
     INFO("clipping mode " << static_cast<int>(clipping.mode));
     {  // DDPM fixed_small, learned_range (2C output), fixed_small with a 2C output
-      ddpm::DDPMSampler<float> fixed(schedule, {.num_inference_steps = 3, .clipping = clipping});
+      ddpm::DDPMSampler<float> fixed(schedule, {.grid = {.num_inference_steps = 3}, .clipping = clipping});
       check_run(fixed, kChannels, {true, true, false});
-      ddpm::DDPMSampler<float> learned(
-          schedule, {.num_inference_steps = 3, .variance_type = ddpm::VarianceType::learned_range, .clipping = clipping});
+      ddpm::DDPMSampler<float> learned(schedule, {.grid = {.num_inference_steps = 3},
+                                                  .variance_type = ddpm::VarianceType::learned_range,
+                                                  .clipping = clipping});
       check_run(learned, 2 * kChannels, {true, true, false});
-      ddpm::DDPMSampler<float> doubled(schedule, {.num_inference_steps = 3, .clipping = clipping});
+      ddpm::DDPMSampler<float> doubled(schedule, {.grid = {.num_inference_steps = 3}, .clipping = clipping});
       check_run(doubled, 2 * kChannels, {true, true, false});
     }
     {  // DDIM eta 0 and 0.5, with and without the clipped model output
       for (bool rederive : {true, false}) {
-        ddpm::DDIMSampler<float> deterministic(
-            schedule, {.num_inference_steps = 3, .eta = 0.0, .clipping = clipping, .use_clipped_model_output = rederive});
+        ddpm::DDIMSampler<float> deterministic(schedule, {.grid = {.num_inference_steps = 3},
+                                                          .eta = 0.0,
+                                                          .clipping = clipping,
+                                                          .use_clipped_model_output = rederive});
         check_run(deterministic, kChannels, {false, false, false});
-        ddpm::DDIMSampler<float> noisy(
-            schedule, {.num_inference_steps = 3, .eta = 0.5, .clipping = clipping, .use_clipped_model_output = rederive});
+        ddpm::DDIMSampler<float> noisy(schedule, {.grid = {.num_inference_steps = 3},
+                                                  .eta = 0.5,
+                                                  .clipping = clipping,
+                                                  .use_clipped_model_output = rederive});
         check_run(noisy, 2 * kChannels, {true, true, false});
       }
     }
     {  // DPM-Solver++(2M), Euler, Euler ancestral
-      ddpm::DPMSolverMultistepSampler<float> dpm(schedule, {.num_inference_steps = 4, .clipping = clipping});
+      ddpm::DPMSolverMultistepSampler<float> dpm(schedule, {.grid = {.num_inference_steps = 4}, .clipping = clipping});
       check_run(dpm, kChannels, {false, false, false, false});
-      ddpm::EulerSampler<float> euler(schedule, {.num_inference_steps = 3, .clipping = clipping});
+      ddpm::EulerSampler<float> euler(schedule, {.grid = {.num_inference_steps = 3}, .clipping = clipping});
       check_run(euler, 2 * kChannels, {false, false, false});
       if (clipping.mode != ddpm::Clipping::Mode::dynamic_threshold) {
         // Churn at every step (the noise enters x0 too).
-        ddpm::EulerSampler<float> churned(schedule, {.num_inference_steps = 3, .clipping = clipping, .s_churn = 0.5});
+        ddpm::EulerSampler<float> churned(schedule,
+                                          {.grid = {.num_inference_steps = 3}, .clipping = clipping, .s_churn = 0.5});
         check_run(churned, kChannels, {true, true, true});
       }
-      ddpm::EulerAncestralSampler<float> ancestral(schedule, {.num_inference_steps = 3, .clipping = clipping});
+      ddpm::EulerAncestralSampler<float> ancestral(schedule,
+                                                   {.grid = {.num_inference_steps = 3}, .clipping = clipping});
       check_run(ancestral, kChannels, {true, true, false});
     }
   }
@@ -136,7 +143,7 @@ TEST_CASE("A fused DDIM step with a learned-variance output equals Eq. (S9) in d
   // ignored), noise from a source at an odd offset: x' = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps
   // + sigma z with x0 = (x - sqrt(1 - ab) eps) / sqrt(ab), evaluated in double from the float inputs.
   const auto schedule = ddpm::NoiseSchedule<float>::linear(1000);
-  ddpm::DDIMSampler<float> sampler(schedule, {.num_inference_steps = 4, .eta = 0.7});
+  ddpm::DDIMSampler<float> sampler(schedule, {.grid = {.num_inference_steps = 4}, .eta = 0.7});
   const Tensor<float, 4> x = normal_tensor(kChannels, 5);
   const Tensor<float, 4> output = normal_tensor(2 * kChannels, 6);
   Tensor<float, 4> z(x.dimensions());

@@ -34,7 +34,7 @@ HeunOptions heun_options(const json& o) {
 // interval, i.e. at the list's last sigma, with the mixture evaluated at each call's exact sigma.
 Tensor<double, 2> heun_to_last_sigma(const ddpm::NoiseSchedule<double>& schedule, const std::vector<double>& sigmas,
                                      const Tensor<double, 2>& x_T) {
-  HeunSampler<double> sampler(schedule, {.sigmas = sigmas});
+  HeunSampler<double> sampler(schedule, {.grid = {.sigmas = sigmas}});
   const auto model = fixture_mixture<double>(schedule);
   const std::vector<double> at = sampler.step_sigmas();
   Tensor<double, 2> x = x_T, out(x.dimensions());
@@ -77,7 +77,8 @@ TEST_CASE("HeunSampler: diffusers' interleaved timesteps, one model call per ste
   }
   CHECK(n == 3);
   // final sigma sigma_min: the last interval is a Heun step too, 2N calls
-  HeunSampler<double> to_min(schedule, {.num_inference_steps = 5, .final_sigma = ddpm::FinalSigma::sigma_min});
+  HeunSampler<double> to_min(schedule,
+                             {.grid = {.num_inference_steps = 5, .final_sigma = ddpm::FinalSigma::sigma_min}});
   CHECK(to_min.num_inference_steps() == 10);
   CHECK(to_min.timesteps().back() == 0);
 }
@@ -109,23 +110,25 @@ TEST_CASE("HeunSampler (25 intervals) turns N(0, I) into the mixture", "[sampler
   //   Heun, 25 intervals                          weight 0.0011, mean 0.0152, spread 0.0064
   //   with churn 10 in sigma [0.5, 20]            weight 0.0005, mean 0.0125, spread 0.0362
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  HeunSampler<double> heun(schedule, {.num_inference_steps = 25});
+  HeunSampler<double> heun(schedule, {.grid = {.num_inference_steps = 25}});
   check_mixture(heun, schedule, false, {0.0027, 0.022, 0.011}, 201);
-  HeunSampler<double> churn(schedule, {.num_inference_steps = 25, .s_churn = 10.0, .s_tmin = 0.5, .s_tmax = 20.0});
+  HeunSampler<double> churn(schedule,
+                            {.grid = {.num_inference_steps = 25}, .s_churn = 10.0, .s_tmin = 0.5, .s_tmax = 20.0});
   check_mixture(churn, schedule, true, {0.0025, 0.019, 0.044}, 202);
 }
 
 TEST_CASE("HeunSampler: mixture bias with 10^6 samples", "[.measure][heun]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  HeunSampler<double> heun(schedule, {.num_inference_steps = 25});
+  HeunSampler<double> heun(schedule, {.grid = {.num_inference_steps = 25}});
   check_mixture(heun, schedule, false, {}, 301, 1000000, true);
-  HeunSampler<double> churn(schedule, {.num_inference_steps = 25, .s_churn = 10.0, .s_tmin = 0.5, .s_tmax = 20.0});
+  HeunSampler<double> churn(schedule,
+                            {.grid = {.num_inference_steps = 25}, .s_churn = 10.0, .s_tmin = 0.5, .s_tmax = 20.0});
   check_mixture(churn, schedule, true, {}, 302, 1000000, true);
 }
 
 TEST_CASE("HeunSampler: stages in order, bad input", "[samplers][heun]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  HeunSampler<double> sampler(schedule, {.num_inference_steps = 4});
+  HeunSampler<double> sampler(schedule, {.grid = {.num_inference_steps = 4}});
   Tensor<double, 2> x(3, 2), out(3, 2);
   x.setConstant(0.5);
   out.setConstant(0.1);
@@ -141,9 +144,9 @@ TEST_CASE("HeunSampler: stages in order, bad input", "[samplers][heun]") {
   CHECK_THROWS_AS(HeunSampler<double>(schedule, {.s_churn = -1.0}), ddpm::invalid_argument);
   CHECK_THROWS_AS(HeunSampler<double>(schedule, {.s_churn = 1.0, .s_tmin = 2.0, .s_tmax = 1.0}), ddpm::invalid_argument);
   CHECK_THROWS_AS(HeunSampler<double>(schedule, {.s_noise = std::nan("")}), ddpm::invalid_argument);
-  CHECK_THROWS_AS(HeunSampler<double>(schedule, {.num_inference_steps = 0}), ddpm::invalid_argument);
+  CHECK_THROWS_AS(HeunSampler<double>(schedule, {.grid = {.num_inference_steps = 0}}), ddpm::invalid_argument);
   // churn needs noise at the steps that end a churned interval
-  HeunSampler<double> churn(schedule, {.num_inference_steps = 4, .s_churn = 1.0});
+  HeunSampler<double> churn(schedule, {.grid = {.num_inference_steps = 4}, .s_churn = 1.0});
   churn.step(0, out, x, ddpm::no_noise);
   CHECK_THROWS_AS(churn.step(1, out, x, ddpm::no_noise), ddpm::invalid_argument);
 }

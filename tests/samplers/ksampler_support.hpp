@@ -102,9 +102,9 @@ void check_trajectory(Sm& sampler, const json& c, const json& f, bool churn, Eig
 /// A fixture case's grid options, by the names the fixture uses.
 template <class O>
 O grid_options(const json& o, O r = {}) {
-  r.num_inference_steps = o.value("num_inference_steps", 50);
-  r.timestep_spacing = spacing_of(o.value("timestep_spacing", std::string("linspace")));
-  r.use_karras_sigmas = o.value("use_karras_sigmas", false);
+  r.grid.num_inference_steps = o.value("num_inference_steps", 50);
+  r.grid.timestep_spacing = spacing_of(o.value("timestep_spacing", std::string("linspace")));
+  r.grid.use_karras_sigmas = o.value("use_karras_sigmas", false);
   r.clipping = clipping_of(o);
   return r;
 }

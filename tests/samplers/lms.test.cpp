@@ -30,7 +30,7 @@ LMSOptions lms_options(const json& o) {
 // x at the last sigma of the list, before the final step to 0, the mixture evaluated at each sigma exactly.
 Tensor<double, 2> lms_to_last_sigma(const ddpm::NoiseSchedule<double>& schedule, const std::vector<double>& sigmas,
                                     int order, const Tensor<double, 2>& x_T) {
-  LMSSampler<double> sampler(schedule, {.sigmas = sigmas, .order = order});
+  LMSSampler<double> sampler(schedule, {.grid = {.sigmas = sigmas}, .order = order});
   const auto model = fixture_mixture<double>(schedule);
   Tensor<double, 2> x = x_T, out(x.dimensions());
   for (int i = 0; i + 1 < sampler.num_inference_steps(); ++i) {
@@ -63,7 +63,7 @@ TEST_CASE("LMSSampler: the coefficients integrate the Lagrange basis", "[sampler
   // g = b - a: c0 = h + h^2 / (2 g), c1 = -h^2 / (2 g) (Adams-Bashforth 2 on an uneven grid); the
   // coefficients of any order sum to h (the basis sums to 1).
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  LMSSampler<double> sampler(schedule, {.num_inference_steps = 12});
+  LMSSampler<double> sampler(schedule, {.grid = {.num_inference_steps = 12}});
   const auto& s = sampler.sigmas();
   CHECK(sampler.coefficients(0).size() == 1);
   CHECK(sampler.coefficients(0)[0] == Approx(s[1] - s[0]).epsilon(1e-15));
@@ -116,19 +116,19 @@ TEST_CASE("LMSSampler (50 steps) turns N(0, I) into the mixture", "[samplers][lm
   // Allowances as in statistics.test.cpp (1.1 x the |bias| measured with 10^6 samples + 0.0015 weight,
   // 0.0045 mean, 0.0033 spread). Measured: weight 0.0010, mean 0.0029, spread 0.0030.
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  LMSSampler<double> lms(schedule, {.num_inference_steps = 50});
+  LMSSampler<double> lms(schedule, {.grid = {.num_inference_steps = 50}});
   check_mixture(lms, schedule, false, {0.0026, 0.008, 0.007}, 211);
 }
 
 TEST_CASE("LMSSampler: mixture bias with 10^6 samples", "[.measure][lms]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  LMSSampler<double> lms(schedule, {.num_inference_steps = 50});
+  LMSSampler<double> lms(schedule, {.grid = {.num_inference_steps = 50}});
   check_mixture(lms, schedule, false, {}, 311, 1000000, true);
 }
 
 TEST_CASE("LMSSampler: in order, bad input", "[samplers][lms]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  LMSSampler<double> sampler(schedule, {.num_inference_steps = 5});
+  LMSSampler<double> sampler(schedule, {.grid = {.num_inference_steps = 5}});
   Tensor<double, 2> x(3, 2), out(3, 2);
   x.setConstant(0.5);
   out.setConstant(0.1);
@@ -141,6 +141,6 @@ TEST_CASE("LMSSampler: in order, bad input", "[samplers][lms]") {
   sampler.step(1, out, x, ddpm::no_noise);
   CHECK_THROWS_AS(LMSSampler<double>(schedule, {.order = 0}), ddpm::invalid_argument);
   CHECK_THROWS_AS(LMSSampler<double>(schedule, {.order = 7}), ddpm::invalid_argument);
-  CHECK_THROWS_AS(LMSSampler<double>(schedule, {.num_inference_steps = 1001}), ddpm::invalid_argument);
+  CHECK_THROWS_AS(LMSSampler<double>(schedule, {.grid = {.num_inference_steps = 1001}}), ddpm::invalid_argument);
   CHECK_THROWS_AS(sampler.coefficients(5), ddpm::invalid_argument);
 }

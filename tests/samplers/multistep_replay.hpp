@@ -30,8 +30,8 @@ inline ddpm::FinalSigma final_sigma_of(const json& o) {
 /// DPMSolverOptions of a case, by diffusers' names.
 inline ddpm::DPMSolverOptions dpm_solver_options(const json& o) {
   ddpm::DPMSolverOptions r = grid_options<ddpm::DPMSolverOptions>(o);
-  if (o.value("use_exponential_sigmas", false)) r.sigma_spacing = ddpm::SigmaSpacing::exponential;
-  r.final_sigma = final_sigma_of(o);
+  if (o.value("use_exponential_sigmas", false)) r.grid.sigma_spacing = ddpm::SigmaSpacing::exponential;
+  r.grid.final_sigma = final_sigma_of(o);
   r.solver_order = o.value("solver_order", 2);
   r.solver_type = solver_type_of(o);
   const std::string a = o.value("algorithm_type", std::string("dpmsolver++"));
@@ -47,7 +47,7 @@ inline ddpm::DPMSolverOptions dpm_solver_options(const json& o) {
 /// DPMPPMultistepSDEOptions of a case, by k-diffusion's names.
 inline ddpm::DPMPPMultistepSDEOptions k_options(const json& o) {
   ddpm::DPMPPMultistepSDEOptions r = grid_options<ddpm::DPMPPMultistepSDEOptions>(o);
-  if (o.value("sigma_spacing", std::string()) == "exponential") r.sigma_spacing = ddpm::SigmaSpacing::exponential;
+  if (o.value("sigma_spacing", std::string()) == "exponential") r.grid.sigma_spacing = ddpm::SigmaSpacing::exponential;
   r.eta = o.value("eta", 1.0);
   r.s_noise = o.value("s_noise", 1.0);
   r.solver_type = solver_type_of(o);

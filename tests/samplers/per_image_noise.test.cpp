@@ -112,50 +112,70 @@ template <class S>
 std::vector<SamplerCase<S>> sampler_cases() {
   using Sch = ddpm::NoiseSchedule<S>;
   return {
-      make_case<S>("DDPM", [](const Sch& s) { return ddpm::DDPMSampler<S>(s, {.num_inference_steps = 8}); }),
-      make_case<S>("DDPM learned_range",
-                   [](const Sch& s) {
-                     return ddpm::DDPMSampler<S>(
-                         s, {.num_inference_steps = 8, .variance_type = ddpm::VarianceType::learned_range});
-                   },
-                   true),
-      make_case<S>("DDIM eta 0.7", [](const Sch& s) { return ddpm::DDIMSampler<S>(s, {.num_inference_steps = 8, .eta = 0.7}); }),
-      make_case<S>("DDIM eta 1, dynamic thresholding",
-                   [](const Sch& s) {
-                     return ddpm::DDIMSampler<S>(
-                         s, {.num_inference_steps = 8,
-                             .eta = 1.0,
-                             .clipping = {.mode = ddpm::Clipping::Mode::dynamic_threshold, .ratio = 0.9, .max_value = 1.5}});
-                   }),
-      make_case<S>("Euler", [](const Sch& s) { return ddpm::EulerSampler<S>(s, {.num_inference_steps = 8}); }),
-      make_case<S>("Euler with churn",
-                   [](const Sch& s) { return ddpm::EulerSampler<S>(s, {.num_inference_steps = 8, .s_churn = 4.0}); }),
-      make_case<S>("Euler ancestral", [](const Sch& s) { return ddpm::EulerAncestralSampler<S>(s, {.num_inference_steps = 8}); }),
-      make_case<S>("DPM-Solver++(2M)",
-                   [](const Sch& s) { return ddpm::DPMSolverMultistepSampler<S>(s, {.num_inference_steps = 8}); }),
-      make_case<S>("Heun", [](const Sch& s) { return ddpm::HeunSampler<S>(s, {.num_inference_steps = 5}); }),
-      make_case<S>("Heun with churn",
-                   [](const Sch& s) { return ddpm::HeunSampler<S>(s, {.num_inference_steps = 5, .s_churn = 2.0}); }),
-      make_case<S>("LMS", [](const Sch& s) { return ddpm::LMSSampler<S>(s, {.num_inference_steps = 8}); }),
-      make_case<S>("DPM2", [](const Sch& s) { return ddpm::DPM2Sampler<S>(s, {.num_inference_steps = 5}); }),
+      make_case<S>("DDPM", [](const Sch& s) { return ddpm::DDPMSampler<S>(s, {.grid = {.num_inference_steps = 8}}); }),
+      make_case<S>(
+          "DDPM learned_range",
+          [](const Sch& s) {
+            return ddpm::DDPMSampler<S>(
+                s, {.grid = {.num_inference_steps = 8}, .variance_type = ddpm::VarianceType::learned_range});
+          },
+          true),
+      make_case<S>(
+          "DDIM eta 0.7",
+          [](const Sch& s) { return ddpm::DDIMSampler<S>(s, {.grid = {.num_inference_steps = 8}, .eta = 0.7}); }),
+      make_case<S>(
+          "DDIM eta 1, dynamic thresholding",
+          [](const Sch& s) {
+            return ddpm::DDIMSampler<S>(
+                s, {.grid = {.num_inference_steps = 8},
+                    .eta = 1.0,
+                    .clipping = {.mode = ddpm::Clipping::Mode::dynamic_threshold, .ratio = 0.9, .max_value = 1.5}});
+          }),
+      make_case<S>("Euler",
+                   [](const Sch& s) { return ddpm::EulerSampler<S>(s, {.grid = {.num_inference_steps = 8}}); }),
+      make_case<S>(
+          "Euler with churn",
+          [](const Sch& s) { return ddpm::EulerSampler<S>(s, {.grid = {.num_inference_steps = 8}, .s_churn = 4.0}); }),
+      make_case<S>(
+          "Euler ancestral",
+          [](const Sch& s) { return ddpm::EulerAncestralSampler<S>(s, {.grid = {.num_inference_steps = 8}}); }),
+      make_case<S>(
+          "DPM-Solver++(2M)",
+          [](const Sch& s) { return ddpm::DPMSolverMultistepSampler<S>(s, {.grid = {.num_inference_steps = 8}}); }),
+      make_case<S>("Heun", [](const Sch& s) { return ddpm::HeunSampler<S>(s, {.grid = {.num_inference_steps = 5}}); }),
+      make_case<S>(
+          "Heun with churn",
+          [](const Sch& s) { return ddpm::HeunSampler<S>(s, {.grid = {.num_inference_steps = 5}, .s_churn = 2.0}); }),
+      make_case<S>("LMS", [](const Sch& s) { return ddpm::LMSSampler<S>(s, {.grid = {.num_inference_steps = 8}}); }),
+      make_case<S>("DPM2", [](const Sch& s) { return ddpm::DPM2Sampler<S>(s, {.grid = {.num_inference_steps = 5}}); }),
       make_case<S>("DPM2 ancestral",
-                   [](const Sch& s) { return ddpm::DPM2AncestralSampler<S>(s, {.num_inference_steps = 5}); }),
-      make_case<S>("DPM++ 2S ancestral",
-                   [](const Sch& s) { return ddpm::DPMPP2SAncestralSampler<S>(s, {.num_inference_steps = 5}); }),
+                   [](const Sch& s) { return ddpm::DPM2AncestralSampler<S>(s, {.grid = {.num_inference_steps = 5}}); }),
+      make_case<S>(
+          "DPM++ 2S ancestral",
+          [](const Sch& s) { return ddpm::DPMPP2SAncestralSampler<S>(s, {.grid = {.num_inference_steps = 5}}); }),
       make_case<S>("DPM-Solver++(3M)",
-                   [](const Sch& s) { return ddpm::DPMSolverMultistepSampler<S>(s, {.num_inference_steps = 8, .solver_order = 3}); }),
+                   [](const Sch& s) {
+                     return ddpm::DPMSolverMultistepSampler<S>(s,
+                                                               {.grid = {.num_inference_steps = 8}, .solver_order = 3});
+                   }),
       make_case<S>("DPM-Solver++(2M), sde-dpmsolver++",
                    [](const Sch& s) {
                      return ddpm::DPMSolverMultistepSampler<S>(
-                         s, {.num_inference_steps = 8, .algorithm_type = ddpm::DPMSolverAlgorithm::sde_dpmsolver_pp});
+                         s, {.grid = {.num_inference_steps = 8},
+                             .algorithm_type = ddpm::DPMSolverAlgorithm::sde_dpmsolver_pp});
                    }),
-      make_case<S>("DPM++ 2M SDE", [](const Sch& s) { return ddpm::DPMPP2MSDESampler<S>(s, {.num_inference_steps = 6}); }),
-      make_case<S>("DPM++ 3M SDE", [](const Sch& s) { return ddpm::DPMPP3MSDESampler<S>(s, {.num_inference_steps = 6}); }),
+      make_case<S>("DPM++ 2M SDE",
+                   [](const Sch& s) { return ddpm::DPMPP2MSDESampler<S>(s, {.grid = {.num_inference_steps = 6}}); }),
+      make_case<S>("DPM++ 3M SDE",
+                   [](const Sch& s) { return ddpm::DPMPP3MSDESampler<S>(s, {.grid = {.num_inference_steps = 6}}); }),
       make_case<S>("DPM++ SDE (Brownian tree)",
-                   [](const Sch& s) { return ddpm::DPMPPSDESampler<S>(s, {.num_inference_steps = 4}); }),
-      make_case<S>("UniPC", [](const Sch& s) { return ddpm::UniPCSampler<S>(s, {.num_inference_steps = 8}); }),
+                   [](const Sch& s) { return ddpm::DPMPPSDESampler<S>(s, {.grid = {.num_inference_steps = 4}}); }),
+      make_case<S>("UniPC",
+                   [](const Sch& s) { return ddpm::UniPCSampler<S>(s, {.grid = {.num_inference_steps = 8}}); }),
       make_case<S>("PNDM (PLMS)",
-                   [](const Sch& s) { return ddpm::PNDMSampler<S>(s, {.num_inference_steps = 8, .skip_prk_steps = true}); }),
+                   [](const Sch& s) {
+                     return ddpm::PNDMSampler<S>(s, {.grid = {.num_inference_steps = 8}, .skip_prk_steps = true});
+                   }),
   };
 }
 
@@ -334,8 +354,8 @@ TEST_CASE("PerImageNoiseSource: the fused step equals the step with the noise dr
   const auto schedule = test_schedule<float>();
   IndependentGaussianModel<float> model{schedule.alphas_cumprod_double()};
   for (Eigen::Index batch : {1, 5}) {
-    ddpm::DDIMSampler<float> fused_sampler(schedule, {.num_inference_steps = 8, .eta = 1.0});
-    ddpm::DDIMSampler<float> drawn_sampler(schedule, {.num_inference_steps = 8, .eta = 1.0});
+    ddpm::DDIMSampler<float> fused_sampler(schedule, {.grid = {.num_inference_steps = 8}, .eta = 1.0});
+    ddpm::DDIMSampler<float> drawn_sampler(schedule, {.grid = {.num_inference_steps = 8}, .eta = 1.0});
     PerImageNoiseSource fused_noise(3, 11, 77), drawn_noise(3, 11, 77);
     Tensor<float, 4> x(batch, kC, kH, kW);
     ddpm::fill_normal(x, 99);
@@ -372,16 +392,17 @@ TEST_CASE("A noise source that resizes the tensor it is handed is refused, not o
   ddpm::fill_normal(x, 5);
   IndependentGaussianModel<float> model{schedule.alphas_cumprod_double()};
   const Tensor<float, 4> out = model(x, 999);
-  ddpm::DDPMSampler<float> ddpm_sampler(schedule, {.num_inference_steps = 8});
+  ddpm::DDPMSampler<float> ddpm_sampler(schedule, {.grid = {.num_inference_steps = 8}});
   CHECK_THROWS_AS(ddpm_sampler.step(0, out, x, grow), ddpm::invalid_argument);
   CHECK_THROWS_WITH(ddpm_sampler.step(0, out, x, shrink),
                     Catch::Contains("DDPMSampler::step") && Catch::Contains("[2, 3, 8, 10]") &&
                         Catch::Contains("[1, 1, 1, 1]"));
-  ddpm::EulerAncestralSampler<float> ancestral(schedule, {.num_inference_steps = 8});
+  ddpm::EulerAncestralSampler<float> ancestral(schedule, {.grid = {.num_inference_steps = 8}});
   CHECK_THROWS_WITH(ancestral.step(0, out, x, grow), Catch::Contains("[8, 3, 8, 10]"));
   // The learned-variance path draws through the same function.
   IndependentGaussianModel<float> learned{schedule.alphas_cumprod_double(), true};
-  ddpm::DDPMSampler<float> ranged(schedule, {.num_inference_steps = 8, .variance_type = ddpm::VarianceType::learned_range});
+  ddpm::DDPMSampler<float> ranged(
+      schedule, {.grid = {.num_inference_steps = 8}, .variance_type = ddpm::VarianceType::learned_range});
   CHECK_THROWS_WITH(ranged.step(0, learned(x, 999), x, shrink), Catch::Contains("resized"));
   // A well-behaved source still works after a refusal (the workspace kept its shape).
   int calls = 0;

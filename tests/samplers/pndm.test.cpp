@@ -33,9 +33,9 @@ inline constexpr double pndm_tol = std::is_same_v<S, float> ? 3.5e-5 : 1e-10;
 
 PNDMOptions pndm_options(const json& o) {
   PNDMOptions r;
-  r.num_inference_steps = o.at("num_inference_steps");
-  r.timestep_spacing = spacing_of(o.value("timestep_spacing", std::string("leading")));
-  r.steps_offset = o.value("steps_offset", 0);
+  r.grid.num_inference_steps = o.at("num_inference_steps");
+  r.grid.timestep_spacing = spacing_of(o.value("timestep_spacing", std::string("leading")));
+  r.grid.steps_offset = o.value("steps_offset", 0);
   r.skip_prk_steps = o.value("skip_prk_steps", false);
   r.set_alpha_to_one = o.value("set_alpha_to_one", false);
   return r;
@@ -45,10 +45,10 @@ PNDMOptions pndm_options(const json& o) {
 // evaluated at the training timesteps.
 Tensor<double, 2> pndm_until(const ddpm::NoiseSchedule<double>& schedule, int N, bool skip, int stop,
                              const Tensor<double, 2>& x_T) {
-  PNDMSampler<double> sampler(schedule, {.num_inference_steps = N,
-                                         .timestep_spacing = ddpm::TimestepSpacing::trailing,
-                                         .skip_prk_steps = skip,
-                                         .set_alpha_to_one = true});
+  PNDMSampler<double> sampler(schedule,
+                              {.grid = {.num_inference_steps = N, .timestep_spacing = ddpm::TimestepSpacing::trailing},
+                               .skip_prk_steps = skip,
+                               .set_alpha_to_one = true});
   const auto model = fixture_mixture<double>(schedule);
   Tensor<double, 2> x = x_T;
   const int n = sampler.num_inference_steps();
@@ -109,7 +109,7 @@ TEST_CASE("PNDMSampler: the transfer is DDIM's deterministic step; the layout of
   }
   // Stable Diffusion 1.x: leading, steps_offset 1, 50 steps: 981, 961, 961, 941, ..., 1 (51 model calls).
   const auto schedule = ddpm::NoiseSchedule<double>::scaled_linear(1000);
-  PNDMSampler<double> sd(schedule, {.steps_offset = 1, .skip_prk_steps = true});
+  PNDMSampler<double> sd(schedule, {.grid = {.steps_offset = 1}, .skip_prk_steps = true});
   REQUIRE(sd.num_inference_steps() == 51);
   CHECK(sd.timesteps()[0] == 981);
   CHECK(sd.timesteps()[1] == 961);
@@ -123,7 +123,7 @@ TEST_CASE("PNDMSampler: the transfer is DDIM's deterministic step; the layout of
   CHECK(sd.coefficients(5).output_weight == Approx(55.0 / 24.0));
   CHECK(sd.coefficients(5).history == 3);
   // F-PNDM: N + 9 model calls.
-  PNDMSampler<double> f(schedule, {.num_inference_steps = 20});
+  PNDMSampler<double> f(schedule, {.grid = {.num_inference_steps = 20}});
   CHECK(f.num_inference_steps() == 29);
   CHECK(f.coefficients(3).sum_weight == 1.0);
   CHECK(f.coefficients(3).output_weight == Approx(1.0 / 6.0));
@@ -162,28 +162,28 @@ TEST_CASE("PNDMSampler (Stable Diffusion's PLMS, 50 steps) turns N(0, I) into th
   // Allowances as in statistics.test.cpp: 1.1 x the |bias| measured with 10^6 samples (the [.measure] test
   // below: weight 0.00147, mean 0.00438, spread 0.00241) + 0.0015 weight, 0.0045 mean, 0.0033 spread.
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  PNDMSampler<double> plms(schedule, {.steps_offset = 1, .skip_prk_steps = true});
+  PNDMSampler<double> plms(schedule, {.grid = {.steps_offset = 1}, .skip_prk_steps = true});
   check_mixture(plms, schedule, false, {0.0031, 0.0094, 0.0060}, 231);
 }
 
 TEST_CASE("PNDMSampler: mixture bias with 10^6 samples", "[.measure][pndm]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  PNDMSampler<double> plms(schedule, {.steps_offset = 1, .skip_prk_steps = true});
+  PNDMSampler<double> plms(schedule, {.grid = {.steps_offset = 1}, .skip_prk_steps = true});
   check_mixture(plms, schedule, false, {}, 331, 1000000, true);
 }
 
 TEST_CASE("PNDMSampler: in order, bad input", "[samplers][pndm]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  CHECK_THROWS_WITH(PNDMSampler<double>(schedule, {.num_inference_steps = 3}),
+  CHECK_THROWS_WITH(PNDMSampler<double>(schedule, {.grid = {.num_inference_steps = 3}}),
                     Catch::Contains("num_inference_steps is 3") && Catch::Contains("[4, 1000]"));
-  CHECK_NOTHROW(PNDMSampler<double>(schedule, {.num_inference_steps = 3, .skip_prk_steps = true}));
-  CHECK_THROWS_WITH(PNDMSampler<double>(schedule, {.num_inference_steps = 0, .skip_prk_steps = true}),
+  CHECK_NOTHROW(PNDMSampler<double>(schedule, {.grid = {.num_inference_steps = 3}, .skip_prk_steps = true}));
+  CHECK_THROWS_WITH(PNDMSampler<double>(schedule, {.grid = {.num_inference_steps = 0}, .skip_prk_steps = true}),
                     Catch::Contains("num_inference_steps is 0"));
-  CHECK_THROWS_AS(PNDMSampler<double>(schedule, {.num_inference_steps = 1001}), ddpm::invalid_argument);
-  CHECK_THROWS_AS(PNDMSampler<double>(schedule, {.steps_offset = -1}), ddpm::invalid_argument);
-  CHECK_THROWS_AS(PNDMSampler<double>(schedule, {.timestep_spacing = static_cast<ddpm::TimestepSpacing>(7)}),
+  CHECK_THROWS_AS(PNDMSampler<double>(schedule, {.grid = {.num_inference_steps = 1001}}), ddpm::invalid_argument);
+  CHECK_THROWS_AS(PNDMSampler<double>(schedule, {.grid = {.steps_offset = -1}}), ddpm::invalid_argument);
+  CHECK_THROWS_AS(PNDMSampler<double>(schedule, {.grid = {.timestep_spacing = static_cast<ddpm::TimestepSpacing>(7)}}),
                   ddpm::invalid_argument);
-  PNDMSampler<double> sampler(schedule, {.num_inference_steps = 5, .skip_prk_steps = true});
+  PNDMSampler<double> sampler(schedule, {.grid = {.num_inference_steps = 5}, .skip_prk_steps = true});
   Tensor<double, 2> x(3, 2), out(3, 2);
   x.setConstant(0.5);
   out.setConstant(0.1);
@@ -198,7 +198,7 @@ TEST_CASE("PNDMSampler: in order, bad input", "[samplers][pndm]") {
   // Zero terminal SNR, trailing: alpha_bar[999] = 0; an epsilon prediction cannot be converted there, a
   // velocity can (diffusers divides by alpha_bar = 0).
   const auto zs = schedule.rescaled_zero_terminal_snr();
-  PNDMSampler<double> z(zs, {.num_inference_steps = 10, .timestep_spacing = ddpm::TimestepSpacing::trailing,
+  PNDMSampler<double> z(zs, {.grid = {.num_inference_steps = 10, .timestep_spacing = ddpm::TimestepSpacing::trailing},
                              .skip_prk_steps = true});
   Tensor<double, 2> xz = x;
   CHECK_THROWS_WITH(z.step(0, out, xz, ddpm::no_noise), Catch::Contains("zero terminal SNR"));

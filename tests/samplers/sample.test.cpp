@@ -125,7 +125,7 @@ TEMPLATE_TEST_CASE("sample() reproduces the reference trajectories of every samp
 TEST_CASE("sample(): the callback sees each step and can stop the loop", "[samplers][sample]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
   const auto model = fixture_mixture<double>(schedule);
-  ddpm::DDIMSampler<double> sampler(schedule, {.num_inference_steps = 10});
+  ddpm::DDIMSampler<double> sampler(schedule, {.grid = {.num_inference_steps = 10}});
   Tensor<double, 2> x_T(5, 2);
   ddpm::NoiseSource(1)(x_T);
   std::vector<int> ts;
@@ -172,7 +172,8 @@ TEST_CASE("sample(): x is stepped in place and the model sees training timesteps
   };
   Tensor<float, 2> x_T(64, 2);
   ddpm::NoiseSource(2)(x_T);
-  ddpm::DPMSolverMultistepSampler<float> sampler(schedule, {.num_inference_steps = 12, .use_karras_sigmas = true});
+  ddpm::DPMSolverMultistepSampler<float> sampler(schedule,
+                                                 {.grid = {.num_inference_steps = 12, .use_karras_sigmas = true}});
   (void)ddpm::sample(sampler, model, std::move(x_T), ddpm::no_noise);
   REQUIRE(seen_data.size() == 12u);
   for (const float* p : seen_data) CHECK(p == seen_data.front());  // one x for the whole run
@@ -208,14 +209,15 @@ TEST_CASE("sample(): every sampler runs a velocity or x0 model unchanged", "[sam
   };
   auto none = [] { return ddpm::no_noise; };
   auto seeded = [] { return ddpm::NoiseSource(99); };
-  ddpm::DDIMSampler<double> ddim(schedule, {.num_inference_steps = 25});
+  ddpm::DDIMSampler<double> ddim(schedule, {.grid = {.num_inference_steps = 25}});
   compare(ddim, none, 1e-9);
-  ddpm::DDPMSampler<double> ddpm_s(schedule, {.num_inference_steps = 25});
+  ddpm::DDPMSampler<double> ddpm_s(schedule, {.grid = {.num_inference_steps = 25}});
   compare(ddpm_s, seeded, 1e-9);
-  ddpm::DPMSolverMultistepSampler<double> dpm(schedule, {.num_inference_steps = 15});
+  ddpm::DPMSolverMultistepSampler<double> dpm(schedule, {.grid = {.num_inference_steps = 15}});
   compare(dpm, none, 1e-9);
-  ddpm::EulerSampler<double> euler(schedule, {.num_inference_steps = 30, .timestep_spacing = ddpm::TimestepSpacing::trailing});
+  ddpm::EulerSampler<double> euler(
+      schedule, {.grid = {.num_inference_steps = 30, .timestep_spacing = ddpm::TimestepSpacing::trailing}});
   compare(euler, none, 1e-9);
-  ddpm::EulerAncestralSampler<double> ancestral(schedule, {.num_inference_steps = 30});
+  ddpm::EulerAncestralSampler<double> ancestral(schedule, {.grid = {.num_inference_steps = 30}});
   compare(ancestral, seeded, 1e-9);
 }

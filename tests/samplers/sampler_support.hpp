@@ -148,10 +148,10 @@ inline ddpm::VarianceType variance_of(const std::string& v) {
 
 inline ddpm::DDPMOptions ddpm_options(const json& o) {
   ddpm::DDPMOptions r;
-  r.num_inference_steps = o.value("num_inference_steps", 0);
-  r.timestep_spacing = spacing_of(o.value("timestep_spacing", std::string("leading")));
-  r.steps_offset = o.value("steps_offset", 0);
-  r.timesteps = o.value("timesteps", std::vector<int>{});
+  r.grid.num_inference_steps = o.value("num_inference_steps", 0);
+  r.grid.timestep_spacing = spacing_of(o.value("timestep_spacing", std::string("leading")));
+  r.grid.steps_offset = o.value("steps_offset", 0);
+  r.grid.timesteps = o.value("timesteps", std::vector<int>{});
   r.variance_type = variance_of(o.value("variance_type", std::string("fixed_small")));
   r.clipping = clipping_of(o);
   return r;
@@ -159,10 +159,10 @@ inline ddpm::DDPMOptions ddpm_options(const json& o) {
 
 inline ddpm::DDIMOptions ddim_options(const json& o) {
   ddpm::DDIMOptions r;
-  r.num_inference_steps = o.value("num_inference_steps", 50);
-  r.timestep_spacing = spacing_of(o.value("timestep_spacing", std::string("leading")));
-  r.steps_offset = o.value("steps_offset", 0);
-  r.timesteps = o.value("timesteps", std::vector<int>{});
+  r.grid.num_inference_steps = o.value("num_inference_steps", 50);
+  r.grid.timestep_spacing = spacing_of(o.value("timestep_spacing", std::string("leading")));
+  r.grid.steps_offset = o.value("steps_offset", 0);
+  r.grid.timesteps = o.value("timesteps", std::vector<int>{});
   r.eta = o.value("eta", 0.0);
   r.set_alpha_to_one = o.value("set_alpha_to_one", true);
   r.clipping = clipping_of(o);
@@ -172,11 +172,11 @@ inline ddpm::DDIMOptions ddim_options(const json& o) {
 
 inline ddpm::DPMSolverOptions dpm_options(const json& o) {
   ddpm::DPMSolverOptions r;
-  r.num_inference_steps = o.value("num_inference_steps", 20);
-  r.timestep_spacing = spacing_of(o.value("timestep_spacing", std::string("linspace")));
-  r.use_karras_sigmas = o.value("use_karras_sigmas", false);
-  r.final_sigma = o.value("final_sigma", std::string("zero")) == "zero" ? ddpm::FinalSigma::zero
-                                                                        : ddpm::FinalSigma::sigma_min;
+  r.grid.num_inference_steps = o.value("num_inference_steps", 20);
+  r.grid.timestep_spacing = spacing_of(o.value("timestep_spacing", std::string("linspace")));
+  r.grid.use_karras_sigmas = o.value("use_karras_sigmas", false);
+  r.grid.final_sigma =
+      o.value("final_sigma", std::string("zero")) == "zero" ? ddpm::FinalSigma::zero : ddpm::FinalSigma::sigma_min;
   r.solver_order = o.value("solver_order", 2);
   r.solver_type = o.value("solver_type", std::string("midpoint")) == "midpoint" ? ddpm::SolverType::midpoint
                                                                                 : ddpm::SolverType::heun;
@@ -186,9 +186,9 @@ inline ddpm::DPMSolverOptions dpm_options(const json& o) {
 
 inline ddpm::EulerOptions euler_options(const json& o) {
   ddpm::EulerOptions r;
-  r.num_inference_steps = o.value("num_inference_steps", 50);
-  r.timestep_spacing = spacing_of(o.value("timestep_spacing", std::string("linspace")));
-  r.use_karras_sigmas = o.value("use_karras_sigmas", false);
+  r.grid.num_inference_steps = o.value("num_inference_steps", 50);
+  r.grid.timestep_spacing = spacing_of(o.value("timestep_spacing", std::string("linspace")));
+  r.grid.use_karras_sigmas = o.value("use_karras_sigmas", false);
   r.clipping = clipping_of(o);
   r.s_churn = o.value("s_churn", 0.0);
   r.s_tmin = o.value("s_tmin", 0.0);

@@ -78,7 +78,7 @@ TEMPLATE_TEST_CASE("sigma-space samplers match the reference step by step", "[sa
 
 TEST_CASE("DPMSolverMultistepSampler: the history belongs to one run", "[samplers][dpm]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  ddpm::DPMSolverMultistepSampler<double> s(schedule, {.num_inference_steps = 6});
+  ddpm::DPMSolverMultistepSampler<double> s(schedule, {.grid = {.num_inference_steps = 6}});
   Tensor<double, 2> x(3, 2), out(3, 2);
   ddpm::NoiseSource rng(4);
   rng(x);
@@ -93,7 +93,7 @@ TEST_CASE("DPMSolverMultistepSampler: the history belongs to one run", "[sampler
   s.step(1, out, b, ddpm::no_noise);
   for (int k = 0; k < 6; ++k) CHECK(a.data()[k] == b.data()[k]);
   // the second step is second order: it differs from a first-order sampler's
-  ddpm::DPMSolverMultistepSampler<double> first(schedule, {.num_inference_steps = 6, .solver_order = 1});
+  ddpm::DPMSolverMultistepSampler<double> first(schedule, {.grid = {.num_inference_steps = 6}, .solver_order = 1});
   Tensor<double, 2> c = x;
   Tensor<double, 2> out2 = out * 0.5;
   first.step(0, out, c, ddpm::no_noise);
@@ -111,7 +111,7 @@ TEST_CASE("DPMSolverMultistepSampler: the history belongs to one run", "[sampler
   CHECK_THROWS_AS(s.step(1, out, a, ddpm::no_noise), ddpm::invalid_argument);
   CHECK_NOTHROW(s.step(0, big_out, big, ddpm::no_noise));
   // the last step lands on x0 exactly (final sigma 0)
-  ddpm::DPMSolverMultistepSampler<double> one(schedule, {.num_inference_steps = 1});
+  ddpm::DPMSolverMultistepSampler<double> one(schedule, {.grid = {.num_inference_steps = 1}});
   Tensor<double, 2> d = x, x0;
   one.step(0, out, d, ddpm::no_noise, x0, Prediction::sample);
   for (int k = 0; k < 6; ++k) CHECK(d.data()[k] == out.data()[k]);
@@ -120,7 +120,7 @@ TEST_CASE("DPMSolverMultistepSampler: the history belongs to one run", "[sampler
 TEST_CASE("sigma grids: Karras, final sigma, zero terminal SNR", "[samplers][dpm][euler]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
   const std::vector<double> table(schedule.sigmas().data(), schedule.sigmas().data() + 1000);
-  ddpm::DPMSolverMultistepSampler<double> k(schedule, {.num_inference_steps = 8, .use_karras_sigmas = true});
+  ddpm::DPMSolverMultistepSampler<double> k(schedule, {.grid = {.num_inference_steps = 8, .use_karras_sigmas = true}});
   const auto expected = ddpm::karras_sigmas(table[0], table[999], 8);
   for (int i = 0; i < 8; ++i) {
     CHECK(k.sigmas()[static_cast<std::size_t>(i)] == expected[static_cast<std::size_t>(i)]);
@@ -128,21 +128,24 @@ TEST_CASE("sigma grids: Karras, final sigma, zero terminal SNR", "[samplers][dpm
           static_cast<int>(std::nearbyint(ddpm::sigma_to_timestep(table, expected[static_cast<std::size_t>(i)]))));
   }
   CHECK(k.sigmas().back() == 0.0);
-  ddpm::EulerSampler<double> e(schedule, {.num_inference_steps = 10, .final_sigma = ddpm::FinalSigma::sigma_min});
+  ddpm::EulerSampler<double> e(schedule,
+                               {.grid = {.num_inference_steps = 10, .final_sigma = ddpm::FinalSigma::sigma_min}});
   CHECK(e.sigmas().back() == Approx(table[0]).epsilon(1e-15));
   CHECK(e.timesteps() == ddpm::inference_timesteps(1000, 10, ddpm::TimestepSpacing::linspace));
   // zero terminal SNR: alpha_bar[999] = 0 becomes 2^-24, a finite sigma_max = sqrt(2^24 - 1)
   const auto z = ddpm::NoiseSchedule<double>::linear(1000).rescaled_zero_terminal_snr();
-  ddpm::EulerSampler<double> ez(z, {.num_inference_steps = 10, .timestep_spacing = ddpm::TimestepSpacing::trailing});
+  ddpm::EulerSampler<double> ez(
+      z, {.grid = {.num_inference_steps = 10, .timestep_spacing = ddpm::TimestepSpacing::trailing}});
   CHECK(ez.timesteps().front() == 999);
   CHECK(ez.sigmas().front() == Approx(std::sqrt(16777216.0 - 1.0)).epsilon(1e-14));
-  ddpm::DPMSolverMultistepSampler<double> dz(z, {.num_inference_steps = 10, .timestep_spacing = ddpm::TimestepSpacing::trailing});
+  ddpm::DPMSolverMultistepSampler<double> dz(
+      z, {.grid = {.num_inference_steps = 10, .timestep_spacing = ddpm::TimestepSpacing::trailing}});
   CHECK(dz.sigmas().front() == ez.sigmas().front());
 }
 
 TEST_CASE("Euler ancestral draws noise at every step but the last", "[samplers][euler]") {
   const auto schedule = ddpm::NoiseSchedule<float>::linear(1000);
-  ddpm::EulerAncestralSampler<float> s(schedule, {.num_inference_steps = 5});
+  ddpm::EulerAncestralSampler<float> s(schedule, {.grid = {.num_inference_steps = 5}});
   Tensor<float, 2> x(2, 2), out(2, 2);
   x.setConstant(0.3f);
   out.setConstant(0.1f);
@@ -150,13 +153,14 @@ TEST_CASE("Euler ancestral draws noise at every step but the last", "[samplers][
   for (int i = 0; i < 5; ++i) s.step(i, out, x, noise);
   CHECK(noise.calls == 4);
   CHECK_THROWS_WITH(s.step(0, out, x, ddpm::no_noise), Catch::Contains("no_noise"));
-  ddpm::EulerSampler<float> det(schedule, {.num_inference_steps = 5});
+  ddpm::EulerSampler<float> det(schedule, {.grid = {.num_inference_steps = 5}});
   CHECK_NOTHROW(det.step(0, out, x, ddpm::no_noise));
 }
 
 TEST_CASE("Euler with churn draws noise exactly at the steps whose sigma is in [s_tmin, s_tmax]", "[samplers][euler]") {
   const auto schedule = ddpm::NoiseSchedule<float>::linear(1000);
-  ddpm::EulerSampler<float> s(schedule, {.num_inference_steps = 5, .s_churn = 1.0, .s_tmin = 1.0, .s_tmax = 20.0});
+  ddpm::EulerSampler<float> s(schedule,
+                              {.grid = {.num_inference_steps = 5}, .s_churn = 1.0, .s_tmin = 1.0, .s_tmax = 20.0});
   Tensor<float, 2> x(2, 2), out(2, 2);
   x.setConstant(0.3f);
   out.setConstant(0.1f);
@@ -182,20 +186,24 @@ TEST_CASE("Euler with churn draws noise exactly at the steps whose sigma is in [
 TEST_CASE("sigma-space samplers reject bad input", "[samplers][dpm][euler]") {
   using ddpm::invalid_argument;
   const auto schedule = ddpm::NoiseSchedule<double>::linear(100);
-  CHECK_THROWS_AS(ddpm::DPMSolverMultistepSampler<double>(schedule, {.num_inference_steps = 101}), invalid_argument);
-  CHECK_THROWS_AS(ddpm::DPMSolverMultistepSampler<double>(schedule, {.num_inference_steps = 0}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::DPMSolverMultistepSampler<double>(schedule, {.grid = {.num_inference_steps = 101}}),
+                  invalid_argument);
+  CHECK_THROWS_AS(ddpm::DPMSolverMultistepSampler<double>(schedule, {.grid = {.num_inference_steps = 0}}),
+                  invalid_argument);
   CHECK_THROWS_AS(ddpm::DPMSolverMultistepSampler<double>(schedule, {.solver_order = 4}), invalid_argument);
   CHECK_THROWS_AS(ddpm::DPMSolverMultistepSampler<double>(schedule, {.solver_type = static_cast<ddpm::SolverType>(5)}),
                   invalid_argument);
-  CHECK_THROWS_AS(ddpm::DPMSolverMultistepSampler<double>(schedule, {.timesteps = {50, 10}, .use_karras_sigmas = true}),
-                  invalid_argument);
+  CHECK_THROWS_AS(
+      ddpm::DPMSolverMultistepSampler<double>(schedule, {.grid = {.timesteps = {50, 10}, .use_karras_sigmas = true}}),
+      invalid_argument);
   CHECK_THROWS_AS(ddpm::DPMSolverMultistepSampler<double>(schedule, {.clipping = ddpm::Clipping::clip(-1.0)}),
                   invalid_argument);
-  CHECK_THROWS_AS(ddpm::EulerSampler<double>(schedule, {.num_inference_steps = 101}), invalid_argument);
-  CHECK_THROWS_AS(ddpm::EulerSampler<double>(schedule, {.timesteps = {5, 7}}), invalid_argument);
-  CHECK_THROWS_AS(ddpm::EulerSampler<double>(schedule, {.timesteps = {50, 10}, .use_karras_sigmas = true}),
+  CHECK_THROWS_AS(ddpm::EulerSampler<double>(schedule, {.grid = {.num_inference_steps = 101}}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::EulerSampler<double>(schedule, {.grid = {.timesteps = {5, 7}}}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::EulerSampler<double>(schedule, {.grid = {.timesteps = {50, 10}, .use_karras_sigmas = true}}),
                   invalid_argument);
-  CHECK_THROWS_AS(ddpm::EulerAncestralSampler<double>(schedule, {.num_inference_steps = -2}), invalid_argument);
+  CHECK_THROWS_AS(ddpm::EulerAncestralSampler<double>(schedule, {.grid = {.num_inference_steps = -2}}),
+                  invalid_argument);
   CHECK_THROWS_WITH(ddpm::EulerSampler<double>(schedule, {.s_churn = -1.0}), Catch::Contains("s_churn"));
   CHECK_THROWS_WITH(ddpm::EulerSampler<double>(schedule, {.s_churn = NAN}), Catch::Contains("s_churn"));
   CHECK_THROWS_WITH(ddpm::EulerSampler<double>(schedule, {.s_noise = -0.5}), Catch::Contains("s_noise"));
@@ -204,14 +212,14 @@ TEST_CASE("sigma-space samplers reject bad input", "[samplers][dpm][euler]") {
                         schedule, {.clipping = ddpm::Clipping::dynamic_threshold(), .s_churn = 1.0}),
                     Catch::Contains("dynamic thresholding"));
   CHECK_THROWS_WITH(ddpm::EulerAncestralSampler<double>(schedule, {.s_churn = 1.0}), Catch::Contains("EulerSampler only"));
-  ddpm::EulerSampler<double> e(schedule, {.num_inference_steps = 10});
+  ddpm::EulerSampler<double> e(schedule, {.grid = {.num_inference_steps = 10}});
   Tensor<double, 3> x(1, 2, 3), out(1, 2, 3), bad(1, 3, 3);
   x.setZero();
   out.setZero();
   bad.setZero();
   CHECK_THROWS_AS(e.step(10, out, x, ddpm::no_noise), invalid_argument);
   CHECK_THROWS_AS(e.step(0, bad, x, ddpm::no_noise), invalid_argument);
-  ddpm::DPMSolverMultistepSampler<double> d(schedule, {.num_inference_steps = 10});
+  ddpm::DPMSolverMultistepSampler<double> d(schedule, {.grid = {.num_inference_steps = 10}});
   CHECK_THROWS_AS(d.step(0, bad, x, ddpm::no_noise), invalid_argument);
   CHECK_THROWS_AS(d.step(-1, out, x, ddpm::no_noise), invalid_argument);
 }

@@ -105,27 +105,27 @@ TEST_CASE("DDPM (1000 steps) turns N(0, I) into the mixture", "[samplers][statis
 
 TEST_CASE("DDIM (50 and 10 steps) turns N(0, I) into the mixture", "[samplers][statistics]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  ddpm::DDIMSampler<double> ddim50(schedule, {.num_inference_steps = 50});
+  ddpm::DDIMSampler<double> ddim50(schedule, {.grid = {.num_inference_steps = 50}});
   check_mixture(ddim50, schedule, false, {0.0025, 0.065, 0.028}, 102);
-  ddpm::DDIMSampler<double> ddim10(schedule, {.num_inference_steps = 10});
+  ddpm::DDIMSampler<double> ddim10(schedule, {.grid = {.num_inference_steps = 10}});
   check_mixture(ddim10, schedule, false, {0.009, 0.295, 0.115}, 103);
 }
 
 TEST_CASE("DPM-Solver++(2M) (20 steps) turns N(0, I) into the mixture", "[samplers][statistics]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  ddpm::DPMSolverMultistepSampler<double> sampler(schedule, {.num_inference_steps = 20});
+  ddpm::DPMSolverMultistepSampler<double> sampler(schedule, {.grid = {.num_inference_steps = 20}});
   check_mixture(sampler, schedule, false, {0.0025, 0.013, 0.028}, 104);
   // Zero terminal SNR with trailing spacing: the run starts from pure noise at sigma_max = 4096.
   const auto zero = ddpm::NoiseSchedule<double>::scaled_linear(1000, 0.00085, 0.012).rescaled_zero_terminal_snr();
-  ddpm::DPMSolverMultistepSampler<double> trailing(zero, {.num_inference_steps = 20,
-                                                          .timestep_spacing = TimestepSpacing::trailing});
+  ddpm::DPMSolverMultistepSampler<double> trailing(
+      zero, {.grid = {.num_inference_steps = 20, .timestep_spacing = TimestepSpacing::trailing}});
   check_mixture(trailing, zero, false, {0.005, 0.029, 0.052}, 105);
 }
 
 TEST_CASE("Euler and Euler ancestral (50 steps) turn N(0, I) into the mixture", "[samplers][statistics]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  ddpm::EulerSampler<double> euler(schedule, {.num_inference_steps = 50});
+  ddpm::EulerSampler<double> euler(schedule, {.grid = {.num_inference_steps = 50}});
   check_mixture(euler, schedule, false, {0.0025, 0.066, 0.028}, 106);
-  ddpm::EulerAncestralSampler<double> ancestral(schedule, {.num_inference_steps = 50});
+  ddpm::EulerAncestralSampler<double> ancestral(schedule, {.grid = {.num_inference_steps = 50}});
   check_mixture(ancestral, schedule, true, {0.0055, 0.055, 0.067}, 107);
 }

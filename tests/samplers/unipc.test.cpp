@@ -29,18 +29,18 @@ namespace {
 
 UniPCOptions unipc_options(const json& o) {
   UniPCOptions r;
-  r.num_inference_steps = o.at("num_inference_steps");
-  r.timestep_spacing = spacing_of(o.value("timestep_spacing", std::string("linspace")));
-  r.steps_offset = o.value("steps_offset", 0);
+  r.grid.num_inference_steps = o.at("num_inference_steps");
+  r.grid.timestep_spacing = spacing_of(o.value("timestep_spacing", std::string("linspace")));
+  r.grid.steps_offset = o.value("steps_offset", 0);
   r.solver_order = o.value("solver_order", 2);
   r.solver_type = o.value("solver_type", std::string("bh2")) == "bh1" ? UniPCSolverType::bh1 : UniPCSolverType::bh2;
   r.predict_x0 = o.value("predict_x0", true);
   r.lower_order_final = o.value("lower_order_final", true);
   r.disable_corrector = o.value("disable_corrector", std::vector<int>{});
-  r.use_karras_sigmas = o.value("use_karras_sigmas", false);
-  if (o.value("use_exponential_sigmas", false)) r.sigma_spacing = ddpm::SigmaSpacing::exponential;
-  r.final_sigma = o.value("final_sigmas_type", std::string("zero")) == "zero" ? ddpm::FinalSigma::zero
-                                                                               : ddpm::FinalSigma::sigma_min;
+  r.grid.use_karras_sigmas = o.value("use_karras_sigmas", false);
+  if (o.value("use_exponential_sigmas", false)) r.grid.sigma_spacing = ddpm::SigmaSpacing::exponential;
+  r.grid.final_sigma = o.value("final_sigmas_type", std::string("zero")) == "zero" ? ddpm::FinalSigma::zero
+                                                                                   : ddpm::FinalSigma::sigma_min;
   if (o.value("thresholding", false)) {
     r.clipping = ddpm::Clipping::dynamic_threshold(o.at("dynamic_thresholding_ratio"), o.at("sample_max_value"));
   }
@@ -77,7 +77,7 @@ struct FixtureModel {
 // sigma exactly.
 Tensor<double, 2> unipc_to_last_sigma(const ddpm::NoiseSchedule<double>& schedule, UniPCOptions o,
                                       const std::vector<double>& sigmas, const Tensor<double, 2>& x_T) {
-  o.sigmas = sigmas;
+  o.grid.sigmas = sigmas;
   UniPCSampler<double> sampler(schedule, o);
   return run_but_last(sampler, sampler.sigmas(), schedule, x_T);
 }
@@ -138,8 +138,11 @@ TEST_CASE("UniPCSampler: a step to sigma = 0 returns x0 where diffusers' gives N
     for (const auto type : {UniPCSolverType::bh1, UniPCSolverType::bh2}) {
       for (const bool lower : {true, false}) {
         INFO("predict_x0 " << predict_x0 << ", bh" << (type == UniPCSolverType::bh1 ? 1 : 2) << ", lower_order_final " << lower);
-        UniPCSampler<double> sampler(schedule, {.num_inference_steps = 6, .solver_order = 3, .solver_type = type,
-                                                .predict_x0 = predict_x0, .lower_order_final = lower});
+        UniPCSampler<double> sampler(schedule, {.grid = {.num_inference_steps = 6},
+                                                .solver_order = 3,
+                                                .solver_type = type,
+                                                .predict_x0 = predict_x0,
+                                                .lower_order_final = lower});
         Tensor<double, 2> x(5, 2), x0(5, 2);
         ddpm::NoiseSource(3)(x);
         for (int i = 0; i < 6; ++i) {
@@ -172,7 +175,7 @@ TEST_CASE("UniPCSampler: coefficients against closed forms", "[samplers][unipc]"
   // the first-order weight -alpha_t (e^hh - 1) (x0 form) (the D terms cancel), checked for every step of
   // orders 1-3, bh1 and bh2, both forms.
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  UniPCSampler<double> sampler(schedule, {.num_inference_steps = 10});
+  UniPCSampler<double> sampler(schedule, {.grid = {.num_inference_steps = 10}});
   const auto& s = sampler.sigmas();
   auto alpha = [](double sigma) { return 1.0 / std::sqrt(1.0 + sigma * sigma); };
   const auto& c0 = sampler.coefficients(0);
@@ -192,7 +195,9 @@ TEST_CASE("UniPCSampler: coefficients against closed forms", "[samplers][unipc]"
   for (const int order : {1, 2, 3}) {
     for (const auto type : {UniPCSolverType::bh1, UniPCSolverType::bh2}) {
       for (const bool predict_x0 : {true, false}) {
-        UniPCSampler<double> u(schedule, {.num_inference_steps = 12, .solver_order = order, .solver_type = type,
+        UniPCSampler<double> u(schedule, {.grid = {.num_inference_steps = 12},
+                                          .solver_order = order,
+                                          .solver_type = type,
                                           .predict_x0 = predict_x0});
         const auto& sg = u.sigmas();
         for (int i = 0; i + 1 < u.num_inference_steps(); ++i) {
@@ -226,8 +231,10 @@ TEST_CASE("UniPCSampler: UniP-2 with bh2 and no corrector is DPM-Solver++(2M)", 
   std::vector<int> all(20);
   for (int k = 0; k < 20; ++k) all[static_cast<std::size_t>(k)] = k;
   for (const bool karras : {false, true}) {
-    UniPCSampler<double> unipc(schedule, {.num_inference_steps = 20, .disable_corrector = all, .use_karras_sigmas = karras});
-    ddpm::DPMSolverMultistepSampler<double> dpm(schedule, {.num_inference_steps = 20, .use_karras_sigmas = karras});
+    UniPCSampler<double> unipc(
+        schedule, {.grid = {.num_inference_steps = 20, .use_karras_sigmas = karras}, .disable_corrector = all});
+    ddpm::DPMSolverMultistepSampler<double> dpm(schedule,
+                                                {.grid = {.num_inference_steps = 20, .use_karras_sigmas = karras}});
     REQUIRE(unipc.timesteps() == dpm.timesteps());
     const auto model = fixture_mixture<double>(schedule);
     Tensor<double, 2> x(16, 2);
@@ -296,13 +303,13 @@ TEST_CASE("UniPCSampler (20 steps) turns N(0, I) into the mixture", "[samplers][
   // 0.0045 mean, 0.0033 spread). Measured (the [.measure] test below): weight 0.0015, mean 0.0066, spread
   // 0.0202 (DPM-Solver++(2M) with 20 steps: 0.0008, 0.0077, 0.0217).
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  UniPCSampler<double> unipc(schedule, {.num_inference_steps = 20});
+  UniPCSampler<double> unipc(schedule, {.grid = {.num_inference_steps = 20}});
   check_mixture(unipc, schedule, false, {0.0031, 0.0118, 0.0255}, 213);
 }
 
 TEST_CASE("UniPCSampler: mixture bias with 10^6 samples", "[.measure][unipc]") {
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  UniPCSampler<double> unipc(schedule, {.num_inference_steps = 20});
+  UniPCSampler<double> unipc(schedule, {.grid = {.num_inference_steps = 20}});
   check_mixture(unipc, schedule, false, {}, 313, 1000000, true);
 }
 
@@ -313,8 +320,10 @@ TEST_CASE("UniPCSampler: learned-variance output, x0_out, sample()", "[samplers]
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
   for (const bool predict_x0 : {true, false}) {
     const ddpm::Clipping bound = predict_x0 ? ddpm::Clipping::dynamic_threshold(0.9, 1.5) : ddpm::Clipping::none();
-    UniPCSampler<double> a(schedule, {.num_inference_steps = 5, .solver_order = 3, .predict_x0 = predict_x0, .clipping = bound});
-    UniPCSampler<double> b(schedule, {.num_inference_steps = 5, .solver_order = 3, .predict_x0 = predict_x0, .clipping = bound});
+    UniPCSampler<double> a(
+        schedule, {.grid = {.num_inference_steps = 5}, .solver_order = 3, .predict_x0 = predict_x0, .clipping = bound});
+    UniPCSampler<double> b(
+        schedule, {.grid = {.num_inference_steps = 5}, .solver_order = 3, .predict_x0 = predict_x0, .clipping = bound});
     Tensor<double, 4> x(2, 3, 4, 4), wide(2, 6, 4, 4), x0(2, 3, 4, 4);
     ddpm::NoiseSource noise(11);
     noise(x);
@@ -335,7 +344,7 @@ TEST_CASE("UniPCSampler: learned-variance output, x0_out, sample()", "[samplers]
     }
     CHECK(unused.offset() == 0);
   }
-  UniPCSampler<double> s(schedule, {.num_inference_steps = 8});
+  UniPCSampler<double> s(schedule, {.grid = {.num_inference_steps = 8}});
   Tensor<double, 2> x_T(50, 2);
   ddpm::NoiseSource(4)(x_T);
   int calls = 0;
@@ -351,7 +360,7 @@ TEST_CASE("UniPCSampler: learned-variance output, x0_out, sample()", "[samplers]
 TEST_CASE("UniPCSampler: in order, bad input", "[samplers][unipc]") {
   using Catch::Matchers::Contains;
   const auto schedule = ddpm::NoiseSchedule<double>::linear(1000);
-  UniPCSampler<double> sampler(schedule, {.num_inference_steps = 5});
+  UniPCSampler<double> sampler(schedule, {.grid = {.num_inference_steps = 5}});
   Tensor<double, 2> x(3, 2), out(3, 2);
   x.setConstant(0.5);
   out.setConstant(0.1);
@@ -371,9 +380,9 @@ TEST_CASE("UniPCSampler: in order, bad input", "[samplers][unipc]") {
   CHECK_THROWS_WITH(U(schedule, {.disable_corrector = {1, -2}}), Contains("disable_corrector[1] is -2"));
   CHECK_THROWS_WITH(U(schedule, {.predict_x0 = false, .clipping = ddpm::Clipping::clip(1.0)}),
                     Contains("clipping is clip and predict_x0 is false"));
-  CHECK_THROWS_WITH(U(schedule, {.num_inference_steps = 1001}), Contains("num_inference_steps is 1001"));
-  CHECK_THROWS_AS(U(schedule, {.use_karras_sigmas = true, .sigma_spacing = ddpm::SigmaSpacing::exponential}),
+  CHECK_THROWS_WITH(U(schedule, {.grid = {.num_inference_steps = 1001}}), Contains("num_inference_steps is 1001"));
+  CHECK_THROWS_AS(U(schedule, {.grid = {.use_karras_sigmas = true, .sigma_spacing = ddpm::SigmaSpacing::exponential}}),
                   ddpm::invalid_argument);
   CHECK_THROWS_AS(U(schedule, {.clipping = ddpm::Clipping::dynamic_threshold(1.5)}), ddpm::invalid_argument);
-  CHECK_THROWS_AS(U(schedule, {.num_inference_steps = 5, .timesteps = {10, 20}}), ddpm::invalid_argument);
+  CHECK_THROWS_AS(U(schedule, {.grid = {.num_inference_steps = 5, .timesteps = {10, 20}}}), ddpm::invalid_argument);
 }

@@ -34,11 +34,8 @@ enum class PreviousTimestep { listed, diffusers };
 
 /// Options of DDIMSampler (diffusers' DDIMScheduler config, set_timesteps and step arguments).
 struct DDIMOptions {
-  /// The timestep choice of GridOptions (Eq. (S4)): N, spacing, offset, or an explicit list.
-  int num_inference_steps = 50;
-  TimestepSpacing timestep_spacing = TimestepSpacing::leading;
-  int steps_offset = 0;
-  std::vector<int> timesteps = {};
+  /// The grid (GridOptions; DDIMSampler::grid_defaults: N = 50, leading spacing; timesteps only).
+  GridOptions grid = {};
   /// Noise weight in [0, 1]: 0 is deterministic DDIM, 1 has DDPM's posterior variance.
   double eta = 0.0;
   /// The alpha_bar the last step goes to: 1 (true; a clean x0) or alpha_bar[0] (false).
@@ -51,14 +48,6 @@ struct DDIMOptions {
   /// The alpha_bar each step goes to (Eq. (S33)): the next listed timestep's, or diffusers' t - T / N
   /// (not with an explicit timestep list, which diffusers' DDIMScheduler does not take).
   PreviousTimestep previous_timestep = PreviousTimestep::listed;
-
-  /// The grid fields as GridOptions.
-  GridOptions grid() const {
-    return {.num_inference_steps = num_inference_steps,
-            .timestep_spacing = timestep_spacing,
-            .steps_offset = steps_offset,
-            .timesteps = timesteps};
-  }
 };
 
 /// The DDIM sampler.                                                           [docs/samplers.md, Eq. (S9)]
@@ -78,9 +67,17 @@ class DDIMSampler : public detail::SamplerBase<DDIMSampler<S>, S> {
   friend Base;
 
  public:
+  /// The grid defaults (DDIMScheduler's): N = 50, leading spacing; timesteps only (no sigma options).
+  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 50,
+                                                 .timestep_spacing = TimestepSpacing::leading,
+                                                 .drop_final_timestep = false,
+                                                 .sigma_ends = SigmaEnds::spaced,
+                                                 .sigma_grid = false,
+                                                 .explicit_timesteps = true};
+
   /// Throws ddpm::invalid_argument if eta is outside [0, 1], N is outside [1, T], the spacing/offset,
-  /// timestep list or clipping options are bad, previous_timestep is not a PreviousTimestep, or it is
-  /// diffusers together with a timestep list.
+  /// timestep list or clipping options are bad, a sigma option is set (see make_grid), previous_timestep is
+  /// not a PreviousTimestep, or it is diffusers together with a timestep list or drop_final_timestep true.
   explicit DDIMSampler(NoiseSchedule<S> schedule, DDIMOptions options = {})
       : Base(std::move(schedule)), options_(std::move(options)) {
     const char* fn = "ddpm::DDIMSampler";
@@ -94,13 +91,20 @@ class DDIMSampler : public detail::SamplerBase<DDIMSampler<S>, S> {
                                      ddpm::detail::number_string(static_cast<int>(options_.previous_timestep)) +
                                      "), but must be listed or diffusers");
     }
-    if (options_.previous_timestep == PreviousTimestep::diffusers && !options_.timesteps.empty()) {
+    if (options_.previous_timestep == PreviousTimestep::diffusers && !options_.grid.timesteps.empty()) {
       detail::throw_invalid_argument(std::string(fn) + ": previous_timestep is diffusers and timesteps has " +
-                                     ddpm::detail::number_string(options_.timesteps.size()) +
+                                     ddpm::detail::number_string(options_.grid.timesteps.size()) +
                                      " entries, but diffusers' t - T / N needs the spaced timesteps (timesteps "
                                      "empty); use PreviousTimestep::listed with a list");
     }
-    this->timesteps_ = make_grid(this->schedule_, options_.grid(), fn).timesteps;
+    if (options_.previous_timestep == PreviousTimestep::diffusers &&
+        options_.grid.drop_final_timestep.value_or(false)) {
+      detail::throw_invalid_argument(
+          std::string(fn) +
+          ": previous_timestep is diffusers and drop_final_timestep is true, "
+          "but diffusers' t - T / N needs the N spaced timesteps; use PreviousTimestep::listed");
+    }
+    this->timesteps_ = make_grid(this->schedule_, options_.grid, grid_defaults, fn).timesteps;
     detail::check_clipping(fn, options_.clipping);
   }
 

@@ -24,23 +24,11 @@ namespace ddpm {
 
 /// Options of DDPMSampler (diffusers' DDPMScheduler config and set_timesteps arguments).
 struct DDPMOptions {
-  /// N, the number of steps; 0 means every training timestep (N = T).
-  int num_inference_steps = 0;
-  /// The timestep choice of GridOptions (Eq. (S4)): spacing, offset, or an explicit list.
-  TimestepSpacing timestep_spacing = TimestepSpacing::leading;
-  int steps_offset = 0;
-  std::vector<int> timesteps = {};
+  /// The grid (GridOptions; DDPMSampler::grid_defaults: N = T, leading spacing; timesteps only).
+  GridOptions grid = {};
   VarianceType variance_type = VarianceType::fixed_small;
   /// Bounds on the predicted x0 (diffusers' clip_sample / thresholding). Default: none.
   Clipping clipping = {};
-
-  /// The grid fields as GridOptions (N = 0 is left for the sampler to resolve to T).
-  GridOptions grid() const {
-    return {.num_inference_steps = num_inference_steps,
-            .timestep_spacing = timestep_spacing,
-            .steps_offset = steps_offset,
-            .timesteps = timesteps};
-  }
 };
 
 /// The DDPM ancestral sampler.                                              [docs/samplers.md, Eq. (S7)]
@@ -58,14 +46,21 @@ class DDPMSampler : public detail::SamplerBase<DDPMSampler<S>, S> {
   friend Base;
 
  public:
+  /// The grid defaults (DDPMScheduler's): N = T (0 here; an explicit 0 also means T), leading spacing;
+  /// timesteps only (no sigma options).
+  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 0,
+                                                 .timestep_spacing = TimestepSpacing::leading,
+                                                 .drop_final_timestep = false,
+                                                 .sigma_ends = SigmaEnds::spaced,
+                                                 .sigma_grid = false,
+                                                 .explicit_timesteps = true};
+
   /// Throws ddpm::invalid_argument for N outside [1, T] (or 0 for T), a bad spacing/offset or timestep
-  /// list (see make_grid), or bad clipping options.
+  /// list, a sigma option (see make_grid), or bad clipping options.
   explicit DDPMSampler(NoiseSchedule<S> schedule, DDPMOptions options = {})
       : Base(std::move(schedule)), options_(std::move(options)) {
     const char* fn = "ddpm::DDPMSampler";
-    GridOptions grid = options_.grid();
-    if (grid.num_inference_steps == 0) grid.num_inference_steps = this->schedule_.num_train_timesteps();
-    this->timesteps_ = make_grid(this->schedule_, grid, fn).timesteps;
+    this->timesteps_ = make_grid(this->schedule_, options_.grid, grid_defaults, fn).timesteps;
     detail::check_clipping(fn, options_.clipping);
     switch (options_.variance_type) {
       case VarianceType::fixed_small: case VarianceType::fixed_small_log: case VarianceType::fixed_large:

@@ -43,17 +43,15 @@ enum class DPMSolverAlgorithm { dpmsolver_pp, dpmsolver, sde_dpmsolver_pp, sde_d
 
 /// Options of DPMSolverMultistepSampler (diffusers' DPMSolverMultistepScheduler).
 struct DPMSolverOptions {
-  /// The timestep choice of GridOptions: N, spacing (linspace and leading place N + 1 points and drop the
-  /// smallest, as the solver ends at sigma = 0 instead; trailing places N), offset, or an explicit list.
-  int num_inference_steps = 20;
-  TimestepSpacing timestep_spacing = TimestepSpacing::linspace;
-  int steps_offset = 0;
-  std::vector<int> timesteps = {};
+  /// The grid (GridOptions; DPMSolverMultistepSampler::grid_defaults: N = 20, linspace spacing with
+  /// N + 1 points and the smallest dropped, as the solver ends at sigma = 0 instead; ramps from sigma[T-1]
+  /// down to sigma[0], as DPMSolverMultistepScheduler).
+  GridOptions grid = {};
   /// 1 (DPM-Solver++ 1, i.e. DDIM), 2 (2M) or 3 (3M; not with sde_dpmsolver).
   int solver_order = 2;
   /// The second-order update (also the second step of a third-order run).
   SolverType solver_type = SolverType::midpoint;
-  /// diffusers' algorithm_type. dpmsolver and sde_dpmsolver need final_sigma = FinalSigma::sigma_min (as in
+  /// diffusers' algorithm_type. dpmsolver and sde_dpmsolver need grid.final_sigma = FinalSigma::sigma_min (as
   /// diffusers); the sde ones draw noise (a noise source or tensor at every step but a last one to sigma 0).
   DPMSolverAlgorithm algorithm_type = DPMSolverAlgorithm::dpmsolver_pp;
   /// Use first order for the last step when N < 15 (always when the last sigma is 0), and at most second
@@ -61,29 +59,8 @@ struct DPMSolverOptions {
   bool lower_order_final = true;
   /// Use first order for the last step whatever N (diffusers' euler_at_final).
   bool euler_at_final = false;
-  /// Karras et al.'s rho = 7 sigmas from sigma[T-1] down to sigma[0] (diffusers' name for
-  /// sigma_spacing = SigmaSpacing::karras); the model sees the nearest timestep.
-  bool use_karras_sigmas = false;
-  /// The noise levels (GridOptions): a ramp from sigma[T-1] down to sigma[0], or an explicit list.
-  SigmaSpacing sigma_spacing = SigmaSpacing::timesteps;
-  std::vector<double> sigmas = {};
-  FinalSigma final_sigma = FinalSigma::zero;
   /// Bounds on the predicted x0 (diffusers has thresholding here). Default: none.
   Clipping clipping = {};
-
-  /// The grid fields as GridOptions, with DPMSolverMultistepScheduler's semantics (N + 1 points for
-  /// linspace and leading, ramps over the whole training range).
-  GridOptions grid() const {
-    return {.num_inference_steps = num_inference_steps,
-            .timestep_spacing = timestep_spacing,
-            .steps_offset = steps_offset,
-            .drop_final_timestep = true,
-            .timesteps = timesteps,
-            .sigma_spacing = use_karras_sigmas ? SigmaSpacing::karras : sigma_spacing,
-            .sigma_ends = SigmaEnds::training,
-            .sigmas = sigmas,
-            .final_sigma = final_sigma};
-  }
 };
 
 namespace detail {
@@ -373,6 +350,15 @@ class DPMSolverMultistepSampler : public detail::MultistepBase<DPMSolverMultiste
   friend detail::SamplerBase<DPMSolverMultistepSampler<S>, S>;
 
  public:
+  /// The grid defaults (DPMSolverMultistepScheduler's): N = 20, linspace spacing with N + 1 points and the
+  /// smallest dropped, ramps from sigma[T-1] down to sigma[0].
+  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 20,
+                                                 .timestep_spacing = TimestepSpacing::linspace,
+                                                 .drop_final_timestep = true,
+                                                 .sigma_ends = SigmaEnds::training,
+                                                 .sigma_grid = true,
+                                                 .explicit_timesteps = true};
+
   /// Throws ddpm::invalid_argument if N is outside [1, T], solver_order is not 1, 2 or 3 (1 or 2 for
   /// sde_dpmsolver), algorithm_type or solver_type is not an enumerator, dpmsolver / sde_dpmsolver is
   /// asked for with final_sigma zero, or the grid options (see make_grid) or clipping options are bad.
@@ -400,14 +386,13 @@ class DPMSolverMultistepSampler : public detail::MultistepBase<DPMSolverMultiste
                                      ", but must be SolverType::midpoint or heun");
     }
     const bool eps_form = algorithm == DPMSolverAlgorithm::dpmsolver || algorithm == DPMSolverAlgorithm::sde_dpmsolver;
-    if (eps_form && options_.final_sigma == FinalSigma::zero) {
+    if (eps_form && options_.grid.final_sigma == FinalSigma::zero) {
       detail::throw_invalid_argument(std::string(fn) +
                                      ": final_sigma is FinalSigma::zero, but algorithm_type dpmsolver and sde_dpmsolver "
                                      "need FinalSigma::sigma_min (as diffusers' final_sigmas_type)");
     }
     detail::check_clipping(fn, options_.clipping);
-    detail::check_karras_flag(fn, options_.use_karras_sigmas, options_.sigma_spacing);
-    Grid grid = make_grid(this->schedule_, options_.grid(), fn);
+    Grid grid = make_grid(this->schedule_, options_.grid, grid_defaults, fn);
     this->timesteps_ = std::move(grid.timesteps);
     this->sigmas_ = std::move(grid.sigmas);
     method_.data = !eps_form;

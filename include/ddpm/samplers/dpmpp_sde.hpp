@@ -34,17 +34,9 @@ namespace ddpm {
 
 /// Options of DPMPPSDESampler (diffusers' DPMSolverSDEScheduler; k-diffusion's sample_dpmpp_sde arguments).
 struct DPMPPSDEOptions {
-  /// The timestep choice of GridOptions (Eq. (S4)): N noise intervals, spacing, offset, or an explicit list.
-  int num_inference_steps = 50;
-  TimestepSpacing timestep_spacing = TimestepSpacing::linspace;
-  int steps_offset = 0;
-  std::vector<int> timesteps = {};
-  /// Karras et al.'s rho = 7 sigmas between the sigmas of the first and last spaced timesteps (diffusers'
-  /// use_karras_sigmas; "DPM++ SDE Karras"); the model sees the nearest timestep of each.
-  bool use_karras_sigmas = false;
-  SigmaSpacing sigma_spacing = SigmaSpacing::timesteps;
-  std::vector<double> sigmas = {};
-  FinalSigma final_sigma = FinalSigma::zero;
+  /// The grid (GridOptions; DPMPPSDESampler::grid_defaults: as EulerSampler's). N is the number of
+  /// noise intervals; use_karras_sigmas is "DPM++ SDE Karras".
+  GridOptions grid = {};
   /// Bounds on the predicted x0 (not in the references). Default: none.
   Clipping clipping = {};
   /// Eq. (S20)'s eta (1: diffusers and k-diffusion's default; 0: deterministic DPM-Solver++(2S)).
@@ -55,18 +47,6 @@ struct DPMPPSDEOptions {
   double r = 0.5;
   /// The Brownian tree's tolerance (torchsde's tol) when the step builds the tree from a noise source.
   double tolerance = 1e-6;
-
-  /// The grid fields as GridOptions (DPMSolverSDEScheduler's semantics: EulerDiscreteScheduler's).
-  GridOptions grid() const {
-    return {.num_inference_steps = num_inference_steps,
-            .timestep_spacing = timestep_spacing,
-            .steps_offset = steps_offset,
-            .timesteps = timesteps,
-            .sigma_spacing = use_karras_sigmas ? SigmaSpacing::karras : sigma_spacing,
-            .sigma_ends = SigmaEnds::spaced,
-            .sigmas = sigmas,
-            .final_sigma = final_sigma};
-  }
 };
 
 /// What a DPM++ SDE step accepts as noise for an x of scalar S and rank R: what every sampler accepts
@@ -110,12 +90,20 @@ class DPMPPSDESampler : public detail::SamplerBase<DPMPPSDESampler<S>, S> {
   };
 
  public:
+  /// The grid defaults (DPMSolverSDEScheduler's, EulerDiscreteScheduler's): N = 50, linspace spacing,
+  /// ramps between the spaced ends.
+  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 50,
+                                                 .timestep_spacing = TimestepSpacing::linspace,
+                                                 .drop_final_timestep = false,
+                                                 .sigma_ends = SigmaEnds::spaced,
+                                                 .sigma_grid = true,
+                                                 .explicit_timesteps = true};
+
   /// Throws ddpm::invalid_argument if the grid (see make_grid), clipping, eta, s_noise, r or tolerance is bad.
   explicit DPMPPSDESampler(NoiseSchedule<S> schedule, DPMPPSDEOptions options = {})
       : Base(std::move(schedule)), options_(std::move(options)) {
     const char* fn = "ddpm::DPMPPSDESampler";
     detail::check_clipping(fn, options_.clipping);
-    detail::check_karras_flag(fn, options_.use_karras_sigmas, options_.sigma_spacing);
     detail::check_ancestral(fn, options_.eta, options_.s_noise);
     if (!(options_.r > 0.0 && options_.r <= 1.0)) {
       detail::throw_invalid_argument(std::string(fn) + ": r is " + detail::number_string(options_.r) +
@@ -125,7 +113,7 @@ class DPMPPSDESampler : public detail::SamplerBase<DPMPPSDESampler<S>, S> {
       detail::throw_invalid_argument(std::string(fn) + ": tolerance is " + detail::number_string(options_.tolerance) +
                                      ", but must be finite and > 0");
     }
-    Grid grid = make_grid(this->schedule_, options_.grid(), fn);
+    Grid grid = make_grid(this->schedule_, options_.grid, grid_defaults, fn);
     sigmas_ = std::move(grid.sigmas);
     const std::vector<double> table = detail::sigma_table(this->schedule_);
     const int n = static_cast<int>(grid.timesteps.size());

@@ -26,18 +26,9 @@ namespace ddpm {
 /// Options of DPMPP2MSDESampler and DPMPP3MSDESampler (k-diffusion's sample_dpmpp_2m_sde /
 /// sample_dpmpp_3m_sde arguments, over the grid of EulerDiscreteScheduler as the other k-diffusion samplers).
 struct DPMPPMultistepSDEOptions {
-  /// The timestep choice of GridOptions (Eq. (S4)): N steps, spacing, offset, or an explicit list.
-  int num_inference_steps = 50;
-  TimestepSpacing timestep_spacing = TimestepSpacing::linspace;
-  int steps_offset = 0;
-  std::vector<int> timesteps = {};
-  /// Karras et al.'s rho = 7 sigmas between the sigmas of the first and last spaced timesteps (the WebUI's
-  /// "Karras" names); the model sees the nearest timestep of each.
-  bool use_karras_sigmas = false;
-  /// The noise levels (GridOptions): exponential is the WebUI's "Exponential" names; or an explicit list.
-  SigmaSpacing sigma_spacing = SigmaSpacing::timesteps;
-  std::vector<double> sigmas = {};
-  FinalSigma final_sigma = FinalSigma::zero;
+  /// The grid (GridOptions; the samplers' grid_defaults: as EulerSampler's). use_karras_sigmas is
+  /// the WebUI's "Karras" names, sigma_spacing exponential its "Exponential" names.
+  GridOptions grid = {};
   /// k-diffusion's eta: the fraction of the step's noise that is fresh (0: the ODE, deterministic; 1: the
   /// reverse SDE, the default). Finite, >= 0.
   double eta = 1.0;
@@ -47,18 +38,6 @@ struct DPMPPMultistepSDEOptions {
   SolverType solver_type = SolverType::midpoint;
   /// Bounds on the predicted x0 (not in k-diffusion). Default: none.
   Clipping clipping = {};
-
-  /// The grid fields as GridOptions (EulerDiscreteScheduler's semantics).
-  GridOptions grid() const {
-    return {.num_inference_steps = num_inference_steps,
-            .timestep_spacing = timestep_spacing,
-            .steps_offset = steps_offset,
-            .timesteps = timesteps,
-            .sigma_spacing = use_karras_sigmas ? SigmaSpacing::karras : sigma_spacing,
-            .sigma_ends = SigmaEnds::spaced,
-            .sigmas = sigmas,
-            .final_sigma = final_sigma};
-  }
 };
 
 namespace detail {
@@ -74,6 +53,15 @@ class KMultistepSDESampler : public MultistepBase<KMultistepSDESampler<S, kOrder
   }
 
  public:
+  /// The grid defaults (EulerDiscreteScheduler's, as the other k-diffusion samplers): N = 50, linspace
+  /// spacing, ramps between the spaced ends.
+  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 50,
+                                                 .timestep_spacing = TimestepSpacing::linspace,
+                                                 .drop_final_timestep = false,
+                                                 .sigma_ends = SigmaEnds::spaced,
+                                                 .sigma_grid = true,
+                                                 .explicit_timesteps = true};
+
   /// Throws ddpm::invalid_argument if eta or s_noise is negative or not finite, solver_type is not an
   /// enumerator, or the grid (see make_grid) or clipping options are bad.
   explicit KMultistepSDESampler(NoiseSchedule<S> schedule, DPMPPMultistepSDEOptions options = {})
@@ -86,8 +74,7 @@ class KMultistepSDESampler : public MultistepBase<KMultistepSDESampler<S, kOrder
                              ", but must be SolverType::midpoint or heun");
     }
     check_clipping(fn, options_.clipping);
-    check_karras_flag(fn, options_.use_karras_sigmas, options_.sigma_spacing);
-    Grid grid = make_grid(this->schedule_, options_.grid(), fn);
+    Grid grid = make_grid(this->schedule_, options_.grid, grid_defaults, fn);
     this->timesteps_ = std::move(grid.timesteps);
     this->sigmas_ = std::move(grid.sigmas);
     method_.eta = options_.eta;

@@ -27,19 +27,9 @@ namespace ddpm {
 /// Options of EulerSampler and EulerAncestralSampler (diffusers' EulerDiscreteScheduler and
 /// EulerAncestralDiscreteScheduler).
 struct EulerOptions {
-  /// The timestep choice of GridOptions (Eq. (S4)): N, spacing, offset, or an explicit list.
-  int num_inference_steps = 50;
-  TimestepSpacing timestep_spacing = TimestepSpacing::linspace;
-  int steps_offset = 0;
-  std::vector<int> timesteps = {};
-  /// Karras et al.'s rho = 7 sigmas between the sigmas of the first and last spaced timesteps (diffusers'
-  /// name for sigma_spacing = SigmaSpacing::karras); the model sees the nearest timestep of each.
-  bool use_karras_sigmas = false;
-  /// The noise levels (GridOptions): a ramp between the sigmas of the first and last spaced timesteps, or
-  /// an explicit list.
-  SigmaSpacing sigma_spacing = SigmaSpacing::timesteps;
-  std::vector<double> sigmas = {};
-  FinalSigma final_sigma = FinalSigma::zero;
+  /// The grid (GridOptions; EulerSampler::grid_defaults: N = 50, linspace spacing, ramps between
+  /// the sigmas of the first and last spaced timesteps, as EulerDiscreteScheduler).
+  GridOptions grid = {};
   /// Bounds on the predicted x0 (not in diffusers' Euler). Default: none.
   Clipping clipping = {};
   /// Churn (Karras et al. 2022, Algorithm 2; diffusers' EulerDiscreteScheduler.step arguments of the same
@@ -54,19 +44,6 @@ struct EulerOptions {
   /// EulerAncestralSampler only: k-diffusion's eta of Eq. (S20) (1, the default: the full ancestral step;
   /// 0: deterministic); s_noise above then scales its noise.
   double eta = 1.0;
-
-  /// The grid fields as GridOptions, with EulerDiscreteScheduler's semantics (ramps between the sigmas of
-  /// the spaced timesteps).
-  GridOptions grid() const {
-    return {.num_inference_steps = num_inference_steps,
-            .timestep_spacing = timestep_spacing,
-            .steps_offset = steps_offset,
-            .timesteps = timesteps,
-            .sigma_spacing = use_karras_sigmas ? SigmaSpacing::karras : sigma_spacing,
-            .sigma_ends = SigmaEnds::spaced,
-            .sigmas = sigmas,
-            .final_sigma = final_sigma};
-  }
 };
 
 /// The Euler sampler (deterministic).                                          [docs/samplers.md, Eq. (S13)]
@@ -87,14 +64,21 @@ class EulerSampler : public detail::SamplerBase<EulerSampler<S>, S> {
   friend Base;
 
  public:
+  /// The grid defaults (EulerDiscreteScheduler's): N = 50, linspace spacing, ramps between the spaced ends.
+  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 50,
+                                                 .timestep_spacing = TimestepSpacing::linspace,
+                                                 .drop_final_timestep = false,
+                                                 .sigma_ends = SigmaEnds::spaced,
+                                                 .sigma_grid = true,
+                                                 .explicit_timesteps = true};
+
   /// Throws ddpm::invalid_argument if the grid options (see make_grid), the clipping or the churn options
   /// are bad.
   explicit EulerSampler(NoiseSchedule<S> schedule, EulerOptions options = {})
       : Base(std::move(schedule)), options_(std::move(options)) {
     const char* fn = "ddpm::EulerSampler";
     detail::check_clipping(fn, options_.clipping);
-    detail::check_karras_flag(fn, options_.use_karras_sigmas, options_.sigma_spacing);
-    Grid grid = make_grid(this->schedule_, options_.grid(), fn);
+    Grid grid = make_grid(this->schedule_, options_.grid, grid_defaults, fn);
     this->timesteps_ = std::move(grid.timesteps);
     sigmas_ = std::move(grid.sigmas);
     auto fail = [fn](const std::string& what) { detail::throw_invalid_argument(std::string(fn) + ": " + what); };

@@ -40,13 +40,20 @@ class EulerAncestralSampler : public detail::SamplerBase<EulerAncestralSampler<S
   friend Base;
 
  public:
+  /// The grid defaults (EulerDiscreteScheduler's): N = 50, linspace spacing, ramps between the spaced ends.
+  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 50,
+                                                 .timestep_spacing = TimestepSpacing::linspace,
+                                                 .drop_final_timestep = false,
+                                                 .sigma_ends = SigmaEnds::spaced,
+                                                 .sigma_grid = true,
+                                                 .explicit_timesteps = true};
+
   /// Throws as EulerSampler's constructor.
   explicit EulerAncestralSampler(NoiseSchedule<S> schedule, EulerOptions options = {})
       : Base(std::move(schedule)), options_(std::move(options)) {
     const char* fn = "ddpm::EulerAncestralSampler";
     detail::check_clipping(fn, options_.clipping);
-    detail::check_karras_flag(fn, options_.use_karras_sigmas, options_.sigma_spacing);
-    Grid grid = make_grid(this->schedule_, options_.grid(), fn);
+    Grid grid = make_grid(this->schedule_, options_.grid, grid_defaults, fn);
     if (options_.s_churn != 0.0) {
       detail::throw_invalid_argument("ddpm::EulerAncestralSampler: s_churn is " + ddpm::detail::number_string(options_.s_churn) +
                                      ", but must be 0: churn is an option of EulerSampler only");

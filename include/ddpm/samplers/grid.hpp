@@ -4,8 +4,8 @@
 
 // The grid of a sampling run: the training timesteps the model is called with and, for the sigma-space
 // samplers, the noise levels the solver steps through. Every sampler builds its grid with make_grid from
-// one GridOptions, so the spacings, offsets, explicit lists and sigma ramps are implemented once; a
-// sampler's options struct names the fields as diffusers does and converts to GridOptions.
+// one GridOptions (the `grid` member of its options) and its GridDefaults, so the spacings, offsets,
+// explicit lists and sigma ramps are implemented once.
 //                                                 [docs/samplers.md, Eqs. (S4)-(S6), (S12), (S18), (S19)]
 
 #include <cmath>
@@ -48,26 +48,35 @@ inline const char* sigma_spacing_name(SigmaSpacing spacing) {
 ///   spaced:   the sigmas of the first and the last spaced timestep (diffusers' EulerDiscreteScheduler)
 enum class SigmaEnds { training, spaced };
 
-/// How a sampler chooses its timesteps and noise levels: one struct for every sampler. The sampler
-/// classes take these fields under the same names in their own options (with their own defaults, and the
-/// fields that concern them only) and convert them with their `grid()` member.
+/// How a sampler chooses its timesteps and noise levels: the one grid options struct of every sampler,
+/// the first member `grid` of each sampler's options, e.g.
+///   EulerSampler<float> s(schedule, {.grid = {.num_inference_steps = 30, .use_karras_sigmas = true}});
+/// A field left unset (std::nullopt) takes the sampler's default, its GridDefaults (the default of the
+/// diffusers scheduler class it follows); make_grid resolves them and rejects the options a sampler does
+/// not support (a timestep-only sampler rejects every sigma option set away from its default).
 struct GridOptions {
-  /// N, the number of steps, in [1, T].
-  int num_inference_steps = 50;
-  /// (S4); diffusers' `timestep_spacing`.
-  TimestepSpacing timestep_spacing = TimestepSpacing::leading;
+  /// N, the number of steps, in [1, T]. Unset: the sampler's default (DDPM: T; DPM-Solver, UniPC: 20;
+  /// the others: 50).
+  std::optional<int> num_inference_steps = {};
+  /// (S4); diffusers' `timestep_spacing`. Unset: the sampler's default (leading: DDPM, DDIM, PNDM;
+  /// linspace: the others).
+  std::optional<TimestepSpacing> timestep_spacing = {};
   /// Added to every timestep of leading spacing (Stable Diffusion uses 1); diffusers' `steps_offset`.
   int steps_offset = 0;
   /// linspace and leading: place N + 1 points and drop the smallest, so that the last step starts above
   /// timestep 0 (diffusers' DPMSolverMultistepScheduler); every timestep when N + 1 > T. Trailing: no
-  /// effect.
-  bool drop_final_timestep = false;
+  /// effect. Unset: the sampler's default (true: DPM-Solver, UniPC; false: the others).
+  std::optional<bool> drop_final_timestep = {};
   /// If not empty: the timesteps to visit, strictly decreasing, replacing the four options above
   /// (diffusers' `set_timesteps(timesteps=...)`).
   std::vector<int> timesteps = {};
+  /// diffusers' use_karras_sigmas: the same as sigma_spacing = SigmaSpacing::karras (which sigma_spacing
+  /// must then leave at timesteps or say too).
+  bool use_karras_sigmas = false;
   /// The noise levels (sigma-space samplers).
   SigmaSpacing sigma_spacing = SigmaSpacing::timesteps;
-  SigmaEnds sigma_ends = SigmaEnds::spaced;
+  /// The ends of a ramp. Unset: the sampler's default (training: DPM-Solver, UniPC; spaced: the others).
+  std::optional<SigmaEnds> sigma_ends = {};
   /// rho of the karras (default 7) and polyexponential (default 1) ramps.
   std::optional<double> rho = {};
   /// If not empty: the noise levels of the steps, strictly decreasing and positive, replacing every option
@@ -76,6 +85,25 @@ struct GridOptions {
   std::vector<double> sigmas = {};
   /// The noise level after the last step (appended to the sigmas).
   FinalSigma final_sigma = FinalSigma::zero;
+};
+
+/// A sampler's grid defaults and what its steps support: each sampler class has its own as
+/// `static constexpr GridDefaults grid_defaults`, which make_grid uses for the GridOptions fields left
+/// unset. The members' defaults are the generic ones of make_grid(schedule, options, fn).
+struct GridDefaults {
+  /// N when GridOptions::num_inference_steps is unset; 0 means T, every training timestep (DDPM).
+  int num_inference_steps = 50;
+  TimestepSpacing timestep_spacing = TimestepSpacing::leading;
+  bool drop_final_timestep = false;
+  SigmaEnds sigma_ends = SigmaEnds::spaced;
+  /// true: the sampler steps through noise levels and takes every sigma option; false: it steps through
+  /// timesteps only (DDPM, DDIM, PNDM), and make_grid rejects use_karras_sigmas, sigma_spacing, sigma_ends,
+  /// rho, sigmas and final_sigma set away from their defaults.
+  bool sigma_grid = true;
+  /// true: an explicit timestep list and drop_final_timestep are accepted; false: the sampler steps
+  /// through the N spaced timesteps of Eq. (S4) only (PNDM, whose steps go from t to t - T / N), and
+  /// make_grid rejects both.
+  bool explicit_timesteps = true;
 };
 
 /// The grid of a run of N steps.
@@ -130,87 +158,73 @@ inline std::vector<double> sigma_ramp(SigmaSpacing spacing, double sigma_min, do
   return {};
 }
 
-}  // namespace detail
-
-/// The grid of a run: its timesteps and sigmas as GridOptions say.   [docs/samplers.md, Eqs. (S4)-(S6)]
-///   - sigmas given: they are the steps' noise levels;
-///   - else timesteps given: those (checked_timesteps);
-///   - else N spaced timesteps (inference_timesteps, or N + 1 with the smallest dropped);
-/// then the sigmas are sigma[t] at the timesteps (sigma_spacing timesteps) or the ramp between the ends
-/// that sigma_ends names; wherever sigmas are not those of the timesteps, each timestep is the nearest one
-/// of its sigma, round(sigma_to_timestep(...)). The final sigma (0 or sigma[0]) is appended. sigma[t] is
-/// Eq. (12) of docs/math.md in double, with alpha_bar = 0 (zero terminal SNR) replaced by 2^-24.
-/// `fn` names the caller in error messages.
-/// Throws ddpm::invalid_argument if sigma_spacing, sigma_ends or final_sigma is not one of its enumerators
-/// (a value cast from an integer), N is outside [1, T] (when used), the spacing/offset or timestep list is
-/// bad (see inference_timesteps, checked_timesteps), a ramp is combined with a timestep list, a ramp or a
-/// sigma list needs T >= 2 and T is 1, rho is not finite and positive, the sigma list is combined with a
-/// timestep list or a ramp, or the sigmas are not positive, finite and strictly decreasing.
+/// make_grid on options whose optional fields are all set (resolved by make_grid).
 template <std::floating_point S>
-Grid make_grid(const NoiseSchedule<S>& schedule, const GridOptions& o, const char* fn = "ddpm::make_grid") {
+Grid build_grid(const NoiseSchedule<S>& schedule, const GridOptions& o, const char* fn) {
   const int T = schedule.num_train_timesteps();
   const std::string f = fn;
   const bool ramp = o.sigma_spacing != SigmaSpacing::timesteps;
   if (ramp && o.sigma_spacing != SigmaSpacing::karras && o.sigma_spacing != SigmaSpacing::exponential &&
       o.sigma_spacing != SigmaSpacing::polyexponential) {
-    detail::throw_invalid_argument(f + ": sigma_spacing is " + ddpm::detail::number_string(static_cast<int>(o.sigma_spacing)) +
-                                   ", but must be a SigmaSpacing");
+    throw_invalid_argument(f + ": sigma_spacing is " + ddpm::detail::number_string(static_cast<int>(o.sigma_spacing)) +
+                           ", but must be a SigmaSpacing");
   }
-  if (o.sigma_ends != SigmaEnds::training && o.sigma_ends != SigmaEnds::spaced) {
-    detail::throw_invalid_argument(f + ": sigma_ends is SigmaEnds(" +
-                                   ddpm::detail::number_string(static_cast<int>(o.sigma_ends)) +
-                                   "), but must be training or spaced");
+  if (*o.sigma_ends != SigmaEnds::training && *o.sigma_ends != SigmaEnds::spaced) {
+    throw_invalid_argument(f + ": sigma_ends is SigmaEnds(" +
+                           ddpm::detail::number_string(static_cast<int>(*o.sigma_ends)) +
+                           "), but must be training or spaced");
   }
   if (o.final_sigma != FinalSigma::zero && o.final_sigma != FinalSigma::sigma_min) {
     // A value cast from an integer used to mean sigma_min silently.
-    detail::throw_invalid_argument(f + ": final_sigma is FinalSigma(" +
-                                   ddpm::detail::number_string(static_cast<int>(o.final_sigma)) +
-                                   "), but must be zero or sigma_min");
+    throw_invalid_argument(f + ": final_sigma is FinalSigma(" +
+                           ddpm::detail::number_string(static_cast<int>(o.final_sigma)) +
+                           "), but must be zero or sigma_min");
   }
-  const std::vector<double> table = detail::sigma_table(schedule);
+  const std::vector<double> table = sigma_table(schedule);
   Grid g;
   if (!o.sigmas.empty()) {
     if (!o.timesteps.empty() || ramp) {
-      detail::throw_invalid_argument(f + ": sigmas is given together with " +
-                                     (ramp ? std::string("sigma_spacing ") + sigma_spacing_name(o.sigma_spacing)
-                                           : std::string("timesteps")) +
-                                     ", but a sigma list replaces both; leave them at their defaults");
+      throw_invalid_argument(
+          f + ": sigmas is given together with " +
+          (ramp ? std::string("sigma_spacing ") + sigma_spacing_name(o.sigma_spacing) : std::string("timesteps")) +
+          ", but a sigma list replaces both; leave them at their defaults");
     }
     for (std::size_t k = 0; k < o.sigmas.size(); ++k) {
       const double s = o.sigmas[k];
       if (!(std::isfinite(s) && s > 0.0) || (k > 0 && !(s < o.sigmas[k - 1]))) {
-        detail::throw_invalid_argument(f + ": sigmas[" + ddpm::detail::number_string(k) + "] is " + ddpm::detail::number_string(s) +
-                                       ", but the sigmas must be finite, > 0 and strictly decreasing");
+        throw_invalid_argument(f + ": sigmas[" + ddpm::detail::number_string(k) + "] is " +
+                               ddpm::detail::number_string(s) +
+                               ", but the sigmas must be finite, > 0 and strictly decreasing");
       }
     }
     g.sigmas = o.sigmas;
   } else if (!o.timesteps.empty()) {
     if (ramp) {
-      detail::throw_invalid_argument(f + ": sigma_spacing is " + sigma_spacing_name(o.sigma_spacing) +
-                                     ", but a sigma ramp chooses its own timesteps; leave timesteps empty");
+      throw_invalid_argument(f + ": sigma_spacing is " + sigma_spacing_name(o.sigma_spacing) +
+                             ", but a sigma ramp chooses its own timesteps; leave timesteps empty");
     }
     g.timesteps = checked_timesteps(T, o.timesteps);
   } else {
-    const int N = o.num_inference_steps;
+    const int N = *o.num_inference_steps;
     if (N < 1 || N > T) {
-      detail::throw_invalid_argument(f + ": num_inference_steps is " + ddpm::detail::number_string(N) + ", but must be in [1, " +
-                                     ddpm::detail::number_string(T) + "] (T)");
+      throw_invalid_argument(f + ": num_inference_steps is " + ddpm::detail::number_string(N) +
+                             ", but must be in [1, " + ddpm::detail::number_string(T) + "] (T)");
     }
-    if (!(ramp && o.sigma_ends == SigmaEnds::training)) {
-      g.timesteps = detail::grid_timesteps(T, N, o.timestep_spacing, o.steps_offset, o.drop_final_timestep);
+    if (!(ramp && *o.sigma_ends == SigmaEnds::training)) {
+      g.timesteps = grid_timesteps(T, N, *o.timestep_spacing, o.steps_offset, *o.drop_final_timestep);
     }
   }
   if (ramp || !o.sigmas.empty()) {
     if (T < 2) {
-      detail::throw_invalid_argument(f + ": sigma_spacing " + sigma_spacing_name(o.sigma_spacing) +
-                                     " and sigma lists need T >= 2, but T is " + ddpm::detail::number_string(T));
+      throw_invalid_argument(f + ": sigma_spacing " + sigma_spacing_name(o.sigma_spacing) +
+                             " and sigma lists need T >= 2, but T is " + ddpm::detail::number_string(T));
     }
     if (ramp) {
-      const bool training = o.sigma_ends == SigmaEnds::training;
+      const bool training = *o.sigma_ends == SigmaEnds::training;
       const double sigma_min = training ? table.front() : table[static_cast<std::size_t>(g.timesteps.back())];
       const double sigma_max = training ? table.back() : table[static_cast<std::size_t>(g.timesteps.front())];
-      const int n = training ? o.num_inference_steps : static_cast<int>(g.timesteps.size());
-      g.sigmas = detail::sigma_ramp(o.sigma_spacing, sigma_min, sigma_max, n, o.rho);
+      const int n = training ? *o.num_inference_steps : static_cast<int>(g.timesteps.size());
+      g.sigmas = sigma_ramp(o.sigma_spacing, sigma_min, sigma_max, n, o.rho);
     }
     g.timesteps.resize(g.sigmas.size());
     for (std::size_t k = 0; k < g.sigmas.size(); ++k) {
@@ -221,6 +235,93 @@ Grid make_grid(const NoiseSchedule<S>& schedule, const GridOptions& o, const cha
   }
   g.sigmas.push_back(o.final_sigma == FinalSigma::zero ? 0.0 : table.front());
   return g;
+}
+
+}  // namespace detail
+
+/// The grid of a run: its timesteps and sigmas as GridOptions say, the fields left unset taken from the
+/// sampler's GridDefaults `d`.                                            [docs/samplers.md, Eqs. (S4)-(S6)]
+///   - sigmas given: they are the steps' noise levels;
+///   - else timesteps given: those (checked_timesteps);
+///   - else N spaced timesteps (inference_timesteps, or N + 1 with the smallest dropped);
+/// then the sigmas are sigma[t] at the timesteps (sigma_spacing timesteps) or the ramp between the ends
+/// that sigma_ends names; wherever sigmas are not those of the timesteps, each timestep is the nearest one
+/// of its sigma, round(sigma_to_timestep(...)). The final sigma (0 or sigma[0]) is appended. sigma[t] is
+/// Eq. (12) of docs/math.md in double, with alpha_bar = 0 (zero terminal SNR) replaced by 2^-24.
+/// use_karras_sigmas is sigma_spacing karras. `fn` names the caller in error messages.
+/// Throws ddpm::invalid_argument if a sampler that steps through timesteps only (d.sigma_grid false) is
+/// given use_karras_sigmas, sigma_spacing, sigma_ends, rho, sigmas or final_sigma away from its default, a
+/// sampler without explicit timesteps (d.explicit_timesteps false) is given a timestep list or
+/// drop_final_timestep true, use_karras_sigmas is combined with another ramp, sigma_spacing, sigma_ends or final_sigma
+/// is not one of its enumerators (a value cast from an integer), N is outside [1, T] (when used), the spacing/offset or
+/// timestep list is bad (see inference_timesteps, checked_timesteps), a ramp is combined with a timestep list, a ramp
+/// or a sigma list needs T >= 2 and T is 1, rho is not finite and positive, the sigma list is combined with a timestep
+/// list or a ramp, or the sigmas are not positive, finite and strictly decreasing.
+template <std::floating_point S>
+Grid make_grid(const NoiseSchedule<S>& schedule, const GridOptions& o, const GridDefaults& d,
+               const char* fn = "ddpm::make_grid") {
+  const std::string f = fn;
+  detail::check_karras_flag(fn, o.use_karras_sigmas, o.sigma_spacing);
+  if (!d.sigma_grid) {
+    const std::string only = ", but " + f + " steps through timesteps only (no sigma options)";
+    if (o.use_karras_sigmas)
+      detail::throw_invalid_argument(f + ": use_karras_sigmas is true" + only + "; leave it false");
+    if (o.sigma_spacing != SigmaSpacing::timesteps) {
+      const std::string name = o.sigma_spacing == SigmaSpacing::karras ||
+                                       o.sigma_spacing == SigmaSpacing::exponential ||
+                                       o.sigma_spacing == SigmaSpacing::polyexponential
+                                   ? std::string(sigma_spacing_name(o.sigma_spacing))
+                                   : "SigmaSpacing(" + detail::number_string(static_cast<int>(o.sigma_spacing)) + ")";
+      detail::throw_invalid_argument(f + ": sigma_spacing is " + name + only + "; leave it at timesteps");
+    }
+    if (o.sigma_ends) {
+      const std::string name = *o.sigma_ends == SigmaEnds::training ? "training"
+                               : *o.sigma_ends == SigmaEnds::spaced
+                                   ? "spaced"
+                                   : "SigmaEnds(" + detail::number_string(static_cast<int>(*o.sigma_ends)) + ")";
+      detail::throw_invalid_argument(f + ": sigma_ends is " + name + only + "; leave it unset");
+    }
+    if (o.rho)
+      detail::throw_invalid_argument(f + ": rho is " + detail::number_string(*o.rho) + only + "; leave it unset");
+    if (!o.sigmas.empty()) {
+      detail::throw_invalid_argument(f + ": sigmas has " + detail::number_string(o.sigmas.size()) + " entries" + only +
+                                     "; leave it empty (a timestep list goes in timesteps)");
+    }
+    if (o.final_sigma != FinalSigma::zero) {
+      const std::string name = o.final_sigma == FinalSigma::sigma_min
+                                   ? "sigma_min"
+                                   : "FinalSigma(" + detail::number_string(static_cast<int>(o.final_sigma)) + ")";
+      detail::throw_invalid_argument(f + ": final_sigma is " + name + only + "; leave it at zero");
+    }
+  }
+  if (!d.explicit_timesteps) {
+    const std::string spaced = ", but " + f + " steps through the N spaced timesteps only (from t to t - T / N)";
+    if (!o.timesteps.empty()) {
+      detail::throw_invalid_argument(f + ": timesteps has " + detail::number_string(o.timesteps.size()) + " entries" +
+                                     spaced + "; leave it empty");
+    }
+    if (o.drop_final_timestep.value_or(false)) {
+      detail::throw_invalid_argument(f + ": drop_final_timestep is true" + spaced + "; leave it unset or false");
+    }
+  }
+  const int T = schedule.num_train_timesteps();
+  GridOptions r = o;
+  // A sampler whose default is every training timestep (N = 0 in its defaults) also reads an explicit 0 so.
+  const int default_n = d.num_inference_steps == 0 ? T : d.num_inference_steps;
+  r.num_inference_steps = o.num_inference_steps.value_or(default_n);
+  if (d.num_inference_steps == 0 && *r.num_inference_steps == 0) r.num_inference_steps = T;
+  r.timestep_spacing = o.timestep_spacing.value_or(d.timestep_spacing);
+  r.drop_final_timestep = o.drop_final_timestep.value_or(d.drop_final_timestep);
+  r.sigma_ends = o.sigma_ends.value_or(d.sigma_ends);
+  if (o.use_karras_sigmas) r.sigma_spacing = SigmaSpacing::karras;
+  return detail::build_grid(schedule, r, fn);
+}
+
+/// make_grid with the generic defaults GridDefaults{} (N = 50, leading spacing, no dropped timestep, ramps
+/// between the spaced ends; every option supported), for a grid built outside a sampler.
+template <std::floating_point S>
+Grid make_grid(const NoiseSchedule<S>& schedule, const GridOptions& o, const char* fn = "ddpm::make_grid") {
+  return make_grid(schedule, o, GridDefaults{}, fn);
 }
 
 }  // namespace ddpm

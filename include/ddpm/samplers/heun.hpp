@@ -28,21 +28,10 @@ namespace ddpm {
 
 /// Options of HeunSampler (diffusers' HeunDiscreteScheduler; the churn of k-diffusion's sample_heun).
 struct HeunOptions {
-  /// The timestep choice of GridOptions (Eq. (S4)): N noise intervals, spacing, offset, or an explicit list.
-  int num_inference_steps = 50;
-  TimestepSpacing timestep_spacing = TimestepSpacing::linspace;
-  int steps_offset = 0;
-  std::vector<int> timesteps = {};
-  /// Karras et al.'s rho = 7 sigmas between the sigmas of the first and last spaced timesteps (diffusers'
-  /// use_karras_sigmas); the model sees the nearest timestep of each.
-  bool use_karras_sigmas = false;
-  /// The noise levels (GridOptions): a ramp between the sigmas of the first and last spaced timesteps, or
-  /// an explicit list.
-  SigmaSpacing sigma_spacing = SigmaSpacing::timesteps;
-  std::vector<double> sigmas = {};
-  /// zero (diffusers, k-diffusion): the last interval is one Euler step to x0; sigma_min: every interval
-  /// is a Heun step.
-  FinalSigma final_sigma = FinalSigma::zero;
+  /// The grid (GridOptions; HeunSampler::grid_defaults: as EulerSampler's). N is the number of noise
+  /// intervals. final_sigma zero (diffusers, k-diffusion): the last interval is one Euler step to x0;
+  /// sigma_min: every interval is a Heun step.
+  GridOptions grid = {};
   /// Bounds on the predicted x0 (diffusers' clip_sample, clip_sample_range). Default: none.
   Clipping clipping = {};
   /// Churn (Karras et al. 2022, Algorithm 2; k-diffusion's sample_heun arguments): interval k whose
@@ -53,19 +42,6 @@ struct HeunOptions {
   double s_tmin = 0.0;
   double s_tmax = std::numeric_limits<double>::infinity();
   double s_noise = 1.0;
-
-  /// The grid fields as GridOptions, with HeunDiscreteScheduler's semantics (EulerDiscreteScheduler's:
-  /// ramps between the sigmas of the spaced timesteps).
-  GridOptions grid() const {
-    return {.num_inference_steps = num_inference_steps,
-            .timestep_spacing = timestep_spacing,
-            .steps_offset = steps_offset,
-            .timesteps = timesteps,
-            .sigma_spacing = use_karras_sigmas ? SigmaSpacing::karras : sigma_spacing,
-            .sigma_ends = SigmaEnds::spaced,
-            .sigmas = sigmas,
-            .final_sigma = final_sigma};
-  }
 };
 
 /// The Heun sampler.                                                          [docs/samplers.md, Eq. (S21)]
@@ -90,15 +66,23 @@ class HeunSampler : public detail::SamplerBase<HeunSampler<S>, S> {
   friend Base;
 
  public:
+  /// The grid defaults (HeunDiscreteScheduler's, EulerDiscreteScheduler's): N = 50, linspace spacing, ramps
+  /// between the spaced ends.
+  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 50,
+                                                 .timestep_spacing = TimestepSpacing::linspace,
+                                                 .drop_final_timestep = false,
+                                                 .sigma_ends = SigmaEnds::spaced,
+                                                 .sigma_grid = true,
+                                                 .explicit_timesteps = true};
+
   /// Throws ddpm::invalid_argument if the grid options (see make_grid), the clipping or the churn options
   /// are bad.
   explicit HeunSampler(NoiseSchedule<S> schedule, HeunOptions options = {})
       : Base(std::move(schedule)), options_(std::move(options)) {
     const char* fn = "ddpm::HeunSampler";
     detail::check_clipping(fn, options_.clipping);
-    detail::check_karras_flag(fn, options_.use_karras_sigmas, options_.sigma_spacing);
     detail::check_churn(fn, options_.s_churn, options_.s_tmin, options_.s_tmax, options_.s_noise);
-    Grid grid = make_grid(this->schedule_, options_.grid(), fn);
+    Grid grid = make_grid(this->schedule_, options_.grid, grid_defaults, fn);
     sigmas_ = std::move(grid.sigmas);
     const std::vector<double> table = detail::sigma_table(this->schedule_);
     const int n = static_cast<int>(grid.timesteps.size());

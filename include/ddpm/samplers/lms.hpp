@@ -28,34 +28,13 @@ namespace ddpm {
 
 /// Options of LMSSampler (diffusers' LMSDiscreteScheduler, k-diffusion's sample_lms).
 struct LMSOptions {
-  /// The timestep choice of GridOptions (Eq. (S4)): N, spacing, offset, or an explicit list.
-  int num_inference_steps = 50;
-  TimestepSpacing timestep_spacing = TimestepSpacing::linspace;
-  int steps_offset = 0;
-  std::vector<int> timesteps = {};
-  /// Karras et al.'s rho = 7 sigmas between the sigmas of the first and last spaced timesteps (diffusers'
-  /// use_karras_sigmas); the model sees the nearest timestep of each.
-  bool use_karras_sigmas = false;
-  SigmaSpacing sigma_spacing = SigmaSpacing::timesteps;
-  std::vector<double> sigmas = {};
-  FinalSigma final_sigma = FinalSigma::zero;
+  /// The grid (GridOptions; LMSSampler::grid_defaults: as EulerSampler's).
+  GridOptions grid = {};
   /// The number of derivatives combined, in [1, 6] (diffusers' `order` argument of step, k-diffusion's
   /// `order`; 4 by default). Step i uses min(i + 1, order).
   int order = 4;
   /// Bounds on the predicted x0 (not in diffusers' LMS). Default: none.
   Clipping clipping = {};
-
-  /// The grid fields as GridOptions, with LMSDiscreteScheduler's semantics (EulerDiscreteScheduler's).
-  GridOptions grid() const {
-    return {.num_inference_steps = num_inference_steps,
-            .timestep_spacing = timestep_spacing,
-            .steps_offset = steps_offset,
-            .timesteps = timesteps,
-            .sigma_spacing = use_karras_sigmas ? SigmaSpacing::karras : sigma_spacing,
-            .sigma_ends = SigmaEnds::spaced,
-            .sigmas = sigmas,
-            .final_sigma = final_sigma};
-  }
 };
 
 namespace detail {
@@ -103,6 +82,15 @@ class LMSSampler : public detail::SamplerBase<LMSSampler<S>, S> {
   friend Base;
 
  public:
+  /// The grid defaults (LMSDiscreteScheduler's, EulerDiscreteScheduler's): N = 50, linspace spacing, ramps
+  /// between the spaced ends.
+  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 50,
+                                                 .timestep_spacing = TimestepSpacing::linspace,
+                                                 .drop_final_timestep = false,
+                                                 .sigma_ends = SigmaEnds::spaced,
+                                                 .sigma_grid = true,
+                                                 .explicit_timesteps = true};
+
   /// Throws ddpm::invalid_argument if order is outside [1, 6], or the grid (see make_grid) or clipping
   /// options are bad.
   explicit LMSSampler(NoiseSchedule<S> schedule, LMSOptions options = {})
@@ -113,8 +101,7 @@ class LMSSampler : public detail::SamplerBase<LMSSampler<S>, S> {
                                      ", but must be in [1, 6]");
     }
     detail::check_clipping(fn, options_.clipping);
-    detail::check_karras_flag(fn, options_.use_karras_sigmas, options_.sigma_spacing);
-    Grid grid = make_grid(this->schedule_, options_.grid(), fn);
+    Grid grid = make_grid(this->schedule_, options_.grid, grid_defaults, fn);
     this->timesteps_ = std::move(grid.timesteps);
     sigmas_ = std::move(grid.sigmas);
     const int n = this->num_inference_steps();

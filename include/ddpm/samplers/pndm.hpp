@@ -32,23 +32,16 @@ namespace ddpm {
 
 /// Options of PNDMSampler (diffusers' PNDMScheduler config; its defaults).
 struct PNDMOptions {
-  /// N, in [1, T] (with the Runge-Kutta warm-up in [4, T]).
-  int num_inference_steps = 50;
-  /// The spacing of the N timesteps (Eq. (S4)); steps_offset applies to leading only. Stable Diffusion 1.x:
-  /// leading with steps_offset 1.
-  TimestepSpacing timestep_spacing = TimestepSpacing::leading;
-  int steps_offset = 0;
+  /// The grid (GridOptions; PNDMSampler::grid_defaults: N = 50, leading spacing; the N spaced
+  /// timesteps only: no timestep list, no sigma options). N is in [1, T] (with the Runge-Kutta warm-up in
+  /// [4, T]); Stable Diffusion 1.x: leading spacing with steps_offset 1.
+  GridOptions grid = {};
   /// true: PLMS with its second-order start (Stable Diffusion 1.x, N + 1 model calls); false: F-PNDM, three
   /// pseudo Runge-Kutta steps of four model calls each, then PLMS (N + 9 model calls).
   bool skip_prk_steps = false;
   /// The alpha_bar of a step that would go below timestep 0: 1 (true) or alpha_bar[0] (false, diffusers'
   /// PNDM default).
   bool set_alpha_to_one = false;
-
-  /// The grid fields as GridOptions.
-  GridOptions grid() const {
-    return {.num_inference_steps = num_inference_steps, .timestep_spacing = timestep_spacing, .steps_offset = steps_offset};
-  }
 };
 
 /// The PNDM sampler (deterministic).                                 [docs/samplers.md, Eqs. (S30)-(S32)]
@@ -75,19 +68,30 @@ class PNDMSampler : public detail::SamplerBase<PNDMSampler<S>, S> {
   friend Base;
 
  public:
-  /// Throws ddpm::invalid_argument if N is outside [1, T] ([4, T] without skip_prk_steps) or the
-  /// spacing/offset is bad (see inference_timesteps).
+  /// The grid defaults (PNDMScheduler's): N = 50, leading spacing; the N spaced timesteps only (no
+  /// timestep list, no drop_final_timestep, no sigma options).
+  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 50,
+                                                 .timestep_spacing = TimestepSpacing::leading,
+                                                 .drop_final_timestep = false,
+                                                 .sigma_ends = SigmaEnds::spaced,
+                                                 .sigma_grid = false,
+                                                 .explicit_timesteps = false};
+
+  /// Throws ddpm::invalid_argument if N is outside [1, T] ([4, T] without skip_prk_steps), the
+  /// spacing/offset is bad (see inference_timesteps), or a timestep list, drop_final_timestep or a sigma
+  /// option is given (see make_grid).
   explicit PNDMSampler(NoiseSchedule<S> schedule, PNDMOptions options = {})
       : Base(std::move(schedule)), options_(options) {
     const char* fn = "ddpm::PNDMSampler";
     const int T = this->schedule_.num_train_timesteps();
-    const int N = options_.num_inference_steps;
+    const int N = options_.grid.num_inference_steps.value_or(grid_defaults.num_inference_steps);
     if (!options_.skip_prk_steps && N < 4) {
       detail::throw_invalid_argument(std::string(fn) + ": num_inference_steps is " + ddpm::detail::number_string(N) +
                                      ", but the Runge-Kutta warm-up (skip_prk_steps = false) needs it in [4, " +
                                      ddpm::detail::number_string(T) + "]; set skip_prk_steps for fewer steps");
     }
-    const std::vector<int> listed = make_grid(this->schedule_, options_.grid(), fn).timesteps;  // decreasing
+    const std::vector<int> listed =
+        make_grid(this->schedule_, options_.grid, grid_defaults, fn).timesteps;  // decreasing
     const int r = T / N, half = r / 2;
     auto add = [this](int call, int from, int to) {
       Stage s;

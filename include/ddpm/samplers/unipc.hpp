@@ -45,13 +45,10 @@ inline const char* unipc_solver_type_name(UniPCSolverType type) {
 
 /// Options of UniPCSampler (diffusers' UniPCMultistepScheduler; the defaults are diffusers').
 struct UniPCOptions {
-  /// The timestep choice of GridOptions, with DPMSolverMultistepScheduler's semantics (diffusers' UniPC
-  /// spaces its timesteps as DPM-Solver does): N, spacing (linspace and leading place N + 1 points and drop
-  /// the smallest; trailing places N), offset, or an explicit list.
-  int num_inference_steps = 20;
-  TimestepSpacing timestep_spacing = TimestepSpacing::linspace;
-  int steps_offset = 0;
-  std::vector<int> timesteps = {};
+  /// The grid (GridOptions; UniPCSampler::grid_defaults: DPMSolverMultistepSampler's, as diffusers'
+  /// UniPC spaces its timesteps as DPM-Solver does; sigma_spacing exponential is diffusers'
+  /// use_exponential_sigmas, final_sigma its final_sigmas_type).
+  GridOptions grid = {};
   /// p of UniP-p: 1, 2 or 3 (the corrector then makes the order p + 1).
   int solver_order = 2;
   UniPCSolverType solver_type = UniPCSolverType::bh2;
@@ -64,30 +61,8 @@ struct UniPCOptions {
   /// Step indices k whose result is not corrected (diffusers' `disable_corrector`): the corrector that
   /// would run in step k + 1 on the sample step k produced is skipped. Entries >= N have no effect.
   std::vector<int> disable_corrector = {};
-  /// Karras et al.'s rho = 7 sigmas from sigma[T-1] down to sigma[0] (diffusers' name for
-  /// sigma_spacing = SigmaSpacing::karras); the model sees the nearest timestep.
-  bool use_karras_sigmas = false;
-  /// The noise levels (GridOptions): a ramp from sigma[T-1] down to sigma[0] (exponential is diffusers'
-  /// use_exponential_sigmas), or an explicit list.
-  SigmaSpacing sigma_spacing = SigmaSpacing::timesteps;
-  std::vector<double> sigmas = {};
-  /// diffusers' final_sigmas_type: "zero" or "sigma_min".
-  FinalSigma final_sigma = FinalSigma::zero;
   /// Bounds on the predicted x0 in the data-prediction form (diffusers has thresholding only). Default: none.
   Clipping clipping = {};
-
-  /// The grid fields as GridOptions (as DPMSolverOptions::grid).
-  GridOptions grid() const {
-    return {.num_inference_steps = num_inference_steps,
-            .timestep_spacing = timestep_spacing,
-            .steps_offset = steps_offset,
-            .drop_final_timestep = true,
-            .timesteps = timesteps,
-            .sigma_spacing = use_karras_sigmas ? SigmaSpacing::karras : sigma_spacing,
-            .sigma_ends = SigmaEnds::training,
-            .sigmas = sigmas,
-            .final_sigma = final_sigma};
-  }
 };
 
 /// The coefficients of one UniPC step, the model outputs m converted to x0 (or eps) as the form says:
@@ -316,6 +291,15 @@ class UniPCSampler : public detail::SamplerBase<UniPCSampler<S>, S> {
   friend Base;
 
  public:
+  /// The grid defaults (UniPCMultistepScheduler's, DPMSolverMultistepScheduler's): N = 20, linspace spacing
+  /// with N + 1 points and the smallest dropped, ramps from sigma[T-1] down to sigma[0].
+  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 20,
+                                                 .timestep_spacing = TimestepSpacing::linspace,
+                                                 .drop_final_timestep = true,
+                                                 .sigma_ends = SigmaEnds::training,
+                                                 .sigma_grid = true,
+                                                 .explicit_timesteps = true};
+
   /// Throws ddpm::invalid_argument if solver_order is not 1, 2 or 3, solver_type is not bh1 or bh2, an
   /// entry of disable_corrector is negative, clipping is asked for in the noise-prediction form
   /// (predict_x0 = false), or the grid (see make_grid) or clipping options are bad.
@@ -346,8 +330,7 @@ class UniPCSampler : public detail::SamplerBase<UniPCSampler<S>, S> {
                                      " and predict_x0 is false, but bounds apply to x0 only: use predict_x0 = true "
                                      "or Clipping::none()");
     }
-    detail::check_karras_flag(fn, options_.use_karras_sigmas, options_.sigma_spacing);
-    Grid grid = make_grid(this->schedule_, options_.grid(), fn);
+    Grid grid = make_grid(this->schedule_, options_.grid, grid_defaults, fn);
     this->timesteps_ = std::move(grid.timesteps);
     sigmas_ = std::move(grid.sigmas);
     plan();

@@ -31,17 +31,9 @@ namespace ddpm {
 /// KDPM2DiscreteScheduler / KDPM2AncestralDiscreteScheduler; k-diffusion's sample_dpm_2,
 /// sample_dpm_2_ancestral, sample_dpmpp_2s_ancestral).
 struct DPM2Options {
-  /// The timestep choice of GridOptions (Eq. (S4)): N noise intervals, spacing, offset, or an explicit list.
-  int num_inference_steps = 50;
-  TimestepSpacing timestep_spacing = TimestepSpacing::linspace;
-  int steps_offset = 0;
-  std::vector<int> timesteps = {};
-  /// Karras et al.'s rho = 7 sigmas between the sigmas of the first and last spaced timesteps (diffusers'
-  /// use_karras_sigmas); the model sees the nearest timestep of each.
-  bool use_karras_sigmas = false;
-  SigmaSpacing sigma_spacing = SigmaSpacing::timesteps;
-  std::vector<double> sigmas = {};
-  FinalSigma final_sigma = FinalSigma::zero;
+  /// The grid (GridOptions; the samplers' grid_defaults: as EulerSampler's). N is the number of
+  /// noise intervals.
+  GridOptions grid = {};
   /// Bounds on the predicted x0 (not in the references). Default: none.
   Clipping clipping = {};
   /// Churn (DPM2Sampler only; k-diffusion's sample_dpm_2 arguments, as HeunOptions).
@@ -52,18 +44,6 @@ struct DPM2Options {
   double eta = 1.0;
   /// Scales the fresh noise (churn or ancestral).
   double s_noise = 1.0;
-
-  /// The grid fields as GridOptions (KDPM2DiscreteScheduler's semantics: EulerDiscreteScheduler's).
-  GridOptions grid() const {
-    return {.num_inference_steps = num_inference_steps,
-            .timestep_spacing = timestep_spacing,
-            .steps_offset = steps_offset,
-            .timesteps = timesteps,
-            .sigma_spacing = use_karras_sigmas ? SigmaSpacing::karras : sigma_spacing,
-            .sigma_ends = SigmaEnds::spaced,
-            .sigmas = sigmas,
-            .final_sigma = final_sigma};
-  }
 };
 
 namespace detail {
@@ -103,13 +83,21 @@ class MidpointSampler : public SamplerBase<MidpointSampler<S, kMethod>, S> {
   };
 
  public:
+  /// The grid defaults (KDPM2DiscreteScheduler's, EulerDiscreteScheduler's): N = 50, linspace spacing,
+  /// ramps between the spaced ends.
+  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 50,
+                                                 .timestep_spacing = TimestepSpacing::linspace,
+                                                 .drop_final_timestep = false,
+                                                 .sigma_ends = SigmaEnds::spaced,
+                                                 .sigma_grid = true,
+                                                 .explicit_timesteps = true};
+
   /// Throws ddpm::invalid_argument if the grid (see make_grid), clipping, churn or eta/s_noise options are
   /// bad, or an option of another of these samplers is set (churn for the ancestral ones, eta != 1 for DPM2).
   explicit MidpointSampler(NoiseSchedule<S> schedule, DPM2Options options = {})
       : Base(std::move(schedule)), options_(std::move(options)) {
     const char* fn = name();
     check_clipping(fn, options_.clipping);
-    check_karras_flag(fn, options_.use_karras_sigmas, options_.sigma_spacing);
     check_churn(fn, options_.s_churn, options_.s_tmin, options_.s_tmax, options_.s_noise);
     check_ancestral(fn, options_.eta, options_.s_noise);
     if (kAncestral && options_.s_churn != 0.0) {
@@ -120,7 +108,7 @@ class MidpointSampler : public SamplerBase<MidpointSampler<S, kMethod>, S> {
       throw_invalid_argument(std::string(fn) + ": eta is " + ddpm::detail::number_string(options_.eta) +
                              ", but must be 1: eta is an option of the ancestral samplers");
     }
-    Grid grid = make_grid(this->schedule_, options_.grid(), fn);
+    Grid grid = make_grid(this->schedule_, options_.grid, grid_defaults, fn);
     sigmas_ = std::move(grid.sigmas);
     const std::vector<double> table = sigma_table(this->schedule_);
     const int n = static_cast<int>(grid.timesteps.size());
