@@ -66,7 +66,11 @@ TEMPLATE_TEST_CASE("detail::gemm matches a naive product", "[nn][gemm]", float, 
   std::uint64_t seed = 1;
   // tiny, vector-shaped (m = 1, n = 1), the GEMM path, and blocks larger than Eigen's cache blocking
   for (auto [m, n, k] : {std::tuple<Eigen::Index, Eigen::Index, Eigen::Index>{2, 3, 4}, {1, 17, 9}, {1, 300, 129},
-                         {19, 1, 33}, {16, 16, 16}, {48, 37, 65}, {130, 260, 300}, {5, 700, 1030}, {3, 3, 0}}) {
+                         {19, 1, 33}, {16, 16, 16}, {48, 37, 65}, {130, 260, 300}, {5, 700, 1030}, {3, 3, 0},
+                         // the small float kernel (B not transposed, n a multiple of 16, m <= 64, k n <= 8192):
+                         // every row and column block, the bounds, and just past each of them
+                         {64, 64, 8}, {8, 64, 64}, {7, 112, 16}, {5, 16, 1}, {65, 64, 8}, {4, 128, 64}, {4, 144, 56},
+                         {6, 48, 171}}) {
     check_all<S>(m, n, k, seed);
     seed += 4;
   }

@@ -7,8 +7,13 @@
 // buffers come from the caller (a Workspace holds one per thread slot): nothing here keeps state.
 
 #include <algorithm>
+#include <type_traits>
 
 #include <Eigen/Core>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "ddpm/nn/context.hpp"
 
@@ -47,6 +52,72 @@ class GemmBlocking : public Eigen::internal::level3_blocking<S, S> {
 };
 #endif
 
+#if defined(__AVX512F__)
+#define DDPM_NN_SMALL_GEMM 1
+
+/// The products small_gemm takes: float, B not transposed, n a multiple of 16, at most kSmallGemmMaxRows rows
+/// and B (k x n) at most kSmallGemmMaxB values (it stays in the L1 cache while every row block passes over it).
+/// These are the attention core's products per image and head (the scores q^T k and dO^T v with k = head_dim,
+/// the value and key gradients with k = the image's pixels) at the small UNets' sizes, where Eigen's GEMM
+/// spends more time packing its operands and zeroing C than multiplying.
+inline constexpr Eigen::Index kSmallGemmMaxRows = 64, kSmallGemmMaxB = 8192;
+template <class S, bool TransB>
+constexpr bool small_gemm_applies(Eigen::Index m, Eigen::Index n, Eigen::Index k) {
+  return std::is_same_v<S, float> && !TransB && m >= 1 && m <= kSmallGemmMaxRows && n >= 16 && n % 16 == 0 &&
+         k >= 1 && k * n <= kSmallGemmMaxB;
+}
+
+/// RB rows x VB vectors of 16 columns of C = alpha op(A) B (+ C): each value is sum_l A(r, l) B(l, j) formed by
+/// fused multiply-adds in the order l = 0, 1, ..., k - 1, then scaled by alpha (and added to C in one rounding).
+template <bool TransA, int RB, int VB>
+inline void small_gemm_tile(Eigen::Index k, const float* a, Eigen::Index lda, const float* b, Eigen::Index ldb,
+                            float* c, Eigen::Index ldc, bool accumulate, float alpha) {
+  __m512 acc[RB][VB];
+  for (int r = 0; r < RB; ++r) {
+    for (int v = 0; v < VB; ++v) acc[r][v] = _mm512_setzero_ps();
+  }
+  for (Eigen::Index l = 0; l < k; ++l) {
+    __m512 row[VB];
+    for (int v = 0; v < VB; ++v) row[v] = _mm512_loadu_ps(b + l * ldb + 16 * v);
+    for (int r = 0; r < RB; ++r) {
+      const __m512 x = _mm512_set1_ps(TransA ? a[l * lda + r] : a[r * lda + l]);
+      for (int v = 0; v < VB; ++v) acc[r][v] = _mm512_fmadd_ps(x, row[v], acc[r][v]);
+    }
+  }
+  const __m512 s = _mm512_set1_ps(alpha);
+  for (int r = 0; r < RB; ++r) {
+    for (int v = 0; v < VB; ++v) {
+      float* out = c + r * ldc + 16 * v;
+      _mm512_storeu_ps(out, accumulate ? _mm512_fmadd_ps(s, acc[r][v], _mm512_loadu_ps(out))
+                                       : _mm512_mul_ps(s, acc[r][v]));
+    }
+  }
+}
+
+/// C = alpha op(A) B (or C += it) for the shapes of small_gemm_applies, in row blocks of 4 and column blocks of
+/// 4, 2 and 1 vectors.
+template <bool TransA>
+void small_gemm(Eigen::Index m, Eigen::Index n, Eigen::Index k, const float* a, Eigen::Index lda, const float* b,
+                Eigen::Index ldb, float* c, Eigen::Index ldc, bool accumulate, float alpha) {
+  auto rows = [&](auto rb, Eigen::Index r) {
+    constexpr int RB = decltype(rb)::value;
+    const float* ar = TransA ? a + r : a + r * lda;
+    Eigen::Index j = 0;
+    for (; j + 64 <= n; j += 64) {
+      small_gemm_tile<TransA, RB, 4>(k, ar, lda, b + j, ldb, c + r * ldc + j, ldc, accumulate, alpha);
+    }
+    if (j + 32 <= n) {
+      small_gemm_tile<TransA, RB, 2>(k, ar, lda, b + j, ldb, c + r * ldc + j, ldc, accumulate, alpha);
+      j += 32;
+    }
+    if (j < n) small_gemm_tile<TransA, RB, 1>(k, ar, lda, b + j, ldb, c + r * ldc + j, ldc, accumulate, alpha);
+  };
+  Eigen::Index r = 0;
+  for (; r + 4 <= m; r += 4) rows(std::integral_constant<int, 4>{}, r);
+  for (; r < m; ++r) rows(std::integral_constant<int, 1>{}, r);
+}
+#endif
+
 /// C (m x n, row stride ldc) = alpha op(A) op(B), or C += alpha op(A) op(B) when accumulate, where A is
 /// stored row-major as m x k (lda) or, when TransA, as k x m whose transpose is used; B likewise as k x n or
 /// n x k. `packing` holds the packed operands (only this call may use it until it returns); nothing is
@@ -60,6 +131,14 @@ void gemm(PackingBuffer<S>& packing, Eigen::Index m, Eigen::Index n, Eigen::Inde
     if (!accumulate) cm.setZero();
     return;
   }
+#ifdef DDPM_NN_SMALL_GEMM
+  if constexpr (std::is_same_v<S, float> && !TransB) {
+    if (small_gemm_applies<S, TransB>(m, n, k)) {
+      small_gemm<TransA>(m, n, k, a, lda, b, ldb, c, ldc, accumulate, alpha);
+      return;
+    }
+  }
+#endif
 #ifdef DDPM_NN_GEMM_PREALLOCATED
   // Tiny products and matrix-vector products go through Eigen's expressions, which allocate nothing there.
   if (n > 1 && m > 1 && m + n + k >= 32) {
