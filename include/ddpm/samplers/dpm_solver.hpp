@@ -352,12 +352,7 @@ class DPMSolverMultistepSampler : public detail::MultistepBase<DPMSolverMultiste
  public:
   /// The grid defaults (DPMSolverMultistepScheduler's): N = 20, linspace spacing with N + 1 points and the
   /// smallest dropped, ramps from sigma[T-1] down to sigma[0].
-  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 20,
-                                                 .timestep_spacing = TimestepSpacing::linspace,
-                                                 .drop_final_timestep = true,
-                                                 .sigma_ends = SigmaEnds::training,
-                                                 .sigma_grid = true,
-                                                 .explicit_timesteps = true};
+  static constexpr GridDefaults grid_defaults = GridDefaults::dpm_solver_multistep();
 
   /// Throws ddpm::invalid_argument if N is outside [1, T], solver_order is not 1, 2 or 3 (1 or 2 for
   /// sde_dpmsolver), algorithm_type or solver_type is not an enumerator, dpmsolver / sde_dpmsolver is

@@ -92,12 +92,7 @@ class DPMPPSDESampler : public detail::SamplerBase<DPMPPSDESampler<S>, S> {
  public:
   /// The grid defaults (DPMSolverSDEScheduler's, EulerDiscreteScheduler's): N = 50, linspace spacing,
   /// ramps between the spaced ends.
-  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 50,
-                                                 .timestep_spacing = TimestepSpacing::linspace,
-                                                 .drop_final_timestep = false,
-                                                 .sigma_ends = SigmaEnds::spaced,
-                                                 .sigma_grid = true,
-                                                 .explicit_timesteps = true};
+  static constexpr GridDefaults grid_defaults = GridDefaults::euler_discrete();
 
   /// Throws ddpm::invalid_argument if the grid (see make_grid), clipping, eta, s_noise, r or tolerance is bad.
   explicit DPMPPSDESampler(NoiseSchedule<S> schedule, DPMPPSDEOptions options = {})

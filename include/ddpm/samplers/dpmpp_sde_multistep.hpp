@@ -55,12 +55,7 @@ class KMultistepSDESampler : public MultistepBase<KMultistepSDESampler<S, kOrder
  public:
   /// The grid defaults (EulerDiscreteScheduler's, as the other k-diffusion samplers): N = 50, linspace
   /// spacing, ramps between the spaced ends.
-  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 50,
-                                                 .timestep_spacing = TimestepSpacing::linspace,
-                                                 .drop_final_timestep = false,
-                                                 .sigma_ends = SigmaEnds::spaced,
-                                                 .sigma_grid = true,
-                                                 .explicit_timesteps = true};
+  static constexpr GridDefaults grid_defaults = GridDefaults::euler_discrete();
 
   /// Throws ddpm::invalid_argument if eta or s_noise is negative or not finite, solver_type is not an
   /// enumerator, or the grid (see make_grid) or clipping options are bad.

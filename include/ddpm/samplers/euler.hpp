@@ -65,12 +65,7 @@ class EulerSampler : public detail::SamplerBase<EulerSampler<S>, S> {
 
  public:
   /// The grid defaults (EulerDiscreteScheduler's): N = 50, linspace spacing, ramps between the spaced ends.
-  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 50,
-                                                 .timestep_spacing = TimestepSpacing::linspace,
-                                                 .drop_final_timestep = false,
-                                                 .sigma_ends = SigmaEnds::spaced,
-                                                 .sigma_grid = true,
-                                                 .explicit_timesteps = true};
+  static constexpr GridDefaults grid_defaults = GridDefaults::euler_discrete();
 
   /// Throws ddpm::invalid_argument if the grid options (see make_grid), the clipping or the churn options
   /// are bad.

@@ -104,6 +104,28 @@ struct GridDefaults {
   /// through the N spaced timesteps of Eq. (S4) only (PNDM, whose steps go from t to t - T / N), and
   /// make_grid rejects both.
   bool explicit_timesteps = true;
+
+  /// diffusers' EulerDiscreteScheduler grid, which its sigma-space relatives share (Euler ancestral, Heun,
+  /// LMS, KDPM2, DPMSolverSDE, and k-diffusion's samplers on it): N = 50, linspace spacing, ramps between
+  /// the sigmas of the first and the last spaced timestep.
+  static constexpr GridDefaults euler_discrete() {
+    return {.num_inference_steps = 50,
+            .timestep_spacing = TimestepSpacing::linspace,
+            .drop_final_timestep = false,
+            .sigma_ends = SigmaEnds::spaced,
+            .sigma_grid = true,
+            .explicit_timesteps = true};
+  }
+  /// diffusers' DPMSolverMultistepScheduler grid (also UniPCMultistepScheduler's): N = 20, linspace spacing
+  /// with N + 1 points and the smallest dropped, ramps from sigma[T-1] down to sigma[0].
+  static constexpr GridDefaults dpm_solver_multistep() {
+    return {.num_inference_steps = 20,
+            .timestep_spacing = TimestepSpacing::linspace,
+            .drop_final_timestep = true,
+            .sigma_ends = SigmaEnds::training,
+            .sigma_grid = true,
+            .explicit_timesteps = true};
+  }
 };
 
 /// The grid of a run of N steps.

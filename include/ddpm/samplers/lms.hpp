@@ -84,12 +84,7 @@ class LMSSampler : public detail::SamplerBase<LMSSampler<S>, S> {
  public:
   /// The grid defaults (LMSDiscreteScheduler's, EulerDiscreteScheduler's): N = 50, linspace spacing, ramps
   /// between the spaced ends.
-  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 50,
-                                                 .timestep_spacing = TimestepSpacing::linspace,
-                                                 .drop_final_timestep = false,
-                                                 .sigma_ends = SigmaEnds::spaced,
-                                                 .sigma_grid = true,
-                                                 .explicit_timesteps = true};
+  static constexpr GridDefaults grid_defaults = GridDefaults::euler_discrete();
 
   /// Throws ddpm::invalid_argument if order is outside [1, 6], or the grid (see make_grid) or clipping
   /// options are bad.

@@ -293,12 +293,7 @@ class UniPCSampler : public detail::SamplerBase<UniPCSampler<S>, S> {
  public:
   /// The grid defaults (UniPCMultistepScheduler's, DPMSolverMultistepScheduler's): N = 20, linspace spacing
   /// with N + 1 points and the smallest dropped, ramps from sigma[T-1] down to sigma[0].
-  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 20,
-                                                 .timestep_spacing = TimestepSpacing::linspace,
-                                                 .drop_final_timestep = true,
-                                                 .sigma_ends = SigmaEnds::training,
-                                                 .sigma_grid = true,
-                                                 .explicit_timesteps = true};
+  static constexpr GridDefaults grid_defaults = GridDefaults::dpm_solver_multistep();
 
   /// Throws ddpm::invalid_argument if solver_order is not 1, 2 or 3, solver_type is not bh1 or bh2, an
   /// entry of disable_corrector is negative, clipping is asked for in the noise-prediction form

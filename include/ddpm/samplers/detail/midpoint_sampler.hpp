@@ -85,12 +85,7 @@ class MidpointSampler : public SamplerBase<MidpointSampler<S, kMethod>, S> {
  public:
   /// The grid defaults (KDPM2DiscreteScheduler's, EulerDiscreteScheduler's): N = 50, linspace spacing,
   /// ramps between the spaced ends.
-  static constexpr GridDefaults grid_defaults = {.num_inference_steps = 50,
-                                                 .timestep_spacing = TimestepSpacing::linspace,
-                                                 .drop_final_timestep = false,
-                                                 .sigma_ends = SigmaEnds::spaced,
-                                                 .sigma_grid = true,
-                                                 .explicit_timesteps = true};
+  static constexpr GridDefaults grid_defaults = GridDefaults::euler_discrete();
 
   /// Throws ddpm::invalid_argument if the grid (see make_grid), clipping, churn or eta/s_noise options are
   /// bad, or an option of another of these samplers is set (churn for the ancestral ones, eta != 1 for DPM2).
