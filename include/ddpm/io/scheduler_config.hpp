@@ -413,12 +413,24 @@ struct DiffusersSchedulerConfig {
     return SigmaSpacing::timesteps;
   }
 
+  /// The grid of N steps (diffusers' set_timesteps(N)) as the config says: timestep_spacing and steps_offset,
+  /// and with `sigmas` also the sigma ramp (sigma_spacing()) and final_sigmas_type.
+  GridOptions grid_options(int num_inference_steps, bool sigmas) const {
+    GridOptions g;
+    g.num_inference_steps = num_inference_steps;
+    g.timestep_spacing = timestep_spacing;
+    g.steps_offset = steps_offset;
+    if (sigmas) {
+      g.sigma_spacing = sigma_spacing();
+      g.final_sigma = final_sigmas_type;
+    }
+    return g;
+  }
+
   // The options of each sampler for N steps (diffusers' set_timesteps(N)).
   DDPMOptions ddpm_options(int num_inference_steps) const {
     DDPMOptions o;
-    o.grid.num_inference_steps = num_inference_steps;
-    o.grid.timestep_spacing = timestep_spacing;
-    o.grid.steps_offset = steps_offset;
+    o.grid = grid_options(num_inference_steps, false);
     o.variance_type = variance_type;
     o.clipping = clipping();
     return o;
@@ -426,9 +438,7 @@ struct DiffusersSchedulerConfig {
   /// use_clipped_model_output is false, diffusers' default (DDIMOptions' own default is true).
   DDIMOptions ddim_options(int num_inference_steps) const {
     DDIMOptions o;
-    o.grid.num_inference_steps = num_inference_steps;
-    o.grid.timestep_spacing = timestep_spacing;
-    o.grid.steps_offset = steps_offset;
+    o.grid = grid_options(num_inference_steps, false);
     o.eta = eta;
     o.set_alpha_to_one = set_alpha_to_one;
     o.clipping = clipping();
@@ -438,24 +448,18 @@ struct DiffusersSchedulerConfig {
   }
   DPMSolverOptions dpm_solver_options(int num_inference_steps) const {
     DPMSolverOptions o;
-    o.grid.num_inference_steps = num_inference_steps;
-    o.grid.timestep_spacing = timestep_spacing;
-    o.grid.steps_offset = steps_offset;
+    o.grid = grid_options(num_inference_steps, true);
     o.solver_order = solver_order;
     o.solver_type = solver_type;
     o.algorithm_type = algorithm_type;
     o.lower_order_final = lower_order_final;
     o.euler_at_final = euler_at_final;
-    o.grid.sigma_spacing = sigma_spacing();
-    o.grid.final_sigma = final_sigmas_type;
     o.clipping = clipping();
     return o;
   }
   PNDMOptions pndm_options(int num_inference_steps) const {
     PNDMOptions o;
-    o.grid.num_inference_steps = num_inference_steps;
-    o.grid.timestep_spacing = timestep_spacing;
-    o.grid.steps_offset = steps_offset;
+    o.grid = grid_options(num_inference_steps, false);
     o.skip_prk_steps = skip_prk_steps;
     o.set_alpha_to_one = set_alpha_to_one;
     return o;
@@ -465,27 +469,19 @@ struct DiffusersSchedulerConfig {
   template <class Options>
   Options sigma_grid_options(int num_inference_steps) const {
     Options o;
-    o.grid.num_inference_steps = num_inference_steps;
-    o.grid.timestep_spacing = timestep_spacing;
-    o.grid.steps_offset = steps_offset;
-    o.grid.sigma_spacing = sigma_spacing();
-    o.grid.final_sigma = final_sigmas_type;
+    o.grid = grid_options(num_inference_steps, true);
     o.clipping = clipping();
     return o;
   }
   /// Bounds only in the data-prediction form: diffusers thresholds x0 only when predict_x0.
   UniPCOptions unipc_options(int num_inference_steps) const {
     UniPCOptions o;
-    o.grid.num_inference_steps = num_inference_steps;
-    o.grid.timestep_spacing = timestep_spacing;
-    o.grid.steps_offset = steps_offset;
+    o.grid = grid_options(num_inference_steps, true);
     o.solver_order = solver_order;
     o.solver_type = unipc_solver_type;
     o.predict_x0 = predict_x0;
     o.lower_order_final = lower_order_final;
     o.disable_corrector = disable_corrector;
-    o.grid.sigma_spacing = sigma_spacing();
-    o.grid.final_sigma = final_sigmas_type;
     o.clipping = predict_x0 ? clipping() : Clipping::none();
     return o;
   }
